@@ -1,0 +1,1 @@
+"""Apache Beam jobs; ``beam_jobs.prepare`` is the main one."""

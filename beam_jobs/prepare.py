@@ -1,0 +1,281 @@
+"""The prepare job: annotations -> validated records -> statistics -> weights -> shards + report.
+
+Run ``python -m beam_jobs.prepare --input PATH --output DIR`` (or
+``boxweight prepare ...``); any Beam pipeline option may follow. Without
+``--runner`` it runs locally and offline on every core (``DirectRunner`` in
+multi-processing mode); ``--runner=DataflowRunner`` runs it on Dataflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+import readers
+from beam_jobs.transforms import (
+    REJECTS,
+    REPAIRS,
+    AttachWeights,
+    ClassStatistics,
+    EncodeExamples,
+    ReadAnnotations,
+    SplitTrainVal,
+    Validate,
+    WriteShards,
+    rejects_jsonl,
+    write_text,
+)
+from readers import fs
+from readers.raw import SourceError
+from schemas.label_map import LabelMap
+from weighting import report
+from weighting.apply import WeightPlan
+from weighting.schemes import NORMALIZATIONS, SCHEMES, BoxMultipliers, WeightingError, load_manual_weights
+from weighting.stats import SplitStats
+
+log = logging.getLogger(__name__)
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"
+
+
+class JobError(SystemExit):
+    """An unusable job: exits non-zero with one clear message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"boxweight prepare: error: {message}")
+
+
+class PrepareOptions(PipelineOptions):
+    """Job flags (dashes or underscores both work)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: Any) -> None:
+        def add(name: str, **kw: Any) -> None:
+            dest = name.replace("-", "_")
+            parser.add_argument(f"--{name}", *([f"--{dest}"] if "-" in name else []), dest=dest, **kw)
+
+        add("input", help="annotation file, folder or TFRecord glob (local or gs://)")
+        add("format", default="auto", help="auto|" + "|".join(readers.FORMATS))
+        add("image-root", default=None, help="folder that image file names are relative to")
+        add("label-map", default=None, help="fix the class set and ids with a label_map.pbtxt")
+        add("output", help="output folder (local or gs://)")
+        add("scheme", default="balanced", help="weighting scheme: " + "|".join(SCHEMES))
+        add("normalize", default="boxes", help="|".join(NORMALIZATIONS))
+        add("max-weight", type=float, default=None, help="cap on class weights, applied last")
+        add("beta", type=float, default=0.999, help="effective_number: beta")
+        add("repeat-threshold", type=float, default=0.001, help="LVIS repeat factor threshold t")
+        add("manual-weights", default=None, help="manual: JSON or YAML file, class name -> weight")
+        add("difficult-weight", type=float, default=1.0, help="multiplier for difficult boxes")
+        add("crowd-weight", type=float, default=1.0, help="multiplier for is_crowd boxes")
+        add("truncated-weight", type=float, default=1.0, help="multiplier for truncated boxes")
+        add("val-fraction", type=float, default=0.1, help="val share carved from train when the source has no val split")
+        add("num-shards", type=int, default=0, help="shards per split; 0 = about 64 MiB each")
+        add("compression", default="none", help="none|gzip")
+        add("max-side", type=int, default=0, help="re-encode images whose longer side exceeds this (0 = never)")
+
+
+def scheme_params(opts: PrepareOptions) -> dict[str, Any]:
+    if opts.scheme == "effective_number":
+        return {"beta": opts.beta}
+    if opts.scheme == "repeat_factor":
+        return {"threshold": opts.repeat_threshold}
+    if opts.scheme == "manual":
+        if not opts.manual_weights:
+            raise JobError("--scheme manual needs --manual-weights FILE")
+        return {"weights": load_manual_weights(opts.manual_weights)}
+    return {}
+
+
+def check_options(opts: PrepareOptions) -> None:
+    """Fail fast, before any work, on flags that cannot work."""
+    if not opts.input:
+        raise JobError("--input is required")
+    if not opts.output:
+        raise JobError("--output is required")
+    if opts.scheme not in SCHEMES:
+        raise JobError(f"unknown scheme {opts.scheme!r}; known: {', '.join(SCHEMES)}")
+    if opts.normalize not in NORMALIZATIONS:
+        raise JobError(f"unknown normalization {opts.normalize!r}; known: {', '.join(NORMALIZATIONS)}")
+    if opts.compression not in ("none", "gzip"):
+        raise JobError(f"unknown compression {opts.compression!r}; known: none, gzip")
+    if not 0.0 <= opts.val_fraction < 1.0:
+        raise JobError(f"--val-fraction {opts.val_fraction} must be in [0, 1)")
+    if opts.num_shards < 0 or opts.max_side < 0:
+        raise JobError("--num-shards and --max-side must be >= 0")
+    try:
+        BoxMultipliers(opts.difficult_weight, opts.crowd_weight, opts.truncated_weight)
+    except WeightingError as exc:
+        raise JobError(str(exc)) from None
+
+
+def ensure_writable(output: str) -> None:
+    probe = fs.join(output, ".boxweight-write-test")
+    try:
+        if "://" not in output:
+            os.makedirs(output, exist_ok=True)
+        write_text(probe, "")
+        fs.FileSystems.delete([probe])  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise JobError(f"output {output!r} is not writable: {exc}") from None
+
+
+def default_runner_args(argv: list[str]) -> list[str]:
+    """Local default: the FnApiRunner in multi-processing mode on every core.
+
+    Named directly because ``DirectRunner`` first tries the Prism runner,
+    which downloads a binary; offline that logs an error before falling back.
+    """
+    if any(a == "--runner" or a.startswith("--runner=") for a in argv):
+        return argv
+    return argv + [
+        f"--runner={LOCAL_RUNNER}",
+        "--direct_running_mode=multi_processing",
+        f"--direct_num_workers={os.cpu_count() or 1}",
+    ]
+
+
+class Prepare(beam.PTransform):
+    """The whole job as one transform: every stage labelled, in data-flow order."""
+
+    def __init__(self, opts: PrepareOptions, label_map: LabelMap, command: str) -> None:
+        super().__init__()
+        self.opts, self.label_map, self.command = opts, label_map, command
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> None:
+        o, lm = self.opts, self.label_map
+        raw = pbegin | "ReadAnnotations" >> ReadAnnotations(o.input, o.format, o.image_root, lm)
+        checked = raw | "Validate" >> Validate(lm)
+        records = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
+        stats = records | "ClassStatistics" >> ClassStatistics()
+        plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)
+        weighted = records | "AttachWeights" >> AttachWeights(beam.pvalue.AsSingleton(plan))
+        shards = (
+            weighted
+            | "EncodeExamples" >> EncodeExamples(o.max_side or None)
+            | "WriteShards" >> WriteShards(o.output, o.num_shards, o.compression)
+        )
+        accounting = (
+            (records, checked[REJECTS], checked[REPAIRS])
+            | "AllOutcomes" >> beam.Flatten()
+            | "Account" >> beam.CombineGlobally(_AccountingFn())
+        )
+        _ = (
+            pbegin
+            | "ReportSeed" >> beam.Create([None])
+            | "WriteReport"
+            >> beam.Map(
+                self._write_report,
+                beam.pvalue.AsList(stats),
+                beam.pvalue.AsSingleton(plan),
+                beam.pvalue.AsSingleton(accounting),
+                beam.pvalue.AsList(checked[REJECTS]),
+                beam.pvalue.AsList(shards),
+            )
+        )
+
+    def _plan(self, stats: list[tuple[str, SplitStats]]) -> WeightPlan:
+        o = self.opts
+        by_split = dict(stats)
+        train = by_split.get("train") or SplitStats()
+        return WeightPlan.from_stats(
+            train,
+            self.label_map.names,
+            o.scheme,
+            normalize=o.normalize,
+            max_weight=o.max_weight,
+            repeat_threshold=o.repeat_threshold,
+            multipliers=BoxMultipliers(o.difficult_weight, o.crowd_weight, o.truncated_weight),
+            **scheme_params(o),
+        )
+
+    def _write_report(self, _: Any, stats: list, plan: WeightPlan, acc: readers.Accounting, rejects: list, shards: list) -> None:
+        o = self.opts
+        doc = report.build_stats(
+            dict(stats),
+            plan,
+            self.label_map,
+            acc.totals(),
+            command=self.command,
+            input_info={"path": o.input, "format": o.format, "image_root": o.image_root, "shards": sorted(os.path.basename(s) for s in shards)},
+        )
+        write_text(fs.join(o.output, "stats.json"), report.dumps(doc))
+        write_text(fs.join(o.output, "report.csv"), report.to_csv(doc))
+        write_text(fs.join(o.output, "rejects.jsonl"), rejects_jsonl(rejects))
+        write_text(fs.join(o.output, "label_map.pbtxt"), self.label_map.to_pbtxt())
+        try:
+            from weighting import html_report
+        except ImportError:
+            return
+        write_text(fs.join(o.output, "report.html"), html_report.render(doc))
+
+
+class _AccountingFn(beam.CombineFn):
+    def create_accumulator(self) -> readers.Accounting:
+        return readers.Accounting()
+
+    def add_input(self, acc: readers.Accounting, item: Any) -> readers.Accounting:
+        return acc.add(item)
+
+    def merge_accumulators(self, accs: Any) -> readers.Accounting:
+        it = iter(accs)
+        first = next(it)
+        for other in it:
+            first.merge(other)
+        return first
+
+    def extract_output(self, acc: readers.Accounting) -> readers.Accounting:
+        return acc
+
+
+def run(argv: Sequence[str] | None = None, *, print_report: bool = True) -> dict[str, Any]:
+    """Run the job; returns the ``stats.json`` document.
+
+    Raises:
+        JobError (SystemExit): missing input, unknown format or scheme,
+            unwritable output, or no valid image at all.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "boxweight prepare " + shlex.join(argv)
+    options = PipelineOptions(default_runner_args(argv))
+    opts = options.view_as(PrepareOptions)
+    check_options(opts)
+    try:
+        fixed = LabelMap.from_pbtxt(fs.read_text(opts.label_map), opts.label_map) if opts.label_map else None
+        source = readers.open_source(opts.input, opts.format, opts.image_root, fixed)
+        scheme_params(opts)
+    except (SourceError, WeightingError, ValueError) as exc:
+        raise JobError(str(exc)) from None
+    opts.format = source.format
+    label_map = fixed or source.label_map
+    ensure_writable(opts.output)
+    log.info("prepare: %s as %s, %d classes, runner %s", opts.input, source.format, len(label_map), options.view_as(StandardOptions).runner)
+
+    pipeline = beam.Pipeline(options=options)
+    _ = pipeline | "Prepare" >> Prepare(opts, label_map, command)
+    result = pipeline.run()
+    result.wait_until_finish()
+    if getattr(options.view_as(PrepareOptions), "dry_run", False) or not fs.exists(fs.join(opts.output, "stats.json")):
+        return {}
+    doc = report.load(opts.output).attrs["stats"]
+    if print_report:
+        print(report.render_table(doc))
+        print(f"outputs in {opts.output}")
+    if doc["totals"]["images_written"] == 0:
+        raise JobError(f"no valid image in {opts.input}; see {fs.join(opts.output, 'rejects.jsonl')}")
+    return doc
+
+
+def main() -> None:
+    from boxweight.cli import main as cli_main
+
+    sys.exit(cli_main(["prepare", *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    main()

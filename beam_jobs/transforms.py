@@ -1,0 +1,311 @@
+"""One composite PTransform per stage of the prepare job.
+
+Each is a thin adapter over the pure functions in ``readers`` and
+``weighting``: the logic lives there, Beam only distributes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+import readers
+from readers import fs
+from readers.probe import ProbeError, resize_to
+from schemas.annotations import ImageRecord, Reject
+from schemas.codec import encode_record
+from schemas.label_map import LabelMap
+from schemas.reasons import Repair
+from weighting.stats import SplitStats
+
+log = logging.getLogger(__name__)
+NAMESPACE = "boxweight"
+REJECTS = "rejects"
+REPAIRS = "repairs"
+TARGET_SHARD_BYTES = 64 << 20
+
+
+def image_key(record: ImageRecord) -> str:
+    """Stable sort and hash key of a record: unique within a dataset."""
+    return f"{record.split}/{record.source_id}"
+
+
+def stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+class ReadAnnotations(beam.PTransform):
+    """Parse the annotation files: raw images and the rejects found while parsing."""
+
+    def __init__(self, path: str, format: str, image_root: str | None, label_map: LabelMap) -> None:
+        super().__init__()
+        self.path, self.format, self.image_root, self.label_map = path, format, image_root, label_map
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        def parse(_: Any) -> Iterator[Any]:
+            source = readers.open_source(self.path, self.format, self.image_root, self.label_map)
+            for n, item in enumerate(source, start=1):
+                if n % 10000 == 0:
+                    log.info("parsed %d annotation entries from %s", n, self.path)
+                yield item
+
+        return (
+            pbegin
+            | "Seed" >> beam.Create([self.path])
+            | "Parse" >> beam.FlatMap(parse)
+            # Parsing is one sequential stream; spread the per-image work across workers.
+            | "Spread" >> beam.Reshuffle()
+        )
+
+
+class _ValidateFn(beam.DoFn):
+    def __init__(self, label_map: LabelMap) -> None:
+        self.label_map = label_map
+        self.read = Metrics.counter(NAMESPACE, "images_read")
+        self.quarantined = Metrics.counter(NAMESPACE, "images_quarantined")
+        self.boxes_dropped = Metrics.counter(NAMESPACE, "boxes_dropped")
+
+    def process(self, item: readers.RawImage | Reject) -> Iterator[Any]:
+        if isinstance(item, Reject):
+            rejects: tuple[Reject, ...] = (item,)
+            record, repairs = None, ()
+        else:
+            self.read.inc()
+            result = readers.validate_image(item, self.label_map)
+            rejects, record, repairs = result.rejects, result.record, result.repairs
+        for reject in rejects:
+            if reject.is_image:
+                self.quarantined.inc()
+                Metrics.counter(NAMESPACE, f"images_quarantined_{reject.reason.value}").inc()
+            if reject.boxes:
+                self.boxes_dropped.inc(reject.boxes)
+                reason = "image_quarantined" if reject.is_image else reject.reason.value
+                Metrics.counter(NAMESPACE, f"boxes_dropped_{reason}").inc(reject.boxes)
+            yield beam.pvalue.TaggedOutput(REJECTS, reject)
+        for repair in repairs:
+            Metrics.counter(NAMESPACE, f"repaired_{repair.value}").inc()
+            yield beam.pvalue.TaggedOutput(REPAIRS, repair)
+        if record is not None:
+            yield record
+
+
+class Validate(beam.PTransform):
+    """Probe each image and check its boxes: records, plus dead-letter rejects and repairs."""
+
+    def __init__(self, label_map: LabelMap) -> None:
+        super().__init__()
+        self.label_map = label_map
+
+    def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        return raw | "Check" >> beam.ParDo(_ValidateFn(self.label_map)).with_outputs(REJECTS, REPAIRS, main="records")
+
+
+def stratum(record: ImageRecord, class_images: dict[str, int]) -> str:
+    """The image's rarest class (by images containing it), or '' for a negative."""
+    names = {b.text for b in record.boxes}
+    return min(names, key=lambda n: (class_images.get(n, 0), n)) if names else ""
+
+
+def val_count(n: int, fraction: float) -> int:
+    """Images of a stratum that go to val: the rounded share, but each side keeps one when n >= 2."""
+    if fraction <= 0 or n == 0:
+        return 0
+    k = round(n * fraction)
+    return min(max(k, 1), n - 1) if n >= 2 else 0
+
+
+class SplitTrainVal(beam.PTransform):
+    """Keep the source's splits; if it has no val split, carve one out of train.
+
+    The carve-out is stratified by each image's rarest class and ordered by a
+    stable hash of the image key, so it is deterministic and rare classes land
+    in both splits whenever they have two or more images.
+    """
+
+    def __init__(self, val_fraction: float) -> None:
+        super().__init__()
+        self.val_fraction = val_fraction
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        frac = self.val_fraction
+        splits = records | "Splits" >> beam.Map(lambda r: r.split) | "DistinctSplits" >> beam.Distinct()
+        class_images = (
+            records
+            | "ClassesPerImage" >> beam.FlatMap(lambda r: sorted({b.text for b in r.boxes}))
+            | "CountImages" >> beam.combiners.Count.PerElement()
+        )
+        class_images_si = beam.pvalue.AsDict(class_images)
+        carve_si = beam.pvalue.AsSingleton(
+            splits | "NeedsVal" >> beam.combiners.ToList() | beam.Map(lambda s: "val" not in s and frac > 0)
+        )
+        thresholds = (
+            records
+            | "TrainOnly" >> beam.Filter(lambda r: r.split == "train")
+            | "Stratum" >> beam.Map(lambda r, ci: (stratum(r, ci), stable_hash(image_key(r))), ci=class_images_si)
+            | "ByStratum" >> beam.GroupByKey()
+            | "Threshold" >> beam.Map(_threshold, frac)
+        )
+        thresholds_si = beam.pvalue.AsDict(thresholds)
+
+        def assign(record: ImageRecord, carve: bool, ci: dict[str, int], th: dict[str, int]) -> ImageRecord:
+            if not carve or record.split != "train":
+                return record
+            if stable_hash(image_key(record)) < th.get(stratum(record, ci), 0):
+                return record.replace(split="val")
+            return record
+
+        return records | "Assign" >> beam.Map(assign, carve_si, class_images_si, thresholds_si)
+
+
+def _threshold(kv: tuple[str, Iterable[int]], fraction: float) -> tuple[str, int]:
+    key, hashes = kv
+    ordered = sorted(hashes)
+    k = val_count(len(ordered), fraction)
+    return key, (ordered[k - 1] + 1 if k else 0)
+
+
+class _StatsCombineFn(beam.CombineFn):
+    def create_accumulator(self) -> SplitStats:
+        return SplitStats()
+
+    def add_input(self, acc: SplitStats, record: ImageRecord) -> SplitStats:
+        return acc.add(record)
+
+    def merge_accumulators(self, accs: Iterable[SplitStats]) -> SplitStats:
+        it = iter(accs)
+        first = next(it)
+        for other in it:
+            first.merge(other)
+        return first
+
+    def extract_output(self, acc: SplitStats) -> SplitStats:
+        return acc
+
+
+class ClassStatistics(beam.PTransform):
+    """SplitStats per split, as (split, stats) pairs."""
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return (
+            records
+            | "BySplit" >> beam.Map(lambda r: (r.split, r))
+            | "Combine" >> beam.CombinePerKey(_StatsCombineFn())
+        )
+
+
+class AttachWeights(beam.PTransform):
+    """Set each box's weight and each image's repeat factor from the plan (a side input)."""
+
+    def __init__(self, plan: beam.pvalue.AsSingleton) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return records | "Apply" >> beam.Map(lambda r, plan: plan.apply(r), self.plan)
+
+
+class _EncodeFn(beam.DoFn):
+    def __init__(self, max_side: int | None) -> None:
+        self.max_side = max_side
+        self.written = Metrics.counter(NAMESPACE, "images_encoded")
+        self.resized = Metrics.counter(NAMESPACE, f"repaired_{Repair.RESIZED.value}")
+
+    def process(self, record: ImageRecord) -> Iterator[tuple[str, str, bytes]]:
+        data = record.encoded if record.encoded is not None else fs.read_bytes(record.path)
+        if self.max_side and max(record.width, record.height) > self.max_side:
+            try:
+                data, width, height = resize_to(data, self.max_side, record.format, record.path)
+            except ProbeError as exc:
+                # Probed fine but does not decode: leave it as it was rather than lose it.
+                log.warning("not resized: %s", exc.detail)
+            else:
+                self.resized.inc()
+                record = record.replace(width=width, height=height)
+        self.written.inc()
+        yield record.split, image_key(record), encode_record(record.replace(encoded=None), data)
+
+
+class EncodeExamples(beam.PTransform):
+    """Serialize records as tf.train.Example: (split, key, bytes)."""
+
+    def __init__(self, max_side: int | None = None) -> None:
+        super().__init__()
+        self.max_side = max_side
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return records | "Encode" >> beam.ParDo(_EncodeFn(self.max_side))
+
+
+def shard_count(total_bytes: int, images: int, requested: int) -> int:
+    if requested > 0:
+        return requested
+    return max(1, min(images, math.ceil(total_bytes / TARGET_SHARD_BYTES)))
+
+
+def shard_name(split: str, index: int, count: int, compression: str) -> str:
+    """TF OD API shard naming: ``train-00000-of-00010.tfrecord`` (``.gz`` when gzipped)."""
+    suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+    return f"{split}-{index:05d}-of-{count:05d}{suffix}"
+
+
+class WriteShards(beam.PTransform):
+    """Write each split as N shards, examples assigned by stable hash and sorted by key.
+
+    Every shard file is written whole by one worker, so a retried bundle
+    rewrites identical bytes: the output is deterministic and idempotent.
+    """
+
+    def __init__(self, output: str, num_shards: int, compression: str) -> None:
+        super().__init__()
+        self.output, self.num_shards, self.compression = output, num_shards, compression
+
+    def expand(self, encoded: beam.PCollection) -> beam.PCollection:
+        requested, compression, output = self.num_shards, self.compression, self.output
+        sizes = (
+            encoded
+            | "Sizes" >> beam.Map(lambda e: (e[0], (len(e[2]), 1)))
+            | "SumSizes" >> beam.CombinePerKey(lambda vs: tuple(map(sum, zip(*vs))) or (0, 0))
+        )
+        counts = sizes | "ShardCount" >> beam.MapTuple(lambda split, s: (split, shard_count(s[0], s[1], requested)))
+        counts_si = beam.pvalue.AsDict(counts)
+        keyed = encoded | "Assign" >> beam.Map(
+            lambda e, n: ((e[0], stable_hash(e[1]) % n[e[0]]), (e[1], e[2])), counts_si
+        )
+        every_shard = counts | "EveryShard" >> beam.FlatMapTuple(lambda split, n: [((split, i), None) for i in range(n)])
+        return (
+            (keyed, every_shard)
+            | "Merge" >> beam.Flatten()
+            | "ByShard" >> beam.GroupByKey()
+            | "Write" >> beam.Map(_write_shard, output, counts_si, compression)
+        )
+
+
+def _write_shard(kv: tuple[tuple[str, int], Iterable[Any]], output: str, counts: dict[str, int], compression: str) -> str:
+    import tensorflow as tf
+
+    (split, index), values = kv
+    examples = sorted(v for v in values if v is not None)
+    path = fs.join(output, shard_name(split, index, counts[split], compression))
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+    with tf.io.TFRecordWriter(path, options) as writer:
+        for _, data in examples:
+            writer.write(data)
+    return path
+
+
+def write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def rejects_jsonl(rejects: Iterable[Reject]) -> str:
+    lines = sorted(json.dumps(r.to_json(), sort_keys=True, ensure_ascii=False) for r in rejects)
+    return "".join(line + "\n" for line in lines)

@@ -1,0 +1,3 @@
+"""boxweight: per-box class weights for object detection datasets."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""The ``boxweight`` command: ``prepare``, ``report``, ``demo-data``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _quiet_logs() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+
+
+def _prepare(argv: list[str]) -> int:
+    from beam_jobs import prepare
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(prepare.__doc__)
+        print("flags (all Beam pipeline options are accepted too):")
+        for action in _prepare_flags():
+            print(f"  {action}")
+        return 0
+    prepare.run(argv)
+    return 0
+
+
+def _prepare_flags() -> list[str]:
+    from beam_jobs.prepare import PrepareOptions
+
+    parser = argparse.ArgumentParser(add_help=False)
+    PrepareOptions._add_argparse_args(parser)
+    return [f"{a.option_strings[0]:<22} {a.help or ''}" + (f" (default {a.default})" if a.default not in (None, "") else "") for a in parser._actions]
+
+
+def _report(args: argparse.Namespace) -> int:
+    from weighting import report
+
+    if args.compare:
+        a, b = (report.load(d).attrs["stats"] for d in args.compare)
+        print(report.render_compare(a, b, *args.compare))
+        return 0
+    doc = report.load(args.dir).attrs["stats"]
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        print(report.render_table(doc))
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from boxweight.demo_data import generate
+
+    counts = generate(args.out, num_images=args.images, image_size=args.size, seed=args.seed)
+    total = sum(counts.values())
+    print(f"wrote {args.images} images, {total} boxes to {args.out}/annotations.json")
+    for name, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<10} {n:>6} boxes ({100 * n / total:.2f}%)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="boxweight",
+        description="Per-box class weights for object detection datasets: prepare weighted TFRecords and inspect class statistics.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("prepare", help="run the Beam job: annotations -> weighted TFRecords + report (see 'prepare --help')", add_help=False)
+    rep = sub.add_parser("report", help="print the class statistics of a prepare output folder")
+    rep.add_argument("dir", nargs="?", help="output folder of 'boxweight prepare'")
+    rep.add_argument("--json", action="store_true", help="print stats.json instead of the table")
+    rep.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two output folders side by side")
+    demo = sub.add_parser("demo-data", help="write the embedded demo dataset (COCO JSON, deterministic by seed)")
+    demo.add_argument("--out", default="build/demo")
+    demo.add_argument("--images", type=int, default=2000)
+    demo.add_argument("--size", type=int, default=128)
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_logs()
+    if argv and argv[0] == "prepare":
+        return _prepare(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        if not args.dir and not args.compare:
+            parser.error("report needs DIR or --compare A B")
+        return _report(args)
+    if args.command == "demo-data":
+        return _demo_data(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Annotation readers: a dataset on disk -> validated records and rejects.
+
+``open_source(path, format)`` returns a source (a parser with a
+``label_map`` and an iterator of :class:`~readers.raw.RawImage` or
+:class:`~schemas.annotations.Reject`); :func:`validate_image` checks one raw
+image; :func:`read` chains both and keeps the :class:`Accounting`. The Beam
+job runs the same two steps as its read and validate stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from readers import fs
+from readers.coco import CocoSource
+from readers.csv_source import CsvSource
+from readers.raw import RawBox, RawImage, SourceError
+from readers.tfrecord import SUFFIXES as TFRECORD_SUFFIXES
+from readers.tfrecord import TfRecordSource
+from readers.validate import Validated, validate_image
+from readers.voc import VocSource
+from readers.yolo import YoloSource
+from schemas.annotations import ImageRecord, Reject
+from schemas.label_map import LabelMap
+from schemas.reasons import RejectReason, Repair
+
+__all__ = [
+    "FORMATS",
+    "Accounting",
+    "RawBox",
+    "RawImage",
+    "Source",
+    "SourceError",
+    "Validated",
+    "detect_format",
+    "open_source",
+    "read",
+    "validate_image",
+]
+
+
+class Source(Protocol):
+    format: str
+    label_map: LabelMap
+
+    def __iter__(self) -> Iterator[RawImage | Reject]: ...
+
+
+FORMATS: dict[str, Callable[..., Source]] = {
+    "coco": CocoSource,
+    "voc": VocSource,
+    "yolo": YoloSource,
+    "csv": CsvSource,
+    "tfrecord": TfRecordSource,
+}
+
+_LOOKED_FOR = (
+    "coco: *.json, */_annotations.coco.json, annotations/instances_*.json; "
+    "voc: **/*.xml; yolo: data.yaml or classes.txt with images/ and labels/; "
+    "csv: *.csv; tfrecord: *.tfrecord, *.record, *-of-*"
+)
+
+
+def detect_format(path: str) -> str:
+    """Guess the annotation format of ``path``.
+
+    Raises:
+        SourceError: the path does not exist or matches no format; the
+            message lists what was looked for.
+    """
+    lower = path.lower()
+    base = posixpath.basename(lower)
+    if any(c in path for c in "*?["):
+        return "tfrecord"
+    if not fs.exists(path):
+        raise SourceError(f"input {path!r} does not exist")
+    if lower.endswith(".json"):
+        return "coco"
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith(".xml"):
+        raise SourceError(f"{path}: give the folder of VOC XML files, not one file")
+    if lower.endswith(TFRECORD_SUFFIXES) or "-of-" in base:
+        return "tfrecord"
+    files = fs.list_files(path)
+    names = {posixpath.basename(f).lower() for f in files}
+    rels = [fs.relpath(f, path) for f in files]
+    if names & {"data.yaml", "data.yml", "dataset.yaml", "classes.txt"} and any("labels/" in r for r in rels):
+        return "yolo"
+    if "_annotations.coco.json" in names or any(n.startswith("instances_") and n.endswith(".json") for n in names):
+        return "coco"
+    if any(n.endswith(".xml") for n in names):
+        return "voc"
+    if any(n.endswith(".csv") for n in names):
+        return "csv"
+    if any(n.endswith(TFRECORD_SUFFIXES) or "-of-" in n for n in names):
+        return "tfrecord"
+    raise SourceError(f"{path}: no known annotation format found; looked for {_LOOKED_FOR}")
+
+
+def open_source(path: str, format: str = "auto", image_root: str | None = None, label_map: LabelMap | None = None) -> Source:
+    """Open a dataset; ``format='auto'`` detects it (see :func:`detect_format`).
+
+    Raises:
+        SourceError: unknown format name, missing path, or unreadable dataset.
+    """
+    if format == "auto":
+        format = detect_format(path)
+    if format not in FORMATS:
+        raise SourceError(f"unknown format {format!r}; known: auto, {', '.join(FORMATS)}")
+    if not any(c in path for c in "*?[") and not fs.exists(path):
+        raise SourceError(f"input {path!r} does not exist")
+    kwargs: dict[str, Any] = {"image_root": image_root}
+    if label_map is not None and format in ("voc", "csv", "tfrecord"):
+        kwargs["label_map"] = label_map
+    return FORMATS[format](path, **kwargs)
+
+
+@dataclasses.dataclass
+class Accounting:
+    """Running counts; ``images_in = written + quarantined``, ``boxes_in = kept + dropped``."""
+
+    images_in: int = 0
+    images_written: int = 0
+    boxes_in: int = 0
+    boxes_written: int = 0
+    images_quarantined_by_reason: Counter[str] = dataclasses.field(default_factory=Counter)
+    boxes_dropped_by_reason: Counter[str] = dataclasses.field(default_factory=Counter)
+    repairs: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    @property
+    def images_quarantined(self) -> int:
+        return sum(self.images_quarantined_by_reason.values())
+
+    @property
+    def boxes_dropped(self) -> int:
+        return sum(self.boxes_dropped_by_reason.values())
+
+    def add_reject(self, reject: Reject) -> None:
+        if reject.is_image:
+            self.images_in += 1
+            self.images_quarantined_by_reason[reject.reason.value] += 1
+            if reject.boxes:
+                self.boxes_dropped_by_reason[RejectReason.IMAGE_QUARANTINED.value] += reject.boxes
+        elif reject.boxes:
+            self.boxes_dropped_by_reason[reject.reason.value] += reject.boxes
+        self.boxes_in += reject.boxes
+
+    def add_record(self, record: ImageRecord, repairs: tuple[Repair, ...] = ()) -> None:
+        self.images_in += 1
+        self.images_written += 1
+        self.boxes_in += len(record.boxes)
+        self.boxes_written += len(record.boxes)
+        self.repairs.update(r.value for r in repairs)
+
+    def add(self, item: ImageRecord | Reject | Repair) -> Accounting:
+        """Count one item of the job's outputs (a record, a reject or a repair)."""
+        if isinstance(item, Reject):
+            self.add_reject(item)
+        elif isinstance(item, Repair):
+            self.repairs[item.value] += 1
+        else:
+            self.add_record(item)
+        return self
+
+    def merge(self, other: Accounting) -> Accounting:
+        self.images_in += other.images_in
+        self.images_written += other.images_written
+        self.boxes_in += other.boxes_in
+        self.boxes_written += other.boxes_written
+        self.images_quarantined_by_reason.update(other.images_quarantined_by_reason)
+        self.boxes_dropped_by_reason.update(other.boxes_dropped_by_reason)
+        self.repairs.update(other.repairs)
+        return self
+
+    def totals(self) -> dict[str, Any]:
+        """The ``totals`` block of ``stats.json``."""
+        return {
+            "images_in": self.images_in,
+            "images_written": self.images_written,
+            "images_quarantined": self.images_quarantined,
+            "boxes_in": self.boxes_in,
+            "boxes_written": self.boxes_written,
+            "boxes_dropped": self.boxes_dropped,
+            "images_quarantined_by_reason": dict(sorted(self.images_quarantined_by_reason.items())),
+            "boxes_dropped_by_reason": dict(sorted(self.boxes_dropped_by_reason.items())),
+            "repairs": dict(sorted(self.repairs.items())),
+        }
+
+    def balanced(self) -> bool:
+        return (
+            self.images_in == self.images_written + self.images_quarantined
+            and self.boxes_in == self.boxes_written + self.boxes_dropped
+        )
+
+
+def read(
+    path: str,
+    format: str = "auto",
+    image_root: str | None = None,
+    accounting: Accounting | None = None,
+) -> Iterator[ImageRecord | Reject]:
+    """Every image and box of a dataset, as a valid record or a reject.
+
+    Args:
+        path: dataset path (file, folder or glob, local or ``gs://``).
+        format: ``auto`` or a key of :data:`FORMATS`.
+        image_root: where image file names are resolved, when not beside
+            the annotations.
+        accounting: filled in as items are yielded.
+
+    Raises:
+        SourceError: the dataset as a whole cannot be read.
+    """
+    acc = accounting if accounting is not None else Accounting()
+    source = open_source(path, format, image_root)
+    for item in source:
+        if isinstance(item, Reject):
+            acc.add_reject(item)
+            yield item
+            continue
+        result = validate_image(item, source.label_map)
+        for reject in result.rejects:
+            acc.add_reject(reject)
+            yield reject
+        if result.record is not None:
+            acc.add_record(result.record, result.repairs)
+            yield result.record

@@ -1,0 +1,191 @@
+"""COCO instances JSON, parsed as a stream (``ijson``) so memory stays bounded.
+
+``bbox`` is ``[x, y, w, h]`` in pixels. Category ids may be any integer,
+including 0; label ids are assigned from 1 in order of category id, keeping
+the original names. Categories that no annotation uses (such as a Roboflow
+supercategory) stay in the label map, so ids are stable across splits.
+
+Accepted paths: one ``.json`` file (images under ``--image-root``, default the
+file's folder), or a folder holding one annotation file per split
+(Roboflow ``{train,valid,test}/_annotations.coco.json``, or COCO's
+``annotations/instances_{split}.json`` with images in ``{split}/``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import posixpath
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import ijson
+
+from readers import fs
+from readers.raw import RawBox, RawImage, SourceError
+from readers.splits import split_name
+from schemas.annotations import Reject
+from schemas.label_map import LabelMap
+from schemas.reasons import RejectReason
+
+_INSTANCES = re.compile(r"instances_(\w+?)\.json$")
+
+
+@dataclasses.dataclass(frozen=True)
+class _AnnotationFile:
+    path: str
+    image_root: str
+    split: str
+
+
+def find_files(path: str, image_root: str | None) -> list[_AnnotationFile]:
+    if path.lower().endswith(".json"):
+        split = split_name(posixpath.basename(posixpath.dirname(path)), default="")
+        m = _INSTANCES.search(path)
+        if m:
+            split = split_name(m.group(1))
+        return [_AnnotationFile(path, image_root or posixpath.dirname(path), split or "")]
+    files = []
+    for json_path in fs.list_files(path, (".json",)):
+        rel = fs.relpath(json_path, path)
+        m = _INSTANCES.search(rel)
+        if m:
+            split = split_name(m.group(1))
+            root = image_root or fs.join(path, m.group(1))
+            files.append(_AnnotationFile(json_path, root, split))
+        elif posixpath.basename(rel) == "_annotations.coco.json":
+            folder = posixpath.dirname(json_path)
+            files.append(_AnnotationFile(json_path, image_root or folder, split_name(posixpath.basename(folder))))
+    return files
+
+
+def _items(path: str, prefix: str) -> Iterator[Any]:
+    with fs.open_binary(path) as f:
+        yield from ijson.items(f, prefix, use_float=True)
+
+
+class CocoSource:
+    """Streams images and boxes from one or more COCO instances files."""
+
+    format = "coco"
+
+    def __init__(self, path: str, image_root: str | None = None) -> None:
+        self.files = find_files(path, image_root)
+        if not self.files:
+            raise SourceError(
+                f"{path}: no COCO annotation file found (looked for *.json, "
+                "*/_annotations.coco.json, annotations/instances_*.json)"
+            )
+        self._categories: dict[int, str] = {}
+        for af in self.files:
+            try:
+                for cat in _items(af.path, "categories.item"):
+                    cid, name = int(cat["id"]), str(cat["name"])
+                    if self._categories.get(cid, name) != name:
+                        raise SourceError(f"{af.path}: category id {cid} is {name!r} here, {self._categories[cid]!r} elsewhere")
+                    self._categories[cid] = name
+            except (ijson.JSONError, KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, SourceError):
+                    raise
+                raise SourceError(f"{af.path}: cannot read categories: {exc}") from exc
+        names = [self._categories[cid] for cid in sorted(self._categories)]
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise SourceError(f"{path}: category names {dupes} are used by more than one id")
+        self.label_map = LabelMap.from_names(names)
+
+    def __iter__(self) -> Iterator[RawImage | Reject]:
+        for af in self.files:
+            yield from self._read_file(af)
+
+    def _read_file(self, af: _AnnotationFile) -> Iterator[RawImage | Reject]:
+        split = af.split or "train"
+        try:
+            images = [img for img in _items(af.path, "images.item")]
+        except ijson.JSONError as exc:
+            raise SourceError(f"{af.path}: malformed JSON in 'images': {exc}") from exc
+        boxes: dict[Any, list[RawBox]] = {}
+        image_ids = {_key(img["id"]) for img in images if _usable(img)}
+        try:
+            for index, ann in enumerate(_items(af.path, "annotations.item")):
+                item = self._box(ann, af.path, index)
+                if isinstance(item, Reject):
+                    yield item
+                    continue
+                image_id = _key(ann.get("image_id"))
+                if image_id not in image_ids:
+                    yield Reject(item.source, RejectReason.BOX_ORPHAN, f"image_id {ann.get('image_id')!r} is not in 'images'", boxes=1)
+                    continue
+                boxes.setdefault(image_id, []).append(item)
+        except ijson.JSONError as exc:
+            raise SourceError(f"{af.path}: malformed JSON in 'annotations': {exc}") from exc
+
+        seen: set[Any] = set()
+        seen_names: set[str] = set()
+        for index, img in enumerate(images):
+            where = f"{af.path}: images[{index}]"
+            if not _usable(img):
+                yield Reject(where, RejectReason.ANNOTATION_MALFORMED, f"image entry {str(img)[:200]} lacks id or file_name")
+                continue
+            key, name = _key(img["id"]), str(img["file_name"])
+            if key in seen or name in seen_names:
+                what = f"image id {img['id']!r}" if key in seen else f"file_name {name!r}"
+                yield Reject(where, RejectReason.DUPLICATE_IMAGE, f"{what} appears twice; the first is kept", image=name)
+                continue
+            seen.add(key)
+            seen_names.add(name)
+            own = boxes.pop(key, [])
+            yield RawImage(
+                key=str(img["id"]),
+                file_name=str(img["file_name"]),
+                image_root=af.image_root,
+                source=where,
+                split=split,
+                boxes=tuple(own),
+                declared_width=_int_or_none(img.get("width")),
+                declared_height=_int_or_none(img.get("height")),
+            )
+        for leftovers in boxes.values():  # boxes of duplicate or malformed image entries
+            for rb in leftovers:
+                yield Reject(rb.source, RejectReason.BOX_ORPHAN, "its image entry was refused", boxes=1)
+
+    def _box(self, ann: Any, path: str, index: int) -> RawBox | Reject:
+        where = f"{path}: annotations[{index}]"
+        if isinstance(ann, dict) and "id" in ann:
+            where += f" (id {ann['id']})"
+        try:
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            cid = ann["category_id"]
+        except (KeyError, TypeError, ValueError) as exc:
+            return Reject(where, RejectReason.BOX_MALFORMED, f"bbox/category_id unusable: {exc!r}", boxes=1)
+        try:
+            name = self._categories.get(int(cid))
+        except (TypeError, ValueError):
+            name = None
+        return RawBox(
+            x, y, x + w, y + h,
+            class_name=name,
+            class_ref=f"category_id {cid!r}",
+            source=where,
+            is_crowd=bool(ann.get("iscrowd", 0)),
+        )
+
+
+def _usable(img: Any) -> bool:
+    return isinstance(img, dict) and "id" in img and isinstance(img.get("file_name"), str)
+
+
+def _key(value: Any) -> Any:
+    # ids may be ints or strings; 3 and 3.0 (ijson floats) name the same image
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        v = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return v if v > 0 else None

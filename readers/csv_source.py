@@ -1,0 +1,99 @@
+"""CSV in the TF OD API tutorial layout: ``filename,width,height,class,xmin,ymin,xmax,ymax``.
+
+Header-driven (column order free, extra columns ignored), one row per box,
+pixel corners. Images are looked up in ``--image-root``, else in the folder
+named like the CSV's split (``train_labels.csv`` -> ``train/``), else beside
+the CSV. Rows are grouped by file name in order of first appearance.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+from collections.abc import Iterator
+
+from readers import fs
+from readers.raw import RawBox, RawImage, SourceError
+from readers.splits import split_name
+from schemas.annotations import Reject
+from schemas.label_map import LabelMap
+from schemas.reasons import RejectReason
+
+COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
+
+
+class CsvSource:
+    """Images and boxes from one or more tutorial-layout CSV files."""
+
+    format = "csv"
+
+    def __init__(self, path: str, image_root: str | None = None, label_map: LabelMap | None = None) -> None:
+        self.files = [path] if path.lower().endswith(".csv") else fs.list_files(path, (".csv",))
+        if not self.files:
+            raise SourceError(f"{path}: no *.csv files found")
+        self.image_root = image_root
+        self._rows = {f: self._read(f) for f in self.files}
+        if label_map is None:
+            names = sorted({row["class"] for rows in self._rows.values() for _, row in rows if row.get("class")})
+            if not names:
+                raise SourceError(f"{path}: no class names in the 'class' column")
+            label_map = LabelMap.from_names(names)
+        self.label_map = label_map
+
+    @staticmethod
+    def _read(path: str) -> list[tuple[int, dict[str, str]]]:
+        reader = csv.DictReader(io.StringIO(fs.read_text(path)))
+        header = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise SourceError(f"{path}: CSV header {header} lacks columns {missing}")
+        reader.fieldnames = header
+        return [(i, {k: (v or "").strip() for k, v in row.items() if k}) for i, row in enumerate(reader, start=2)]
+
+    def _root_for(self, csv_path: str) -> tuple[str, str]:
+        stem = posixpath.splitext(posixpath.basename(csv_path))[0]
+        split = split_name(stem.split("_")[0], default="train")
+        here = posixpath.dirname(csv_path)
+        if self.image_root:
+            return self.image_root, split
+        split_dir = fs.join(here, stem.split("_")[0])
+        return (split_dir if fs.exists(split_dir) else here), split
+
+    def __iter__(self) -> Iterator[RawImage | Reject]:
+        for csv_path, rows in self._rows.items():
+            root, split = self._root_for(csv_path)
+            grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
+            for lineno, row in rows:
+                grouped.setdefault(row["filename"], []).append((lineno, row))
+            for name, image_rows in grouped.items():
+                boxes, rejects = [], []
+                for lineno, row in image_rows:
+                    where = f"{csv_path}:{lineno}"
+                    try:
+                        coords = [float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
+                    except ValueError as exc:
+                        rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"{exc}", image=name, boxes=1))
+                        continue
+                    cls = row["class"]
+                    boxes.append(RawBox(*coords, class_name=cls if self.label_map.id_of(cls) else None, class_ref=repr(cls), source=where))
+                yield from rejects
+                first = image_rows[0][1]
+                yield RawImage(
+                    key=name,
+                    file_name=name,
+                    image_root=root,
+                    source=f"{csv_path}:{image_rows[0][0]}",
+                    split=split,
+                    boxes=tuple(boxes),
+                    declared_width=_int(first["width"]),
+                    declared_height=_int(first["height"]),
+                )
+
+
+def _int(text: str) -> int | None:
+    try:
+        value = int(float(text))
+    except ValueError:
+        return None
+    return value if value > 0 else None

@@ -1,0 +1,135 @@
+"""Image probing with Pillow: real format, real size, EXIF orientation, truncation.
+
+Only the header and the last bytes are read (no pixel decode) unless the
+image must be rotated. Pillow's decompression-bomb limit
+(``Image.MAX_IMAGE_PIXELS``) is kept, and its warning is treated as an error.
+
+EXIF orientation: TensorFlow's ``decode_jpeg`` ignores EXIF, while annotation
+tools (labelImg, CVAT, Roboflow) draw boxes on the upright, displayed image.
+So when a JPEG carries an orientation other than 1, the pixels are rotated
+upright and re-encoded, and the boxes are kept: pixels and boxes then agree
+in the frame TensorFlow sees. The one exception: when the annotation's
+declared size equals the stored (unrotated) size but not the displayed one,
+the annotator saw the raw frame, and the bytes pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from schemas.reasons import RejectReason
+
+_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
+_TAIL = 64
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}
+
+
+class ProbeError(Exception):
+    """An image that cannot be used; carries the quarantine reason."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    orientation: int = 1
+    stored_width: int = 0
+    stored_height: int = 0
+
+
+def probe(data: bytes, name: str) -> ImageInfo:
+    """Identify an image from its bytes without decoding the pixels.
+
+    Args:
+        data: the file's bytes.
+        name: for error messages.
+
+    Returns:
+        Format ('jpeg' or 'png'), the displayed size (after EXIF orientation)
+        and the stored size.
+
+    Raises:
+        ProbeError: unreadable, truncated, unsupported or too large.
+    """
+    if not data:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or ""
+            width, height = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if fmt == "JPEG" else 1
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ProbeError(RejectReason.IMAGE_TOO_LARGE, f"{name}: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: not a readable image: {exc}") from None
+    if fmt not in _FORMATS:
+        raise ProbeError(
+            RejectReason.IMAGE_FORMAT_UNSUPPORTED,
+            f"{name}: format {fmt or 'unknown'!r}; records hold JPEG or PNG only",
+        )
+    if width <= 0 or height <= 0:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: size {width}x{height}")
+    _check_complete(data, fmt, name)
+    if not isinstance(orientation, int) or not 1 <= orientation <= 8:
+        orientation = 1
+    shown = (height, width) if orientation in _SWAPS_AXES else (width, height)
+    return ImageInfo(_FORMATS[fmt], shown[0], shown[1], orientation, width, height)
+
+
+def _check_complete(data: bytes, fmt: str, name: str) -> None:
+    # A truncated download or copy loses the end marker; checking the tail
+    # finds it without decoding every pixel.
+    tail = data[-_TAIL:]
+    if fmt == "JPEG" and b"\xff\xd9" not in tail:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated JPEG (no end-of-image marker)")
+    if fmt == "PNG" and b"IEND" not in tail:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated PNG (no IEND chunk)")
+
+
+def rotate_upright(data: bytes, name: str) -> bytes:
+    """Apply the EXIF orientation to the pixels and re-encode as JPEG (quality 95)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+            return _encode_jpeg(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to rotate: {exc}") from None
+
+
+def resize_to(data: bytes, max_side: int, fmt: str, name: str) -> tuple[bytes, int, int]:
+    """Shrink so the longer side is ``max_side`` (aspect kept); returns bytes, width, height."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to resize: {exc}") from None
+    scale = max_side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    img = img.resize(size, Image.Resampling.BILINEAR)
+    if fmt == "png":
+        out = io.BytesIO()
+        img.save(out, format="PNG", optimize=False)
+        return out.getvalue(), size[0], size[1]
+    return _encode_jpeg(img), size[0], size[1]
+
+
+def _encode_jpeg(img: Image.Image) -> bytes:
+    if img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=95)
+    return out.getvalue()

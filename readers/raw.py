@@ -1,0 +1,52 @@
+"""What a format parser yields before validation: boxes as the source gave them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class RawBox:
+    """A box as found in the source, not yet checked.
+
+    Coordinates are corners; in pixels unless ``normalized`` (YOLO and
+    TFRecord sources give fractions of the image size). ``class_name`` is
+    None when the source's class id has no name in the label set;
+    ``class_ref`` is how the source spelled the class, for messages.
+    """
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    class_name: str | None
+    class_ref: str
+    source: str
+    normalized: bool = False
+    is_crowd: bool = False
+    difficult: bool = False
+    truncated: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RawImage:
+    """An image reference and its raw boxes.
+
+    ``file_name`` is relative to ``image_root`` as the source wrote it; it is
+    checked for traversal before anything is opened. ``encoded`` is set when
+    the source embeds the bytes (TFRecord input).
+    """
+
+    key: str
+    file_name: str
+    image_root: str
+    source: str
+    split: str
+    boxes: tuple[RawBox, ...] = ()
+    declared_width: int | None = None
+    declared_height: int | None = None
+    encoded: bytes | None = None
+
+
+class SourceError(ValueError):
+    """A dataset that cannot be read at all (missing path, unknown format, no label set)."""

@@ -1,0 +1,177 @@
+"""Turn a :class:`RawImage` into a validated :class:`ImageRecord` plus rejects.
+
+One pure-ish function per image (it reads the image file), so the Beam job
+runs it in parallel and the plain iterator runs it in a loop. Rules, each with
+a named reason:
+
+* file name absolute or escaping the root: image quarantined, never opened;
+* image missing, unreadable, truncated, not JPEG/PNG, too large: quarantined;
+* box coordinate NaN or infinite: dropped; zero or negative extent: dropped;
+* box partly outside the image: clipped to it and kept (counted as a repair);
+  entirely outside: dropped;
+* class not in the label set: dropped;
+* exact duplicate box (same class, same corners after clipping): the second
+  and later copies are dropped, because a duplicate doubles that object's
+  weight in the loss;
+* declared size differs from the file: the file wins (boxes are taken to be
+  in the file's pixels), counted as a repair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+
+from readers import fs, probe
+from readers.raw import RawBox, RawImage
+from schemas.annotations import AnnotationError, Box, ImageRecord, Reject
+from schemas.label_map import LabelMap
+from schemas.reasons import RejectReason, Repair
+
+
+@dataclasses.dataclass(frozen=True)
+class Validated:
+    record: ImageRecord | None
+    rejects: tuple[Reject, ...]
+    repairs: tuple[Repair, ...] = ()
+
+
+def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
+    """Check one image and its boxes.
+
+    Returns:
+        The record (None when the image is quarantined), the rejects (one per
+        dropped box, or one for the image carrying its box count) and the
+        repairs applied.
+    """
+    try:
+        path, data = _load(raw)
+        info = probe.probe(data, raw.file_name)
+    except (fs.UnsafePath, probe.ProbeError) as exc:
+        reason = exc.reason if isinstance(exc, probe.ProbeError) else RejectReason.PATH_UNSAFE
+        return _quarantine(raw, reason, str(exc))
+
+    repairs: list[Repair] = []
+    encoded = raw.encoded
+    width, height = info.width, info.height
+    if info.orientation != 1:
+        declared = (raw.declared_width, raw.declared_height)
+        stored = (info.stored_width, info.stored_height)
+        if declared == stored and stored != (width, height):
+            width, height = stored  # annotated on the raw frame, which TF also sees
+        else:
+            try:
+                encoded = probe.rotate_upright(data, raw.file_name)
+            except probe.ProbeError as exc:
+                return _quarantine(raw, exc.reason, exc.detail)
+            repairs.append(Repair.EXIF_ROTATED)
+    if _declared_differs(raw, width, height):
+        repairs.append(Repair.SIZE_MISMATCH)
+    if not _extension_matches(raw.file_name, info.format):
+        repairs.append(Repair.FORMAT_MISNAMED)
+
+    boxes, rejects, box_repairs = _check_boxes(raw, label_map, width, height)
+    repairs.extend(box_repairs)
+    record = ImageRecord(
+        source_id=raw.key,
+        filename=raw.file_name,
+        path=path,
+        height=height,
+        width=width,
+        format=info.format,
+        boxes=tuple(boxes),
+        split=raw.split,
+        encoded=encoded,
+    )
+    return Validated(record, tuple(rejects), tuple(repairs))
+
+
+def _load(raw: RawImage) -> tuple[str, bytes]:
+    if raw.encoded is not None:
+        return raw.source, raw.encoded
+    path = fs.safe_join(raw.image_root, raw.file_name)
+    try:
+        return path, fs.read_bytes(path)
+    except Exception as exc:  # FileSystems raises BeamIOError, OSError, ...
+        reason = RejectReason.IMAGE_MISSING if not fs.exists(path) else RejectReason.IMAGE_UNREADABLE
+        raise probe.ProbeError(reason, f"{path}: {exc.__class__.__name__}: {exc}") from None
+
+
+def _quarantine(raw: RawImage, reason: RejectReason, detail: str) -> Validated:
+    reject = Reject(raw.source, reason, detail, image=raw.file_name, boxes=len(raw.boxes))
+    return Validated(None, (reject,))
+
+
+def _declared_differs(raw: RawImage, width: int, height: int) -> bool:
+    if not raw.declared_width or not raw.declared_height:
+        return False  # absent or zero: nothing to disagree with
+    return (raw.declared_width, raw.declared_height) != (width, height)
+
+
+def _extension_matches(name: str, fmt: str) -> bool:
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return not ext or ext in {"jpeg": ("jpg", "jpeg", "jpe", "jfif"), "png": ("png",)}[fmt]
+
+
+def _check_boxes(
+    raw: RawImage, label_map: LabelMap, width: int, height: int
+) -> tuple[list[Box], list[Reject], list[Repair]]:
+    ids = label_map.ids()
+    kept: list[Box] = []
+    rejects: list[Reject] = []
+    repairs: list[Repair] = []
+    seen: Counter[tuple[int, float, float, float, float]] = Counter()
+
+    def drop(rb: RawBox, reason: RejectReason, detail: str) -> None:
+        rejects.append(Reject(rb.source, reason, detail, image=raw.file_name, boxes=1))
+
+    for rb in raw.boxes:
+        coords = (rb.x0, rb.y0, rb.x1, rb.y1)
+        if not all(math.isfinite(v) for v in coords):
+            drop(rb, RejectReason.BOX_NON_FINITE, f"coordinates {coords} are not finite")
+            continue
+        label = ids.get(rb.class_name) if rb.class_name is not None else None
+        if label is None:
+            drop(rb, RejectReason.BOX_UNKNOWN_CLASS, f"class {rb.class_ref} is not in the label map")
+            continue
+        sx, sy = (width, height) if rb.normalized else (1.0, 1.0)
+        x0, y0, x1, y1 = rb.x0 * sx, rb.y0 * sy, rb.x1 * sx, rb.y1 * sy
+        if not (x1 > x0 and y1 > y0):
+            drop(rb, RejectReason.BOX_ZERO_AREA, f"corners ({x0:g}, {y0:g}, {x1:g}, {y1:g}) px have no area")
+            continue
+        cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
+        cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+        if not (cx1 > cx0 and cy1 > cy0):
+            drop(
+                rb,
+                RejectReason.BOX_OUTSIDE_IMAGE,
+                f"corners ({x0:g}, {y0:g}, {x1:g}, {y1:g}) px lie outside the {width}x{height} image",
+            )
+            continue
+        if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
+            repairs.append(Repair.BOX_CLIPPED)
+        norm = (cx0 / width, cy0 / height, cx1 / width, cy1 / height)
+        key = (label, *norm)
+        seen[key] += 1
+        if seen[key] > 1:
+            drop(rb, RejectReason.BOX_DUPLICATE, f"same class and corners as an earlier box ({seen[key]} copies)")
+            continue
+        try:
+            box = Box(
+                xmin=norm[0],
+                ymin=norm[1],
+                xmax=norm[2],
+                ymax=norm[3],
+                label=label,
+                text=label_map.name_of(label),
+                area=(cx1 - cx0) * (cy1 - cy0),
+                is_crowd=rb.is_crowd,
+                difficult=rb.difficult,
+                truncated=rb.truncated,
+            )
+        except AnnotationError as exc:  # sub-ulp extents collapse once normalized
+            drop(rb, RejectReason.BOX_ZERO_AREA, str(exc))
+            continue
+        kept.append(box)
+    return kept, rejects, repairs

@@ -1,0 +1,142 @@
+"""YOLO txt: ``images/`` and ``labels/`` siblings, possibly one pair per split.
+
+Class names come from ``data.yaml`` (``names`` as a list or an index ->
+name mapping, read with ``yaml.safe_load``) or ``classes.txt``. Each label
+line is ``class cx cy w h`` normalized to [0, 1]. Every image file present is
+yielded: an empty or missing label file means an image without boxes (a
+negative). A label file whose image is missing is quarantined with its boxes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from readers import fs
+from readers.raw import RawBox, RawImage, SourceError
+from readers.splits import split_name
+from readers.voc import IMAGE_SUFFIXES
+from schemas.annotations import Reject
+from schemas.label_map import LabelMap
+from schemas.reasons import RejectReason
+
+
+def class_names(root: str) -> list[str]:
+    """Names from ``data.yaml`` / ``classes.txt`` under ``root``, in id order."""
+    for name in ("data.yaml", "data.yml", "dataset.yaml"):
+        path = fs.join(root, name)
+        if fs.exists(path):
+            try:
+                doc = yaml.safe_load(fs.read_text(path))
+            except yaml.YAMLError as exc:
+                raise SourceError(f"{path}: unreadable YAML: {exc}") from exc
+            names = doc.get("names") if isinstance(doc, dict) else None
+            return _names_from(names, path)
+    path = fs.join(root, "classes.txt")
+    if fs.exists(path):
+        return [line.strip() for line in fs.read_text(path).splitlines() if line.strip()]
+    raise SourceError(f"{root}: no class names (looked for data.yaml, data.yml, dataset.yaml, classes.txt)")
+
+
+def _names_from(names: Any, path: str) -> list[str]:
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    if isinstance(names, dict) and names:
+        try:
+            ids = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise SourceError(f"{path}: 'names' keys {list(names)[:5]} are not class indices") from None
+        if ids != list(range(len(ids))):
+            raise SourceError(f"{path}: 'names' indices {ids} are not 0..{len(ids) - 1}")
+        return [str(names[i] if i in names else names[str(i)]) for i in ids]
+    raise SourceError(f"{path}: 'names' must be a non-empty list or mapping, got {names!r}")
+
+
+class YoloSource:
+    """Images and boxes from a YOLO txt dataset."""
+
+    format = "yolo"
+
+    def __init__(self, path: str, image_root: str | None = None) -> None:
+        self.root = path
+        self.names = class_names(path)
+        self.label_map = LabelMap.from_names(self.names)
+        files = fs.list_files(image_root or path, IMAGE_SUFFIXES + (".txt",))
+        self.images = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES) and "/images/" in f]
+        self.labels = {f for f in files if f.endswith(".txt") and "/labels/" in f}
+        if not self.images and not self.labels:
+            raise SourceError(f"{path}: no images/ and labels/ folders with files")
+
+    @staticmethod
+    def label_path(image_path: str) -> str:
+        head, _, tail = image_path.rpartition("/images/")
+        return f"{head}/labels/{posixpath.splitext(tail)[0]}.txt"
+
+    def __iter__(self) -> Iterator[RawImage | Reject]:
+        claimed: set[str] = set()
+        for image_path in self.images:
+            label_path = self.label_path(image_path)
+            boxes: list[RawBox] = []
+            rejects: list[Reject] = []
+            if label_path in self.labels:
+                claimed.add(label_path)
+                self._parse(label_path, boxes, rejects)
+            yield from rejects
+            rel = fs.relpath(image_path, self.root)
+            yield RawImage(
+                key=posixpath.splitext(rel)[0],
+                file_name=posixpath.basename(image_path),
+                image_root=posixpath.dirname(image_path),
+                source=label_path if label_path in claimed else image_path,
+                split=_split_of(rel),
+                boxes=tuple(boxes),
+            )
+        for label_path in sorted(self.labels - claimed):
+            boxes, rejects = [], []
+            self._parse(label_path, boxes, rejects)
+            yield from rejects
+            yield Reject(label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/", image=fs.relpath(label_path, self.root), boxes=len(boxes))
+
+    def _parse(self, label_path: str, boxes: list[RawBox], rejects: list[Reject]) -> None:
+        try:
+            text = fs.read_text(label_path)
+        except UnicodeDecodeError as exc:
+            rejects.append(Reject(label_path, RejectReason.BOX_MALFORMED, f"not UTF-8 text: {exc}", boxes=0))
+            return
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            where = f"{label_path}:{lineno}"
+            try:
+                if len(fields) != 5:
+                    raise ValueError(f"{len(fields)} fields, expected 5 (class cx cy w h)")
+                cls = int(fields[0])
+                cx, cy, w, h = (float(v) for v in fields[1:])
+            except ValueError as exc:
+                rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"line {line.strip()[:80]!r}: {exc}", boxes=1))
+                continue
+            name = self.names[cls] if 0 <= cls < len(self.names) else None
+            boxes.append(
+                RawBox(
+                    cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
+                    class_name=name,
+                    class_ref=f"index {cls}",
+                    source=where,
+                    normalized=True,
+                )
+            )
+
+
+def _split_of(rel: str) -> str:
+    parts = rel.split("/")
+    for part in parts[:-1]:
+        if part == "images":
+            continue
+        name = split_name(part, default="")
+        if name:
+            return name
+    return "train"

@@ -1,0 +1,167 @@
+"""The tf.train.Example contract for one detection image, declared once.
+
+Keys follow the TF Object Detection API (``image/object/weight`` is what its
+decoder maps to ``groundtruth_weights``). The writer (:func:`encode_example`),
+the tf.data parser (:func:`parse_spec`) and the tests all derive from
+:data:`FEATURES`; no other module lists the keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class Dtype(str, enum.Enum):
+    BYTES = "bytes"
+    INT64 = "int64"
+    FLOAT = "float"
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One key of the record: scalar per image or one value per box."""
+
+    key: str
+    dtype: Dtype
+    per_box: bool
+    default: Any
+    required: bool = False
+    doc: str = ""
+
+
+_B, _I, _F = Dtype.BYTES, Dtype.INT64, Dtype.FLOAT
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("image/encoded", _B, False, b"", True, "original JPEG or PNG bytes"),
+    Feature("image/format", _B, False, b"jpeg", True, "'jpeg' or 'png', from the bytes, not the name"),
+    Feature("image/height", _I, False, 0, True, "pixels"),
+    Feature("image/width", _I, False, 0, True, "pixels"),
+    Feature("image/filename", _B, False, b"", False, "name relative to the dataset root"),
+    Feature("image/source_id", _B, False, b"", True, "stable image key"),
+    Feature("image/key/sha256", _B, False, b"", False, "hex sha256 of image/encoded"),
+    Feature("image/repeat_factor", _F, False, 1.0, False, "LVIS image sampling factor, >= 1"),
+    Feature("boxweight/schema_version", _I, False, 0, False, "version of this contract"),
+    Feature("image/object/bbox/xmin", _F, True, 0.0, False, "normalized to [0, 1]"),
+    Feature("image/object/bbox/ymin", _F, True, 0.0, False, "normalized to [0, 1]"),
+    Feature("image/object/bbox/xmax", _F, True, 0.0, False, "normalized to [0, 1]"),
+    Feature("image/object/bbox/ymax", _F, True, 0.0, False, "normalized to [0, 1]"),
+    Feature("image/object/class/label", _I, True, 0, False, "label map id, from 1"),
+    Feature("image/object/class/text", _B, True, b"", False, "class name"),
+    Feature("image/object/class/weight", _F, True, 1.0, False, "boxweight's per-box weight"),
+    Feature("image/object/weight", _F, True, 1.0, False, "TF OD API groundtruth_weights"),
+    Feature("image/object/is_crowd", _I, True, 0, False, "COCO iscrowd"),
+    Feature("image/object/area", _F, True, 0.0, False, "box area in pixels"),
+    Feature("image/object/difficult", _I, True, 0, False, "VOC difficult"),
+    Feature("image/object/truncated", _I, True, 0, False, "VOC truncated"),
+)
+
+FEATURES_BY_KEY: dict[str, Feature] = {f.key: f for f in FEATURES}
+BOX_KEYS: tuple[str, ...] = tuple(f.key for f in FEATURES if f.per_box)
+
+
+class ExampleError(ValueError):
+    """Values that do not fit the record contract."""
+
+
+def encode_example(values: Mapping[str, Any]) -> bytes:
+    """Serialize one image's values into a deterministic tf.train.Example.
+
+    Args:
+        values: key -> value for keys of :data:`FEATURES`. Scalars for image
+            keys, equal-length sequences for per-box keys. Missing optional
+            keys take their declared default (per-box: one default per box).
+
+    Returns:
+        The serialized Example; map keys are sorted, so equal values give
+        equal bytes.
+
+    Raises:
+        ExampleError: an unknown key, a missing required key, or per-box
+            sequences of different lengths.
+    """
+    import tensorflow as tf  # deferred: readers and reports do not need TF
+
+    unknown = sorted(set(values) - set(FEATURES_BY_KEY))
+    if unknown:
+        raise ExampleError(f"unknown record keys {unknown}; known: {sorted(FEATURES_BY_KEY)}")
+    missing = [f.key for f in FEATURES if f.required and f.key not in values]
+    if missing:
+        raise ExampleError(f"missing required record keys {missing}")
+    lengths = {k: len(values[k]) for k in BOX_KEYS if k in values}
+    num_boxes = max(lengths.values(), default=0)
+    uneven = {k: n for k, n in lengths.items() if n != num_boxes}
+    if uneven:
+        raise ExampleError(f"per-box keys disagree on box count {num_boxes}: {uneven}")
+
+    feature = {}
+    for f in FEATURES:
+        if f.per_box:
+            seq: Sequence[Any] = values.get(f.key, [f.default] * num_boxes)
+        else:
+            seq = [values.get(f.key, f.default)]
+        feature[f.key] = _to_feature(tf, f, seq)
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
+
+
+def _to_feature(tf: Any, f: Feature, seq: Sequence[Any]) -> Any:
+    try:
+        if f.dtype is Dtype.BYTES:
+            data = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in seq]
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=data))
+        if f.dtype is Dtype.INT64:
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in seq]))
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in seq]))
+    except (TypeError, ValueError) as exc:
+        raise ExampleError(f"{f.key}: values {list(seq)[:5]!r} are not {f.dtype.value}: {exc}") from exc
+
+
+def parse_spec() -> dict[str, Any]:
+    """The ``tf.io.parse_*example`` spec for :data:`FEATURES`.
+
+    Image keys are ``FixedLenFeature([])`` with their default (required keys
+    have none, so a record lacking them fails to parse). Per-box keys are
+    ``VarLenFeature`` so records from other tools that lack some box keys
+    (weights, labels) still parse; callers fall back explicitly.
+    """
+    import tensorflow as tf
+
+    tf_dtype = {Dtype.BYTES: tf.string, Dtype.INT64: tf.int64, Dtype.FLOAT: tf.float32}
+    spec: dict[str, Any] = {}
+    for f in FEATURES:
+        if f.per_box:
+            spec[f.key] = tf.io.VarLenFeature(tf_dtype[f.dtype])
+        elif f.required and f.key != "image/filename":
+            spec[f.key] = tf.io.FixedLenFeature([], tf_dtype[f.dtype])
+        else:
+            spec[f.key] = tf.io.FixedLenFeature([], tf_dtype[f.dtype], default_value=f.default)
+    return spec
+
+
+def decode_example(serialized: bytes) -> dict[str, Any]:
+    """Parse one serialized Example into plain Python values (no TF graph).
+
+    Used by the TFRecord reader and the tests. Keys outside the contract are
+    ignored; absent keys are left out so callers can tell "missing" from
+    "default".
+    """
+    import tensorflow as tf
+
+    example = tf.train.Example.FromString(serialized)
+    out: dict[str, Any] = {}
+    for key, feat in example.features.feature.items():
+        f = FEATURES_BY_KEY.get(key)
+        if f is None:
+            continue
+        kind = feat.WhichOneof("kind")
+        values = list(getattr(feat, kind).value) if kind else []
+        if f.per_box:
+            out[key] = values
+        elif values:
+            out[key] = values[0]
+    return out

@@ -1,0 +1,61 @@
+"""Closed set of reasons an image is quarantined, a box is dropped or repaired.
+
+Every reason is a stable string: it appears in ``rejects.jsonl``, in the Beam
+counter names and in ``stats.json``, so renaming one is a schema change.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class RejectReason(str, enum.Enum):
+    """Why an image was quarantined or a box dropped."""
+
+    # Image level: the whole image (and its boxes) is quarantined.
+    IMAGE_MISSING = "image_missing"
+    IMAGE_UNREADABLE = "image_unreadable"
+    IMAGE_TOO_LARGE = "image_too_large"
+    IMAGE_FORMAT_UNSUPPORTED = "image_format_unsupported"
+    PATH_UNSAFE = "path_unsafe"
+    DUPLICATE_IMAGE = "duplicate_image"
+    ANNOTATION_MALFORMED = "annotation_malformed"
+    ANNOTATION_MISSING = "annotation_missing"
+    # Box level: one box is dropped, the image is kept.
+    BOX_NON_FINITE = "box_non_finite"
+    BOX_ZERO_AREA = "box_zero_area"
+    BOX_OUTSIDE_IMAGE = "box_outside_image"
+    BOX_UNKNOWN_CLASS = "box_unknown_class"
+    BOX_DUPLICATE = "box_duplicate"
+    BOX_MALFORMED = "box_malformed"
+    BOX_ORPHAN = "box_orphan"
+    # The boxes of a quarantined image, counted under one reason.
+    IMAGE_QUARANTINED = "image_quarantined"
+
+    @property
+    def is_image_level(self) -> bool:
+        return self in _IMAGE_LEVEL
+
+
+_IMAGE_LEVEL = frozenset(
+    {
+        RejectReason.IMAGE_MISSING,
+        RejectReason.IMAGE_UNREADABLE,
+        RejectReason.IMAGE_TOO_LARGE,
+        RejectReason.IMAGE_FORMAT_UNSUPPORTED,
+        RejectReason.PATH_UNSAFE,
+        RejectReason.DUPLICATE_IMAGE,
+        RejectReason.ANNOTATION_MALFORMED,
+        RejectReason.ANNOTATION_MISSING,
+    }
+)
+
+
+class Repair(str, enum.Enum):
+    """A fix applied to a kept image or box; counted, never silent."""
+
+    BOX_CLIPPED = "box_clipped"
+    SIZE_MISMATCH = "size_mismatch"
+    EXIF_ROTATED = "exif_rotated"
+    FORMAT_MISNAMED = "format_misnamed"
+    RESIZED = "resized"

@@ -1,0 +1,175 @@
+"""The class statistics report: build ``stats.json``, render it, load it.
+
+``build_stats`` assembles the document declared in :mod:`schemas.report`;
+``render_table`` is the terminal view, ``to_frame``/``load`` the pandas view
+(``report.csv`` is that frame).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from schemas.features import SCHEMA_VERSION
+from schemas.label_map import LabelMap
+from schemas.report import SIZE_BUCKETS, STATS_VERSION, Stats, bin_labels, check_stats
+from weighting.apply import WeightPlan
+from weighting.schemes import class_repeat_factors
+from weighting.stats import SplitStats
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def _split_key(name: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
+
+
+def build_stats(
+    splits: Mapping[str, SplitStats],
+    plan: WeightPlan,
+    label_map: LabelMap,
+    totals: Mapping[str, Any],
+    *,
+    command: str = "",
+    input_info: Mapping[str, Any] | None = None,
+) -> Stats:
+    """The ``stats.json`` document: per split and class, totals and the scheme used."""
+    threshold = float(plan.params.get("repeat_threshold", 0.001))
+    out_splits: dict[str, Any] = {}
+    for split in sorted(splits, key=_split_key):
+        st = splits[split]
+        total = st.boxes
+        factors = class_repeat_factors(
+            SplitStats(images=st.images, class_boxes={n: st.class_boxes.get(n, 0) for _, n in label_map}, class_images=st.class_images),  # type: ignore[arg-type]
+            threshold,
+        )
+        classes = []
+        for label, name in label_map:
+            n = st.class_boxes.get(name, 0)
+            sizes = st.class_sizes.get(name, {})
+            classes.append(
+                {
+                    "id": label,
+                    "name": name,
+                    "boxes": n,
+                    "images": st.class_images.get(name, 0),
+                    "share": n / total if total else 0.0,
+                    "weight": float(plan.class_weights.get(name, 1.0)),
+                    "repeat_factor": factors.get(name, 1.0),
+                    "sizes": {bucket: sizes.get(bucket, 0) for bucket, _ in SIZE_BUCKETS},
+                }
+            )
+        present = [c["boxes"] for c in classes if c["boxes"] > 0]
+        out_splits[split] = {
+            "images": st.images,
+            "negative_images": st.negative_images,
+            "boxes": total,
+            "imbalance_ratio": max(present) / min(present) if present else None,
+            "boxes_per_image": {b: st.boxes_per_image.get(b, 0) for b in bin_labels()},
+            "classes": classes,
+        }
+    doc = {
+        "stats_version": STATS_VERSION,
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+        "input": dict(input_info or {}),
+        "scheme": {"name": plan.scheme, "computed_on": "train", **{k: v for k, v in plan.params.items() if k != "weights"}},
+        "label_map": [{"id": i, "name": n} for i, n in label_map],
+        "splits": out_splits,
+        "totals": dict(totals),
+    }
+    return check_stats(doc)
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per split and class: the layout of ``report.csv``."""
+    out = []
+    for split, entry in doc["splits"].items():
+        for c in entry["classes"]:
+            row = {"split": split, **{k: v for k, v in c.items() if k != "sizes"}}
+            row.update({f"size_{k}": v for k, v in c["sizes"].items()})
+            out.append(row)
+    return out
+
+
+def to_frame(doc: Mapping[str, Any]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(rows(doc))
+
+
+def load(directory: str) -> Any:
+    """``stats.json`` of a job output as a pandas DataFrame, one row per split and class.
+
+    The whole document is in ``frame.attrs['stats']``.
+    """
+    from readers import fs
+
+    doc = check_stats(json.loads(fs.read_text(fs.join(directory, "stats.json"))), directory)
+    frame = to_frame(doc)
+    frame.attrs["stats"] = doc
+    return frame
+
+
+def to_csv(doc: Mapping[str, Any]) -> str:
+    return str(to_frame(doc).to_csv(index=False, lineterminator="\n"))
+
+
+def _fmt(x: float) -> str:
+    if x == 0:
+        return "0"
+    return f"{x:.4g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def render_table(doc: Mapping[str, Any]) -> str:
+    """The terminal report: per split, classes by frequency with weights beside counts."""
+    lines = []
+    scheme = doc["scheme"]
+    lines.append(f"scheme: {scheme['name']} (normalize={scheme.get('normalize')}, computed on {scheme.get('computed_on')})")
+    for split, entry in doc["splits"].items():
+        ratio = entry["imbalance_ratio"]
+        lines.append("")
+        lines.append(
+            f"[{split}] {entry['images']} images ({entry['negative_images']} without boxes), {entry['boxes']} boxes, "
+            f"imbalance max/min {'n/a' if ratio is None else _fmt(ratio)}"
+        )
+        header = f"  {'id':>3}  {'class':<24} {'boxes':>8} {'share':>7} {'images':>7} {'weight':>8} {'repeat':>7}"
+        lines.append(header)
+        lines.append("  " + "-" * (len(header) - 2))
+        for c in sorted(entry["classes"], key=lambda c: (-c["boxes"], c["id"])):
+            lines.append(
+                f"  {c['id']:>3}  {c['name'][:24]:<24} {c['boxes']:>8} {100 * c['share']:>6.2f}% {c['images']:>7} "
+                f"{_fmt(c['weight']):>8} {_fmt(c['repeat_factor']):>7}"
+            )
+    t = doc["totals"]
+    lines.append("")
+    lines.append(
+        f"images: {t['images_in']} in = {t['images_written']} written + {t['images_quarantined']} quarantined"
+    )
+    lines.append(f"boxes:  {t['boxes_in']} in = {t['boxes_written']} written + {t['boxes_dropped']} dropped")
+    for title, key in (("quarantined", "images_quarantined_by_reason"), ("dropped", "boxes_dropped_by_reason"), ("repaired", "repairs")):
+        if t[key]:
+            lines.append(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in t[key].items()))
+    return "\n".join(lines) + "\n"
+
+
+def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str = "A", name_b: str = "B") -> str:
+    """Class share of two reports side by side, per split, with the drift in points."""
+    lines = [f"A = {name_a}", f"B = {name_b}"]
+    for split in sorted(set(a["splits"]) | set(b["splits"]), key=_split_key):
+        ca = {c["name"]: c for c in a["splits"].get(split, {}).get("classes", [])}
+        cb = {c["name"]: c for c in b["splits"].get(split, {}).get("classes", [])}
+        lines.append("")
+        lines.append(f"[{split}]  {'class':<24} {'A boxes':>8} {'A share':>8} {'B boxes':>8} {'B share':>8} {'drift':>7}")
+        for name in sorted(set(ca) | set(cb), key=lambda n: -(ca.get(n, {}).get("boxes", 0) + cb.get(n, {}).get("boxes", 0))):
+            sa, sb = ca.get(name, {}).get("share", 0.0), cb.get(name, {}).get("share", 0.0)
+            lines.append(
+                f"{'':<9}{name[:24]:<24} {ca.get(name, {}).get('boxes', 0):>8} {100 * sa:>7.2f}% "
+                f"{cb.get(name, {}).get('boxes', 0):>8} {100 * sb:>7.2f}% {100 * (sb - sa):>+6.2f}"
+            )
+    return "\n".join(lines) + "\n"
