@@ -26,7 +26,7 @@ from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
 from readers.splits import split_name
 from schemas.annotations import Reject
-from schemas.label_map import LabelMap
+from schemas.label_map import LabelMap, LabelMapError
 from schemas.reasons import RejectReason
 
 _INSTANCES = re.compile(r"instances_(\w+?)\.json$")
@@ -60,9 +60,50 @@ def find_files(path: str, image_root: str | None) -> list[_AnnotationFile]:
     return files
 
 
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
+_KEYWORD_MAX = len(b"-Infinity")
+
+
+class _NonFiniteAsStrings:
+    """File wrapper that turns bare ``NaN``/``Infinity`` (which Python's json
+    writes and strict JSON parsers refuse) into strings, so a NaN box becomes a
+    dropped box with a reason instead of a parse failure of the whole file."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.carry, self.eof = f, b"", False
+
+    def read(self, n: int = 1 << 16) -> bytes:
+        if n == 0:  # ijson probes read(0) to tell bytes from text
+            return b""
+        while not self.eof:
+            chunk = self.f.read(max(n, 1 << 16))
+            self.eof = not chunk
+            data = self.carry + chunk
+            cut = len(data) if self.eof else self._safe_cut(data)
+            self.carry = data[cut:]
+            if cut:
+                return _TOKENS.sub(_quote_keyword, data[:cut])
+        out, self.carry = self.carry, b""
+        return _TOKENS.sub(_quote_keyword, out)
+
+    @staticmethod
+    def _safe_cut(data: bytes) -> int:
+        # Cut outside any string and before any keyword that may be incomplete.
+        last = 0
+        for m in _TOKENS.finditer(data):
+            last = m.end()
+        quote = data.find(b'"', last)
+        return quote if quote >= 0 else max(last, len(data) - _KEYWORD_MAX)
+
+
+def _quote_keyword(m: re.Match[bytes]) -> bytes:
+    token = m.group(0)
+    return token if token.startswith(b'"') else b'"' + token + b'"'
+
+
 def _items(path: str, prefix: str) -> Iterator[Any]:
     with fs.open_binary(path) as f:
-        yield from ijson.items(f, prefix, use_float=True)
+        yield from ijson.items(_NonFiniteAsStrings(f), prefix, use_float=True)
 
 
 class CocoSource:
@@ -93,7 +134,10 @@ class CocoSource:
         if len(set(names)) != len(names):
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise SourceError(f"{path}: category names {dupes} are used by more than one id")
-        self.label_map = LabelMap.from_names(names)
+        try:
+            self.label_map = LabelMap.from_names(names)
+        except LabelMapError as exc:
+            raise SourceError(f"{path}: unusable categories: {exc}") from None
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
         for af in self.files:
@@ -173,13 +217,15 @@ class CocoSource:
 
 
 def _usable(img: Any) -> bool:
-    return isinstance(img, dict) and "id" in img and isinstance(img.get("file_name"), str)
+    return isinstance(img, dict) and isinstance(img.get("id"), (int, str, float)) and isinstance(img.get("file_name"), str)
 
 
 def _key(value: Any) -> Any:
     # ids may be ints or strings; 3 and 3.0 (ijson floats) name the same image
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
+    if isinstance(value, (list, dict)):  # never an image id; keep it hashable
+        return ("unhashable", repr(value))
     return value
 
 

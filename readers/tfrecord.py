@@ -16,7 +16,7 @@ from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
 from readers.splits import split_name
 from schemas.annotations import Reject
-from schemas.features import decode_example
+from schemas.features import ExampleError, decode_example
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
 
@@ -67,7 +67,10 @@ class TfRecordSource:
             for f in self.files:
                 for _, data in _records(f):
                     if isinstance(data, bytes):
-                        values = decode_example(data)
+                        try:
+                            values = decode_example(data)
+                        except ExampleError:
+                            continue  # reported when the records are read
                         labels = values.get("image/object/class/label", [])
                         for i, name in enumerate(_names(values)):
                             if name is not None:
@@ -87,8 +90,8 @@ class TfRecordSource:
                     continue
                 try:
                     values = decode_example(data)
-                except Exception as exc:  # protobuf DecodeError
-                    yield Reject(where, RejectReason.ANNOTATION_MALFORMED, f"not a tf.train.Example: {exc}")
+                except ExampleError as exc:
+                    yield Reject(where, RejectReason.ANNOTATION_MALFORMED, str(exc))
                     continue
                 yield self._image(values, where, split)
 

@@ -73,17 +73,20 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
 
     boxes, rejects, box_repairs = _check_boxes(raw, label_map, width, height)
     repairs.extend(box_repairs)
-    record = ImageRecord(
-        source_id=raw.key,
+    try:
+        record = ImageRecord(
+            source_id=raw.key,
         filename=raw.file_name,
-        path=path,
-        height=height,
-        width=width,
-        format=info.format,
-        boxes=tuple(boxes),
-        split=raw.split,
-        encoded=encoded,
-    )
+            path=path,
+            height=height,
+            width=width,
+            format=info.format,
+            boxes=tuple(boxes),
+            split=raw.split,
+            encoded=encoded,
+        )
+    except AnnotationError as exc:
+        return _quarantine(raw, RejectReason.ANNOTATION_MALFORMED, str(exc))
     return Validated(record, tuple(rejects), tuple(repairs))
 
 

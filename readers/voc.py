@@ -96,6 +96,9 @@ class VocSource:
             rel = fs.relpath(xml, self.root)
             split = _split_of(rel)
             if isinstance(tree, VocError):
+                beside = self._find_image(xml, "")
+                if beside:  # the image is accounted for by this entry, not again as unannotated
+                    claimed.add(beside)
                 yield Reject(xml, RejectReason.ANNOTATION_MALFORMED, str(tree), image=rel)
                 continue
             boxes = tuple(self._boxes(tree, xml))

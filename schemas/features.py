@@ -151,8 +151,12 @@ def decode_example(serialized: bytes) -> dict[str, Any]:
     "default".
     """
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
-    example = tf.train.Example.FromString(serialized)
+    try:
+        example = tf.train.Example.FromString(serialized)
+    except DecodeError as exc:
+        raise ExampleError(f"not a tf.train.Example: {exc}") from None
     out: dict[str, Any] = {}
     for key, feat in example.features.feature.items():
         f = FEATURES_BY_KEY.get(key)

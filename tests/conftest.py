@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def shared(name: str) -> Path:
+    path = SHARED / name
+    if not path.exists():
+        pytest.fail(f"shared dataset {path} is missing; tests expect ../shared/datasets beside the repo")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from boxweight.demo_data import generate
+
+    out = tmp_path_factory.mktemp("demo")
+    generate(str(out), num_images=240, image_size=96, seed=7)
+    return out

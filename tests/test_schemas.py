@@ -1,0 +1,156 @@
+"""The record contract: encode -> parse round trip, golden bytes, validation, label maps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from schemas import FEATURES, SCHEMA_VERSION, decode_example, encode_example, parse_spec
+from schemas.annotations import AnnotationError, Box, ImageRecord
+from schemas.codec import encode_record, record_values
+from schemas.features import BOX_KEYS, ExampleError
+from schemas.label_map import LabelMap, LabelMapError
+from schemas.report import StatsLayoutError, bin_label, check_stats
+from tests.conftest import FIXTURES
+from tests.fixtures.make_golden import golden_image, golden_record
+
+
+def _parse(serialized: bytes) -> dict:
+    parsed = tf.io.parse_single_example(serialized, parse_spec())
+    return {k: (tf.sparse.to_dense(v) if isinstance(v, tf.sparse.SparseTensor) else v).numpy() for k, v in parsed.items()}
+
+
+def test_round_trip_through_tf_parse_equals_values():
+    record, image = golden_record(), golden_image()
+    values = record_values(record, image)
+    parsed = _parse(encode_record(record, image))
+    for f in FEATURES:
+        got, want = parsed[f.key], values[f.key]
+        if f.dtype.value == "bytes":
+            want = [w.encode() if isinstance(w, str) else w for w in want] if f.per_box else (want.encode() if isinstance(want, str) else want)
+            assert list(got) == want if f.per_box else got == want, f.key
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f.key)
+
+
+def test_both_weight_keys_carry_the_box_weights():
+    parsed = _parse(encode_record(golden_record(), golden_image()))
+    np.testing.assert_allclose(parsed["image/object/class/weight"], [0.25, 3.5])
+    np.testing.assert_allclose(parsed["image/object/weight"], [0.25, 3.5])
+    assert parsed["boxweight/schema_version"] == SCHEMA_VERSION
+
+
+def test_golden_record_bytes_are_stable():
+    # The golden file was made by tests/fixtures/make_golden.py; re-encoding the
+    # same values (with the image bytes taken from the file) must give the same bytes.
+    golden = next(iter(tf.data.TFRecordDataset(str(FIXTURES / "golden.tfrecord")))).numpy()
+    image = decode_example(golden)["image/encoded"]
+    assert encode_record(golden_record(), image) == golden
+
+
+def test_parse_spec_and_encoder_share_one_key_list():
+    assert set(parse_spec()) == {f.key for f in FEATURES}
+    assert set(record_values(golden_record(), b"x")) == {f.key for f in FEATURES}
+    assert {"image/object/class/weight", "image/object/weight"} <= set(BOX_KEYS)
+
+
+def test_encode_refuses_unknown_and_missing_keys_and_uneven_boxes():
+    values = record_values(golden_record(), golden_image())
+    with pytest.raises(ExampleError, match=r"unknown record keys \['image/bogus'\]"):
+        encode_example({**values, "image/bogus": 1})
+    with pytest.raises(ExampleError, match=r"missing required record keys \['image/encoded'\]"):
+        encode_example({k: v for k, v in values.items() if k != "image/encoded"})
+    with pytest.raises(ExampleError, match="per-box keys disagree"):
+        encode_example({**values, "image/object/bbox/xmin": [0.1]})
+
+
+def test_optional_box_keys_default_per_box():
+    values = record_values(golden_record(), golden_image())
+    del values["image/object/difficult"]
+    parsed = _parse(encode_example(values))
+    assert list(parsed["image/object/difficult"]) == [0, 0]
+
+
+def test_box_validation_names_the_bad_value():
+    with pytest.raises(AnnotationError, match=r"xmin=nan is not in \[0, 1\]"):
+        Box(math.nan, 0, 1, 1, label=1, text="a")
+    with pytest.raises(AnnotationError, match=r"ymax=1.5 is not in \[0, 1\]"):
+        Box(0, 0, 1, 1.5, label=1, text="a")
+    with pytest.raises(AnnotationError, match="empty extent xmin=0.5 xmax=0.5"):
+        Box(0.5, 0, 0.5, 1, label=1, text="a")
+    with pytest.raises(AnnotationError, match="label id 0 < 1"):
+        Box(0, 0, 1, 1, label=0, text="a")
+    with pytest.raises(AnnotationError, match=r"weight=-1.0"):
+        Box(0, 0, 1, 1, label=1, text="a", weight=-1.0)
+
+
+def test_image_validation_names_the_bad_value():
+    with pytest.raises(AnnotationError, match="size 0x10 is not positive"):
+        ImageRecord("k", "f.jpg", "p", height=10, width=0, format="jpeg")
+    with pytest.raises(AnnotationError, match=r"format 'gif' not in"):
+        ImageRecord("k", "f.gif", "p", height=1, width=1, format="gif")
+    with pytest.raises(AnnotationError, match=r"repeat_factor=0.5 must be >= 1"):
+        ImageRecord("k", "f.jpg", "p", height=1, width=1, format="jpeg", repeat_factor=0.5)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("cat", "dog"), ("it's", 'say "hi"', "back\\slash"), ("café", "猫", "🐟 fish"), ("tab\tname", "new\nline")],
+)
+def test_label_map_round_trip(names):
+    lm = LabelMap.from_names(names)
+    text = lm.to_pbtxt()
+    assert text.startswith("item {\n  id: 1\n  name: '")
+    assert LabelMap.from_pbtxt(text) == lm
+
+
+def test_label_map_reads_tf_od_api_style_with_comments_and_double_quotes():
+    text = """
+    # a comment
+    item {
+      name: "/m/01g317"
+      id: 2
+      display_name: "person"
+    }
+    item { id: 1 name: 'dog' }
+    """
+    assert LabelMap.from_pbtxt(text).names == ("dog", "/m/01g317")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("item { id: 0 name: 'a' }", "id 0 < 1"),
+        ("item { id: 1 name: 'a' } item { id: 1 name: 'b' }", "id 1 appears twice"),
+        ("item { id: 1 name: 'a' } item { id: 3 name: 'b' }", r"ids \[1, 3\] are not 1..2"),
+        ("item { id: 1 }", "lacks id or name"),
+        ("item { id: 1 name: 'a' ", "unterminated item"),
+        ("", "no items"),
+        ("item { id: 1 name: 'a' } item { id: 2 name: 'a' }", "'a' appears twice"),
+    ],
+)
+def test_label_map_errors(text, message):
+    with pytest.raises(LabelMapError, match=message):
+        LabelMap.from_pbtxt(text)
+
+
+def test_boxes_per_image_bins():
+    assert [bin_label(n) for n in (0, 1, 5, 6, 7, 9, 14, 19, 20, 500)] == ["0", "1", "5", "6-7", "6-7", "8-9", "10-14", "15-19", "20+", "20+"]
+
+
+def test_check_stats_refuses_totals_that_do_not_add_up():
+    doc = {
+        "stats_version": 1, "schema_version": 1, "command": "", "input": {}, "scheme": {}, "label_map": [], "splits": {},
+        "totals": {
+            "images_in": 3, "images_written": 2, "images_quarantined": 0, "boxes_in": 0, "boxes_written": 0,
+            "boxes_dropped": 0, "images_quarantined_by_reason": {}, "boxes_dropped_by_reason": {}, "repairs": {},
+        },
+    }
+    with pytest.raises(StatsLayoutError, match="images_in != images_written"):
+        check_stats(doc)
+    del doc["splits"]
+    with pytest.raises(StatsLayoutError, match="missing key 'splits'"):
+        check_stats(doc)
