@@ -1,0 +1,210 @@
+"""The prepare job: transforms with TestPipeline, end to end on real datasets, Dataflow translation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_jobs import prepare
+from beam_jobs.transforms import ClassStatistics, SplitTrainVal, Validate, shard_name, stable_hash, val_count
+from readers import RawBox, RawImage
+from schemas.annotations import Box, ImageRecord
+from schemas.features import decode_example
+from schemas.label_map import LabelMap
+from tests.conftest import shared
+
+IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+
+
+def _record(key, names, split="train"):
+    boxes = tuple(Box(0.1, 0.1, 0.5, 0.5, 1, n) for n in names)
+    return ImageRecord(key, f"{key}.jpg", "p", 100, 100, "jpeg", boxes=boxes, split=split)
+
+
+def test_validate_transform_sends_bad_images_to_the_dead_letter_output(tmp_path):
+    from tests.test_readers import _jpeg
+
+    (tmp_path / "ok.jpg").write_bytes(_jpeg())
+    box = RawBox(1, 1, 9, 9, class_name="a", class_ref="'a'", source="s")
+    raws = [
+        RawImage("ok", "ok.jpg", str(tmp_path), "s:1", "train", (box,)),
+        RawImage("gone", "gone.jpg", str(tmp_path), "s:2", "train", (box, box)),
+    ]
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
+        out = p | beam.Create(raws) | Validate(LabelMap(("a",)))
+        assert_that(out.records | "Keys" >> beam.Map(lambda r: (r.source_id, len(r.boxes))), equal_to([("ok", 1)]), label="records")
+        assert_that(out.rejects | beam.Map(lambda r: (r.reason.value, r.boxes)), equal_to([("image_missing", 2)]), label="rejects")
+
+
+def test_class_statistics_transform():
+    recs = [_record("1", ["a", "a", "b"]), _record("2", ["a"]), _record("3", [], "val")]
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
+        stats = p | beam.Create(recs) | ClassStatistics()
+        summary = stats | beam.MapTuple(lambda split, s: (split, s.images, dict(s.class_boxes), dict(s.class_images)))
+        assert_that(summary, equal_to([("train", 2, {"a": 3, "b": 1}, {"a": 2, "b": 1}), ("val", 1, {}, {})]))
+
+
+def test_split_is_stratified_and_deterministic():
+    recs = [_record(str(i), ["common"]) for i in range(50)] + [_record(f"r{i}", ["rare"]) for i in range(3)]
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
+        out = p | beam.Create(recs) | SplitTrainVal(0.2)
+        counts = out | beam.Map(lambda r: (r.split, r.boxes[0].text)) | beam.combiners.Count.PerElement()
+        assert_that(counts, equal_to([(("train", "common"), 40), (("val", "common"), 10), (("train", "rare"), 2), (("val", "rare"), 1)]))
+    assert [val_count(n, 0.2) for n in (0, 1, 2, 3, 10, 50)] == [0, 0, 1, 1, 2, 10]
+    assert stable_hash("train/1") == stable_hash("train/1")
+
+
+def test_source_splits_are_kept():
+    recs = [_record("1", ["a"]), _record("2", ["a"], "val"), _record("3", ["a"], "test")]
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
+        out = p | beam.Create(recs) | SplitTrainVal(0.5)
+        assert_that(out | beam.Map(lambda r: (r.source_id, r.split)), equal_to([("1", "train"), ("2", "val"), ("3", "test")]))
+
+
+def _read_shards(out: Path, split: str, compression: str = "none"):
+    suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+    files = sorted(out.glob(f"{split}-*-of-*{suffix}"))
+    ds = tf.data.TFRecordDataset([str(f) for f in files], compression_type="GZIP" if compression == "gzip" else "")
+    return [decode_example(x) for x in ds.as_numpy_iterator()], files
+
+
+def _check_output(out: Path, doc: dict, compression: str = "none"):
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats == doc
+    t = stats["totals"]
+    assert t["images_in"] == t["images_written"] + t["images_quarantined"]
+    assert t["boxes_in"] == t["boxes_written"] + t["boxes_dropped"]
+    assert t["images_quarantined"] == sum(t["images_quarantined_by_reason"].values())
+    assert t["boxes_dropped"] == sum(t["boxes_dropped_by_reason"].values())
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "image" for r in rejects) == t["images_quarantined"]
+    assert sum(r["boxes"] for r in rejects) == t["boxes_dropped"]
+    label_map = LabelMap.from_pbtxt((out / "label_map.pbtxt").read_text())
+    written = 0
+    for split, entry in stats["splits"].items():
+        examples, files = _read_shards(out, split, compression)
+        assert files, split
+        assert len(examples) == entry["images"]
+        written += len(examples)
+        counts = Counter(t.decode() for e in examples for t in e.get("image/object/class/text", []))
+        assert counts == {c["name"]: c["boxes"] for c in entry["classes"] if c["boxes"]}
+        weights = {c["name"]: c["weight"] for c in entry["classes"]}
+        for e in examples:
+            assert e["image/object/class/weight"] == e["image/object/weight"]
+            for text, label, w in zip(e["image/object/class/text"], e["image/object/class/label"], e["image/object/weight"]):
+                assert label_map.name_of(label) == text.decode()
+                assert w == pytest.approx(weights[text.decode()], rel=1e-6)
+            assert e["image/key/sha256"].decode() == hashlib.sha256(e["image/encoded"]).hexdigest()
+    assert written == t["images_written"]
+    return stats
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("dataset", "extra"),
+    [
+        ("chess-coco", ["--scheme=effective_number", "--beta=0.99"]),
+        ("cards-voc", ["--scheme=median_frequency", "--num-shards=3", "--difficult-weight=0.5"]),
+        ("aquarium-yolo", ["--scheme=balanced", "--compression=gzip", "--max-side=320"]),
+    ],
+)
+def test_end_to_end_on_shared_datasets(tmp_path, dataset, extra):
+    out = tmp_path / "out"
+    doc = prepare.run(["--input", str(shared(dataset)), "--output", str(out), *extra, *IN_PROCESS], print_report=False)
+    compression = "gzip" if "--compression=gzip" in extra else "none"
+    stats = _check_output(out, doc, compression)
+    if dataset == "cards-voc":
+        assert len(list(out.glob("train-*-of-00003.tfrecord"))) == 3
+    if dataset == "aquarium-yolo":
+        assert stats["totals"]["boxes_dropped_by_reason"] == {"box_zero_area": 2}
+        assert set(stats["splits"]) == {"train", "val", "test"}
+        examples, _ = _read_shards(out, "val", "gzip")
+        assert max(max(e["image/width"], e["image/height"]) for e in examples) == 320
+    if dataset == "chess-coco":
+        assert stats["splits"]["train"]["classes"][0]["name"] == "pieces"
+
+
+@pytest.mark.slow
+def test_same_run_twice_gives_identical_shards_and_multiprocess_mode_runs(tmp_path, demo_dir):
+    args = ["--input", str(demo_dir / "annotations.json"), "--val-fraction=0.25", "--num-shards=2"]
+    a = prepare.run([*args, "--output", str(tmp_path / "a"), *IN_PROCESS], print_report=False)
+    b = prepare.run([*args, "--output", str(tmp_path / "b")], print_report=False)  # the local default: multi-processing
+    _check_output(tmp_path / "b", b)
+    names = sorted(p.name for p in (tmp_path / "a").glob("*.tfrecord"))
+    assert names == [shard_name(s, i, 2, "none") for s in ("train", "val") for i in range(2)]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert a["splits"] == b["splits"]
+    assert b["splits"]["val"]["images"] > 0
+    rare = min(b["splits"]["train"]["classes"], key=lambda c: c["boxes"])
+    assert next(c for c in b["splits"]["val"]["classes"] if c["name"] == rare["name"])["boxes"] > 0
+
+
+def test_hostile_dataset_does_not_kill_the_job(tmp_path):
+    from tests.test_readers import _jpeg, _png
+
+    (tmp_path / "ok.jpg").write_bytes(_jpeg())
+    (tmp_path / "png.jpg").write_bytes(_png())
+    (tmp_path / "trunc.jpg").write_bytes(_jpeg()[:300])
+    names = ["ok.jpg", "png.jpg", "trunc.jpg", "../x.jpg", "missing.jpg"]
+    doc = {
+        "images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
+        "annotations": [{"id": i, "image_id": i % 5, "category_id": 1, "bbox": [1 + i, 1, 5, 5 if i != 5 else float("nan")]} for i in range(10)],
+        "categories": [{"id": 1, "name": "x"}],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    stats = prepare.run(["--input", str(tmp_path / "a.json"), "--output", str(out), "--val-fraction=0", *IN_PROCESS], print_report=False)
+    t = stats["totals"]
+    assert (t["images_in"], t["images_written"], t["images_quarantined"]) == (5, 2, 3)
+    assert (t["boxes_in"], t["boxes_written"]) == (10, 3)
+    assert t["boxes_dropped_by_reason"] == {"box_non_finite": 1, "image_quarantined": 6}
+    examples, _ = _read_shards(out, "train")
+    assert sorted(e["image/format"] for e in examples) == [b"jpeg", b"png"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "/nonexistent/x.json"], "does not exist"),
+        (["--input", "{demo}", "--scheme", "magic"], r"unknown scheme 'magic'; known: none, inverse"),
+        (["--input", "{demo}", "--format", "kitti"], r"unknown format 'kitti'"),
+        (["--input", "{demo}", "--compression", "zip"], "unknown compression 'zip'"),
+        (["--input", "{demo}", "--output", "/proc/forbidden"], "is not writable"),
+    ],
+)
+def test_unusable_jobs_fail_fast_with_one_message(tmp_path, demo_dir, args, message):
+    args = [a.replace("{demo}", str(demo_dir / "annotations.json")) for a in args]
+    if "--output" not in args:
+        args += ["--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match=message):
+        prepare.run([*args, *IN_PROCESS])
+
+
+def test_no_valid_image_fails_with_a_clear_message(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "gone.jpg"}], "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    with pytest.raises(SystemExit, match="no valid image"):
+        prepare.run(["--input", str(tmp_path / "a.json"), "--output", str(tmp_path / "out"), *IN_PROCESS], print_report=False)
+    assert "image_missing" in (tmp_path / "out" / "rejects.jsonl").read_text()
+
+
+def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
+    prepare.run(
+        [
+            "--input", str(demo_dir / "annotations.json"),
+            "--output", str(tmp_path / "out"),
+            "--runner=DataflowRunner", "--dry_run=True", "--no_auth",
+            "--project=my-project-123", "--region=us-central1",
+            "--temp_location=gs://my-bucket/tmp", "--staging_location=gs://my-bucket/staging",
+            "--sdk_location=container",
+        ],
+        print_report=False,
+    )
