@@ -1,0 +1,81 @@
+"""The report: stats.json of a real dataset rendered as table, CSV, DataFrame and HTML."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import pytest
+
+from beam_jobs import prepare
+from boxweight.cli import main as cli_main
+from tests.conftest import shared
+from weighting import report
+
+IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+
+
+@pytest.fixture(scope="module")
+def cards_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cards")
+    prepare.run(["--input", str(shared("cards-voc")), "--output", str(out), "--scheme=inverse_sqrt", *IN_PROCESS], print_report=False)
+    return out
+
+
+def test_load_gives_one_row_per_split_and_class(cards_out):
+    frame = report.load(str(cards_out))
+    doc = frame.attrs["stats"]
+    assert len(frame) == sum(len(e["classes"]) for e in doc["splits"].values()) == 18  # train, val (carved from train), test
+    assert set(frame.columns) >= {"split", "id", "name", "boxes", "images", "share", "weight", "repeat_factor", "size_small"}
+    train = frame[frame.split == "train"]
+    assert train.share.sum() == pytest.approx(1.0)
+    csv_text = (cards_out / "report.csv").read_text()
+    assert csv_text.splitlines()[0].startswith("split,id,name,boxes")
+    assert len(csv_text.splitlines()) == 19
+
+
+def test_terminal_table_sorted_by_frequency_with_totals(cards_out, capsys):
+    assert cli_main(["report", str(cards_out)]) == 0
+    text = capsys.readouterr().out
+    assert "scheme: inverse_sqrt" in text
+    assert "images: 363 in = 363 written + 0 quarantined" in text
+    train = text.split("[train]")[1].split("[")[0]
+    counts = [int(line.split()[2]) for line in train.splitlines()[1:] if line.strip()[:1].isdigit()]
+    assert counts == sorted(counts, reverse=True) and len(counts) == 6
+
+
+def test_compare_two_outputs(cards_out, capsys):
+    assert cli_main(["report", "--compare", str(cards_out), str(cards_out)]) == 0
+    text = capsys.readouterr().out
+    assert "[train]" in text and "+0.00" in text
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.svgs, self.external, self._svg, self._depth = 0, [], [], None, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and attrs.get("class") == "class-row":
+            self.rows += 1
+        for key in ("src", "href"):
+            if attrs.get(key):
+                self.external.append(attrs[key])
+        if tag == "script":
+            self.external.append("script")
+
+
+def test_html_is_standalone_with_a_row_per_class_and_parseable_charts(cards_out):
+    page = (cards_out / "report.html").read_text()
+    doc = report.load(str(cards_out)).attrs["stats"]
+    parser = _Collect()
+    parser.feed(page)
+    assert parser.rows == sum(len(e["classes"]) for e in doc["splits"].values())
+    assert parser.external == []  # no CDN, no script, no links
+    svgs = [page[i : page.index("</svg>", i) + 6] for i in range(len(page)) if page.startswith("<svg", i)]
+    assert len(svgs) == 3 * len(doc["splits"])
+    for svg in svgs:
+        root = ET.fromstring(svg)  # each chart is well-formed SVG
+        assert root.findall(".//{http://www.w3.org/2000/svg}rect")
+    assert doc["command"] in page.replace("&#x27;", "'").replace("&quot;", '"')
