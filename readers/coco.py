@@ -37,6 +37,7 @@ class _AnnotationFile:
     path: str
     image_root: str
     split: str
+    non_finite: bool = True
 
 
 def find_files(path: str, image_root: str | None) -> list[_AnnotationFile]:
@@ -101,9 +102,23 @@ def _quote_keyword(m: re.Match[bytes]) -> bytes:
     return token if token.startswith(b'"') else b'"' + token + b'"'
 
 
-def _items(path: str, prefix: str) -> Iterator[Any]:
+def _has_non_finite(path: str) -> bool:
+    """Whether the bytes ``NaN`` or ``Infinity`` occur at all (a fast C-level scan)."""
+    tail = b""
     with fs.open_binary(path) as f:
-        yield from ijson.items(_NonFiniteAsStrings(f), prefix, use_float=True)
+        while chunk := f.read(1 << 22):
+            data = tail + chunk
+            if b"NaN" in data or b"Infinity" in data:
+                return True
+            tail = data[-_KEYWORD_MAX:]
+    return False
+
+
+def _items(path: str, prefix: str, non_finite: bool = True) -> Iterator[Any]:
+    with fs.open_binary(path) as f:
+        # The rewriting wrapper costs a regex pass; most files never need it.
+        stream = _NonFiniteAsStrings(f) if non_finite else f
+        yield from ijson.items(stream, prefix, use_float=True)
 
 
 class CocoSource:
@@ -112,7 +127,7 @@ class CocoSource:
     format = "coco"
 
     def __init__(self, path: str, image_root: str | None = None) -> None:
-        self.files = find_files(path, image_root)
+        self.files = [dataclasses.replace(af, non_finite=_has_non_finite(af.path)) for af in find_files(path, image_root)]
         if not self.files:
             raise SourceError(
                 f"{path}: no COCO annotation file found (looked for *.json, "
@@ -121,7 +136,7 @@ class CocoSource:
         self._categories: dict[int, str] = {}
         for af in self.files:
             try:
-                for cat in _items(af.path, "categories.item"):
+                for cat in _items(af.path, "categories.item", af.non_finite):
                     cid, name = int(cat["id"]), str(cat["name"])
                     if self._categories.get(cid, name) != name:
                         raise SourceError(f"{af.path}: category id {cid} is {name!r} here, {self._categories[cid]!r} elsewhere")
@@ -146,13 +161,13 @@ class CocoSource:
     def _read_file(self, af: _AnnotationFile) -> Iterator[RawImage | Reject]:
         split = af.split or "train"
         try:
-            images = [img for img in _items(af.path, "images.item")]
+            images = [img for img in _items(af.path, "images.item", af.non_finite)]
         except ijson.JSONError as exc:
             raise SourceError(f"{af.path}: malformed JSON in 'images': {exc}") from exc
         boxes: dict[Any, list[RawBox]] = {}
         image_ids = {_key(img["id"]) for img in images if _usable(img)}
         try:
-            for index, ann in enumerate(_items(af.path, "annotations.item")):
+            for index, ann in enumerate(_items(af.path, "annotations.item", af.non_finite)):
                 item = self._box(ann, af.path, index)
                 if isinstance(item, Reject):
                     yield item

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # a million of these may be in memory at once
 class RawBox:
     """A box as found in the source, not yet checked.
 
@@ -28,7 +28,7 @@ class RawBox:
     truncated: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RawImage:
     """An image reference and its raw boxes.
 
