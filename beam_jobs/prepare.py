@@ -24,11 +24,11 @@ from beam_jobs.transforms import (
     REPAIRS,
     AttachWeights,
     ClassStatistics,
-    EncodeExamples,
     ReadAnnotations,
     SplitTrainVal,
     Validate,
     WriteShards,
+    merge_all,
     rejects_jsonl,
     write_text,
 )
@@ -155,11 +155,7 @@ class Prepare(beam.PTransform):
         stats = records | "ClassStatistics" >> ClassStatistics()
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)
         weighted = records | "AttachWeights" >> AttachWeights(beam.pvalue.AsSingleton(plan))
-        shards = (
-            weighted
-            | "EncodeExamples" >> EncodeExamples(o.max_side or None)
-            | "WriteShards" >> WriteShards(o.output, o.num_shards, o.compression)
-        )
+        shards = weighted | "EncodeAndWriteShards" >> WriteShards(o.output, o.num_shards, o.compression, o.max_side or None)
         accounting = (
             (records, checked[REJECTS], checked[REPAIRS])
             | "AllOutcomes" >> beam.Flatten()
@@ -223,11 +219,7 @@ class _AccountingFn(beam.CombineFn):
         return acc.add(item)
 
     def merge_accumulators(self, accs: Any) -> readers.Accounting:
-        it = iter(accs)
-        first = next(it)
-        for other in it:
-            first.merge(other)
-        return first
+        return merge_all(accs)  # type: ignore[no-any-return]
 
     def extract_output(self, acc: readers.Accounting) -> readers.Accounting:
         return acc

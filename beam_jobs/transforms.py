@@ -180,11 +180,7 @@ class _StatsCombineFn(beam.CombineFn):
         return acc.add(record)
 
     def merge_accumulators(self, accs: Iterable[SplitStats]) -> SplitStats:
-        it = iter(accs)
-        first = next(it)
-        for other in it:
-            first.merge(other)
-        return first
+        return merge_all(accs)  # type: ignore[no-any-return]
 
     def extract_output(self, acc: SplitStats) -> SplitStats:
         return acc
@@ -212,38 +208,6 @@ class AttachWeights(beam.PTransform):
         return records | "Apply" >> beam.Map(lambda r, plan: plan.apply(r), self.plan)
 
 
-class _EncodeFn(beam.DoFn):
-    def __init__(self, max_side: int | None) -> None:
-        self.max_side = max_side
-        self.written = Metrics.counter(NAMESPACE, "images_encoded")
-        self.resized = Metrics.counter(NAMESPACE, f"repaired_{Repair.RESIZED.value}")
-
-    def process(self, record: ImageRecord) -> Iterator[tuple[str, str, bytes]]:
-        data = record.encoded if record.encoded is not None else fs.read_bytes(record.path)
-        if self.max_side and max(record.width, record.height) > self.max_side:
-            try:
-                data, width, height = resize_to(data, self.max_side, record.format, record.path)
-            except ProbeError as exc:
-                # Probed fine but does not decode: leave it as it was rather than lose it.
-                log.warning("not resized: %s", exc.detail)
-            else:
-                self.resized.inc()
-                record = record.replace(width=width, height=height)
-        self.written.inc()
-        yield record.split, image_key(record), encode_record(record.replace(encoded=None), data)
-
-
-class EncodeExamples(beam.PTransform):
-    """Serialize records as tf.train.Example: (split, key, bytes)."""
-
-    def __init__(self, max_side: int | None = None) -> None:
-        super().__init__()
-        self.max_side = max_side
-
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        return records | "Encode" >> beam.ParDo(_EncodeFn(self.max_side))
-
-
 def shard_count(total_bytes: int, images: int, requested: int) -> int:
     if requested > 0:
         return requested
@@ -256,49 +220,83 @@ def shard_name(split: str, index: int, count: int, compression: str) -> str:
     return f"{split}-{index:05d}-of-{count:05d}{suffix}"
 
 
-class WriteShards(beam.PTransform):
-    """Write each split as N shards, examples assigned by stable hash and sorted by key.
+class _WriteShardFn(beam.DoFn):
+    """Encode the records of one shard in key order and write the file."""
 
-    Every shard file is written whole by one worker, so a retried bundle
-    rewrites identical bytes: the output is deterministic and idempotent.
+    def __init__(self, output: str, compression: str, max_side: int | None) -> None:
+        self.output, self.compression, self.max_side = output, compression, max_side
+        self.written = Metrics.counter(NAMESPACE, "images_written")
+        self.resized = Metrics.counter(NAMESPACE, f"repaired_{Repair.RESIZED.value}")
+
+    def process(self, kv: tuple[tuple[str, int], Iterable[Any]], counts: dict[str, int]) -> Iterator[str]:
+        import tensorflow as tf
+
+        (split, index), values = kv
+        records = sorted((v for v in values if v is not None), key=lambda kr: kr[0])
+        path = fs.join(self.output, shard_name(split, index, counts[split], self.compression))
+        options = tf.io.TFRecordOptions(compression_type="GZIP" if self.compression == "gzip" else "")
+        with tf.io.TFRecordWriter(path, options) as writer:
+            for _, record in records:
+                writer.write(self._encode(record))
+                self.written.inc()
+        yield path
+
+    def _encode(self, record: ImageRecord) -> bytes:
+        data = record.encoded if record.encoded is not None else fs.read_bytes(record.path)
+        if self.max_side and max(record.width, record.height) > self.max_side:
+            try:
+                data, width, height = resize_to(data, self.max_side, record.format, record.path)
+            except ProbeError as exc:
+                # Probed fine but does not decode: keep it as it was rather than lose it.
+                log.warning("not resized: %s", exc.detail)
+            else:
+                self.resized.inc()
+                record = record.replace(width=width, height=height)
+        return encode_record(record.replace(encoded=None), data)
+
+
+class WriteShards(beam.PTransform):
+    """Encode records as tf.train.Example and write each split as N shards.
+
+    A record goes to shard ``sha256(key) mod N`` and each shard is sorted by
+    key, so the output is byte-identical across runs; a retried bundle
+    rewrites identical bytes. Only the small records cross the shuffle: the
+    image bytes are read and encoded by the worker that writes the shard,
+    which keeps memory flat and avoids moving every image through the runner.
     """
 
-    def __init__(self, output: str, num_shards: int, compression: str) -> None:
+    def __init__(self, output: str, num_shards: int, compression: str, max_side: int | None = None) -> None:
         super().__init__()
-        self.output, self.num_shards, self.compression = output, num_shards, compression
+        self.output, self.num_shards, self.compression, self.max_side = output, num_shards, compression, max_side
 
-    def expand(self, encoded: beam.PCollection) -> beam.PCollection:
-        requested, compression, output = self.num_shards, self.compression, self.output
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        requested = self.num_shards
         sizes = (
-            encoded
-            | "Sizes" >> beam.Map(lambda e: (e[0], (len(e[2]), 1)))
+            records
+            | "Sizes" >> beam.Map(lambda r: (r.split, (r.nbytes, 1)))
             | "SumSizes" >> beam.CombinePerKey(lambda vs: tuple(map(sum, zip(*vs))) or (0, 0))
         )
         counts = sizes | "ShardCount" >> beam.MapTuple(lambda split, s: (split, shard_count(s[0], s[1], requested)))
         counts_si = beam.pvalue.AsDict(counts)
-        keyed = encoded | "Assign" >> beam.Map(
-            lambda e, n: ((e[0], stable_hash(e[1]) % n[e[0]]), (e[1], e[2])), counts_si
+        keyed = records | "Assign" >> beam.Map(
+            lambda r, n: ((r.split, stable_hash(image_key(r)) % n[r.split]), (image_key(r), r)), counts_si
         )
         every_shard = counts | "EveryShard" >> beam.FlatMapTuple(lambda split, n: [((split, i), None) for i in range(n)])
         return (
             (keyed, every_shard)
             | "Merge" >> beam.Flatten()
             | "ByShard" >> beam.GroupByKey()
-            | "Write" >> beam.Map(_write_shard, output, counts_si, compression)
+            | "EncodeAndWrite" >> beam.ParDo(_WriteShardFn(self.output, self.compression, self.max_side), counts_si)
         )
 
 
-def _write_shard(kv: tuple[tuple[str, int], Iterable[Any]], output: str, counts: dict[str, int], compression: str) -> str:
-    import tensorflow as tf
-
-    (split, index), values = kv
-    examples = sorted(v for v in values if v is not None)
-    path = fs.join(output, shard_name(split, index, counts[split], compression))
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
-    with tf.io.TFRecordWriter(path, options) as writer:
-        for _, data in examples:
-            writer.write(data)
-    return path
+def merge_all(accumulators: Iterable[Any]) -> Any:
+    """Merge mergeable accumulators (``SplitStats``, ``Accounting``) into the first."""
+    it = iter(accumulators)
+    first = next(it)
+    for other in it:
+        first.merge(other)
+    return first
 
 
 def write_text(path: str, text: str) -> None:

@@ -84,6 +84,7 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
             boxes=tuple(boxes),
             split=raw.split,
             encoded=encoded,
+            nbytes=len(encoded if encoded is not None else data),
         )
     except AnnotationError as exc:
         return _quarantine(raw, RejectReason.ANNOTATION_MALFORMED, str(exc))

@@ -77,6 +77,7 @@ class ImageRecord:
     split: str = "train"
     repeat_factor: float = 1.0
     encoded: bytes | None = None
+    nbytes: int = 0  # size of the image bytes, to size shards without reading them again
 
     def __post_init__(self) -> None:
         if not self.source_id:
