@@ -35,7 +35,7 @@ class _WeightedLoss(keras.losses.Loss):
         self.normalizer_floor = float(normalizer_floor)
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        with ops.name_scope(self.name):
+        with keras.name_scope(self.name):
             # float32 math even under mixed precision: logs and exps of float16 logits overflow.
             y_pred = ops.cast(y_pred, "float32")
             y_true = ops.cast(y_true, "float32")
