@@ -27,6 +27,7 @@ class ClassEntry(TypedDict):
     name: str
     boxes: int
     images: int
+    boxes_in_images: int  # all boxes in the images containing this class (median frequency)
     share: float  # boxes of this class / boxes of the split
     weight: float  # per-box class weight (before difficult/crowd/truncated multipliers)
     repeat_factor: float  # LVIS r(c) from this split's image frequencies

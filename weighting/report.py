@@ -54,6 +54,7 @@ def build_stats(
                     "name": name,
                     "boxes": n,
                     "images": st.class_images.get(name, 0),
+                    "boxes_in_images": st.boxes_in_images_with.get(name, 0),
                     "share": n / total if total else 0.0,
                     "weight": float(plan.class_weights.get(name, 1.0)),
                     "repeat_factor": factors.get(name, 1.0),

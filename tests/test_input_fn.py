@@ -1,0 +1,158 @@
+"""create_input_fn: shapes, alignment through augmentation, weight fallbacks, reweighting, repeat factors."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image, ImageDraw
+
+from beam_jobs import prepare
+from schemas.annotations import Box, ImageRecord
+from schemas.codec import record_values
+from schemas.features import decode_example, encode_example
+from weighting.input_fn import Augment, ReweightSpec, create_input_fn, one_hot_classes
+
+IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+COLORS = {1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255), 4: (255, 255, 0)}
+
+
+def _image_with_boxes(size=(120, 80)):
+    """Each box is filled with its class's color; weights are 0.1 * class."""
+    w, h = size
+    corners = {1: (5, 5, 35, 30), 2: (60, 10, 110, 40), 3: (10, 45, 40, 75), 4: (70, 50, 100, 75)}
+    img = Image.new("RGB", size, (128, 128, 128))
+    draw = ImageDraw.Draw(img)
+    boxes = []
+    for label, (x0, y0, x1, y1) in corners.items():
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=COLORS[label])
+        boxes.append(Box(x0 / w, y0 / h, x1 / w, y1 / h, label, f"c{label}", weight=0.1 * label))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")  # lossless, so colors survive
+    record = ImageRecord("img", "img.png", "p", h, w, "png", boxes=tuple(boxes), repeat_factor=1.0)
+    return record, buf.getvalue()
+
+
+def _write(path, values_list):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for values in values_list:
+            writer.write(encode_example(values))
+    return str(path)
+
+
+def test_shapes_dtypes_and_padding(tmp_path):
+    record, data = _image_with_boxes()
+    path = _write(tmp_path / "a.tfrecord", [record_values(record, data)] * 3)
+    images, labels = next(iter(create_input_fn(path, 2, False, image_size=(64, 96), max_boxes=6)()))
+    assert images.shape == (2, 64, 96, 3) and images.dtype == tf.float32
+    assert labels["groundtruth_boxes"].shape == (2, 6, 4)
+    assert labels["groundtruth_classes"].dtype == tf.int32
+    assert labels["num_groundtruth_boxes"].numpy().tolist() == [4, 4]
+    np.testing.assert_allclose(labels["groundtruth_weights"][0].numpy(), [0.1, 0.2, 0.3, 0.4, 0, 0], rtol=1e-6)
+    assert labels["groundtruth_classes"][0].numpy().tolist() == [1, 2, 3, 4, 0, 0]
+    onehot = one_hot_classes(labels["groundtruth_classes"], 4).numpy()
+    assert onehot[0, 0].tolist() == [1, 0, 0, 0] and onehot[0, 5].sum() == 0
+
+
+def test_boxes_classes_and_weights_stay_aligned_through_flip_crop_and_padding(tmp_path):
+    record, data = _image_with_boxes()
+    path = _write(tmp_path / "a.tfrecord", [record_values(record, data)])
+    aug = Augment(flip=True, crop_min_scale=0.5, min_visible=0.7, color=False)
+    ds = create_input_fn(path, 1, True, image_size=(80, 120), augment=aug)()
+    seen_dropped = 0
+    for images, labels in ds.take(60):
+        n = int(labels["num_groundtruth_boxes"][0])
+        seen_dropped += n < 4
+        img = images[0].numpy()
+        for i in range(n):
+            label = int(labels["groundtruth_classes"][0, i])
+            assert float(labels["groundtruth_weights"][0, i]) == pytest.approx(0.1 * label)
+            ymin, xmin, ymax, xmax = labels["groundtruth_boxes"][0, i].numpy()
+            cy, cx = int((ymin + ymax) / 2 * 80), int((xmin + xmax) / 2 * 120)
+            np.testing.assert_allclose(img[cy, cx], COLORS[label], atol=40)
+    assert seen_dropped > 0  # crops did cut boxes, and their classes and weights went with them
+
+
+def test_weight_fallbacks(tmp_path):
+    record, data = _image_with_boxes()
+    full = record_values(record, data)
+    od_only = {k: v for k, v in full.items() if k != "image/object/class/weight"}
+    od_only["image/object/weight"] = [2.0, 3.0, 4.0, 5.0]
+    neither = {k: v for k, v in od_only.items() if k != "image/object/weight"}
+
+    def first_weights(values):
+        # encode_example fills absent per-box keys with defaults, so strip them at the proto level
+        serialized = encode_example(values)
+        ex = tf.train.Example.FromString(serialized)
+        for key in ("image/object/class/weight", "image/object/weight"):
+            if key not in values:
+                del ex.features.feature[key]
+        p = tmp_path / f"{len(list(tmp_path.iterdir()))}.tfrecord"
+        with tf.io.TFRecordWriter(str(p)) as w:
+            w.write(ex.SerializeToString())
+        _, labels = next(iter(create_input_fn(str(p), 1, False, image_size=(32, 32))()))
+        return labels["groundtruth_weights"][0, :4].numpy().tolist()
+
+    assert first_weights(full) == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert first_weights(od_only) == [2.0, 3.0, 4.0, 5.0]
+    assert first_weights(neither) == [1.0, 1.0, 1.0, 1.0]
+    _, labels = next(iter(create_input_fn(str(tmp_path / "0.tfrecord"), 1, False, image_size=(32, 32), weights="none")()))
+    assert labels["groundtruth_weights"][0, :4].numpy().tolist() == [1.0] * 4
+
+
+def test_max_boxes_keeps_the_first_boxes_and_warns(tmp_path, capfd):
+    record, data = _image_with_boxes()
+    path = _write(tmp_path / "a.tfrecord", [record_values(record, data)])
+    _, labels = next(iter(create_input_fn(path, 1, False, image_size=(32, 32), max_boxes=2)()))
+    assert labels["groundtruth_classes"][0].numpy().tolist() == [1, 2]
+    assert "has 4 boxes; keeping the first 2" in capfd.readouterr().err
+
+
+def test_repeat_factor_sampling_frequencies(tmp_path):
+    record, data = _image_with_boxes()
+    rows = []
+    for i, factor in enumerate([1.0, 2.5]):
+        rows.append(record_values(record.replace(source_id=f"r{i}", repeat_factor=factor), data))
+    path = _write(tmp_path / "a.tfrecord", rows)
+    ds = create_input_fn(path, 1, True, image_size=(8, 8), repeat_factor_sampling=True, augment=False, shuffle_buffer=1)
+    # one epoch = 2 records; draw 400 epochs' worth from the repeating stream and count by source
+    ids = tf.data.Dataset.from_tensor_slices([path]).repeat(400)
+    ids = ids.interleave(tf.data.TFRecordDataset, cycle_length=1)
+    from weighting.input_fn import _repeat_by_factor
+
+    counts = {b"r0": 0, b"r1": 0}
+    for serialized in ids.flat_map(_repeat_by_factor):
+        counts[decode_example(serialized.numpy())["image/source_id"]] += 1
+    assert counts[b"r0"] == 400
+    assert counts[b"r1"] / 400 == pytest.approx(2.5, abs=0.15)
+    assert next(iter(ds()))[0].shape == (1, 8, 8, 3)
+
+
+@pytest.mark.slow
+def test_job_records_read_back_exactly_and_read_time_reweighting_matches_written(tmp_path, demo_dir):
+    base = ["--input", str(demo_dir / "annotations.json"), "--val-fraction=0", *IN_PROCESS]
+    prepare.run([*base, "--output", str(tmp_path / "eff"), "--scheme=effective_number", "--beta=0.99"], print_report=False)
+    prepare.run([*base, "--output", str(tmp_path / "none"), "--scheme=none"], print_report=False)
+    # exact box values: no augmentation, output size = the 96x96 source size
+    written = [decode_example(x) for x in tf.data.TFRecordDataset(sorted(str(p) for p in (tmp_path / "eff").glob("train-*"))).as_numpy_iterator()]
+    fn = create_input_fn(str(tmp_path / "eff"), 1, False, image_size=(96, 96), max_boxes=10)
+    for (_, labels), rec in zip(fn(), written):
+        n = int(labels["num_groundtruth_boxes"][0])
+        got = labels["groundtruth_boxes"][0, :n].numpy()
+        want = np.stack([rec[f"image/object/bbox/{k}"] for k in ("ymin", "xmin", "ymax", "xmax")], axis=1).astype("float32") if n else np.zeros((0, 4))
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(labels["groundtruth_weights"][0, :n].numpy(), np.asarray(rec["image/object/class/weight"], "float32"))
+    spec = ReweightSpec(str(tmp_path / "none"), "effective_number", params={"beta": 0.99})
+    a = create_input_fn(str(tmp_path / "eff"), 16, False, image_size=(32, 32))()
+    b = create_input_fn(str(tmp_path / "none"), 16, False, image_size=(32, 32), weights=spec)()
+    for (_, la), (_, lb) in zip(a, b):
+        np.testing.assert_allclose(la["groundtruth_weights"].numpy(), lb["groundtruth_weights"].numpy(), rtol=1e-5)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="no TFRecord files match"):
+        create_input_fn(str(tmp_path / "nothing-*"), 1, False)
+    with pytest.raises(ValueError, match="weights='balanced'"):
+        create_input_fn(str(tmp_path), 1, False, weights="balanced")

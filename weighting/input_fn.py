@@ -1,0 +1,328 @@
+"""``create_input_fn``: weighted detection records -> batched ``tf.data`` for training.
+
+Each element is ``(images, labels)``:
+
+* ``images``: float32 ``[B, H, W, 3]``, pixel values in [0, 255] (as the TF
+  OD API feeds its models; normalize in the model), resized keeping the
+  aspect ratio and padded at the bottom and right;
+* ``labels["groundtruth_boxes"]``: float32 ``[B, max_boxes, 4]``, ymin, xmin,
+  ymax, xmax normalized to the padded image;
+* ``labels["groundtruth_classes"]``: int32 ``[B, max_boxes]``, label-map ids
+  **from 1** (0 is padding; :func:`one_hot_classes` turns them into
+  ``[B, max_boxes, num_classes]``);
+* ``labels["groundtruth_weights"]``: float32 ``[B, max_boxes]``, 0 on padding;
+* ``labels["num_groundtruth_boxes"]``: int32 ``[B]``.
+
+Weights come from ``image/object/class/weight``, else ``image/object/weight``,
+else ones, so records made by other tools work; or they are recomputed in the
+graph from the job's ``stats.json`` with a :class:`ReweightSpec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tensorflow as tf
+
+from schemas.features import parse_spec
+from weighting.schemes import BoxMultipliers, ClassCounts, class_weights
+
+log = logging.getLogger(__name__)
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class ReweightSpec:
+    """Recompute box weights at read time from a job's ``stats.json``.
+
+    Args:
+        stats: path to ``stats.json`` or to the job's output folder.
+        scheme: a weighting scheme name (see ``weighting.schemes.SCHEMES``).
+        normalize, max_weight, params: as for ``weighting.class_weights``.
+        multipliers: per-box factors for difficult, crowd and truncated boxes.
+        split: the split whose counts define the weights (train, as the job does).
+    """
+
+    stats: str
+    scheme: str
+    normalize: str = "boxes"
+    max_weight: float | None = None
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    multipliers: BoxMultipliers = BoxMultipliers()
+    split: str = "train"
+
+    def class_weights(self) -> dict[str, float]:
+        path = self.stats if self.stats.endswith(".json") else self.stats.rstrip("/") + "/stats.json"
+        with tf.io.gfile.GFile(path, "r") as f:
+            doc = json.load(f)
+        entry = doc["splits"][self.split]
+        classes = entry["classes"]
+        counts = ClassCounts(
+            boxes={c["name"]: c["boxes"] for c in classes},
+            images_with={c["name"]: c["images"] for c in classes},
+            num_images=entry["images"],
+            boxes_in_images_with={c["name"]: c.get("boxes_in_images", 0) for c in classes},
+        )
+        return class_weights(counts, self.scheme, normalize=self.normalize, max_weight=self.max_weight, **dict(self.params))
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Training augmentation; boxes, classes and weights always move together.
+
+    Args:
+        flip: horizontal flip with probability 0.5.
+        crop_min_scale: scale jitter: a square-aspect window of side
+            U(crop_min_scale, 1) of the image is cropped (1 disables).
+        min_visible: boxes keeping less than this fraction of their area
+            inside the crop are dropped, with their class and weight.
+        color: random brightness, contrast and saturation.
+    """
+
+    flip: bool = True
+    crop_min_scale: float = 0.6
+    min_visible: float = 0.5
+    color: bool = True
+
+
+def list_files(file_pattern: str) -> list[str]:
+    """A directory (its TFRecord shards), a glob, or a comma-separated list of them."""
+    files: list[str] = []
+    for part in file_pattern.split(","):
+        if tf.io.gfile.isdir(part):
+            matches = [f for f in tf.io.gfile.glob(part.rstrip("/") + "/*") if _is_shard(f.rsplit("/", 1)[-1])]
+        else:
+            matches = tf.io.gfile.glob(part)
+        files.extend(sorted(matches))
+    if not files:
+        raise ValueError(f"no TFRecord files match {file_pattern!r}")
+    return files
+
+
+def _is_shard(name: str) -> bool:
+    return ".tfrecord" in name or name.endswith(".record") or "-of-" in name
+
+
+def one_hot_classes(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """``[..., N]`` ids from 1 (0 = padding) -> ``[..., N, num_classes]`` one-hot, zero rows for padding."""
+    return tf.one_hot(tf.cast(classes, tf.int32) - 1, num_classes, dtype=tf.float32)
+
+
+def _dense(sparse: tf.SparseTensor, default: Any = 0) -> tf.Tensor:
+    return tf.sparse.to_dense(sparse, default_value=default)
+
+
+def _box_weights(parsed: Mapping[str, Any], n: tf.Tensor) -> tf.Tensor:
+    own = _dense(parsed["image/object/class/weight"], 0.0)
+    od = _dense(parsed["image/object/weight"], 0.0)
+    return tf.case(
+        [(tf.equal(tf.size(own), n), lambda: own), (tf.equal(tf.size(od), n), lambda: od)],
+        default=lambda: tf.ones([n], tf.float32),
+    )
+
+
+def _flip(image: tf.Tensor, boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
+    return tf.image.flip_left_right(image), tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
+
+
+def _crop(image: tf.Tensor, boxes: tf.Tensor, keep_with: list[tf.Tensor], cfg: Augment) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
+    shape = tf.shape(image)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    scale = tf.random.uniform([], cfg.crop_min_scale, 1.0)
+    ch, cw = tf.maximum(tf.cast(h * scale, tf.int32), 1), tf.maximum(tf.cast(w * scale, tf.int32), 1)
+    oy = tf.random.uniform([], 0, shape[0] - ch + 1, dtype=tf.int32)
+    ox = tf.random.uniform([], 0, shape[1] - cw + 1, dtype=tf.int32)
+    image = tf.image.crop_to_bounding_box(image, oy, ox, ch, cw)
+    window = tf.stack([tf.cast(oy, tf.float32) / h, tf.cast(ox, tf.float32) / w, tf.cast(oy + ch, tf.float32) / h, tf.cast(ox + cw, tf.float32) / w])
+    clipped = tf.concat([tf.maximum(boxes[:, :2], window[:2]), tf.minimum(boxes[:, 2:], window[2:])], axis=1)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    visible = tf.maximum(clipped[:, 2] - clipped[:, 0], 0.0) * tf.maximum(clipped[:, 3] - clipped[:, 1], 0.0)
+    keep = visible >= cfg.min_visible * area
+    size = tf.concat([window[2:] - window[:2]] * 2, axis=0)
+    moved = (tf.boolean_mask(clipped, keep) - tf.concat([window[:2]] * 2, axis=0)) / size
+    return image, moved, [tf.boolean_mask(t, keep) for t in keep_with]
+
+
+def _color(image: tf.Tensor) -> tf.Tensor:
+    image = tf.image.random_brightness(image, 32.0)
+    image = tf.image.random_contrast(image, 0.8, 1.2)
+    image = tf.image.random_saturation(image, 0.8, 1.2)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def _letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    target = tf.constant(size, tf.float32)
+    scale = tf.reduce_min(target / shape)
+    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
+    image = tf.image.resize(image, new)
+    image = tf.image.pad_to_bounding_box(image, 0, 0, size[0], size[1])
+    ratio = tf.cast(new, tf.float32) / target
+    return image, boxes * tf.concat([ratio, ratio], axis=0)
+
+
+def _parser(
+    image_size: tuple[int, int], max_boxes: int, weights: Any, augment: Augment | None
+) -> Callable[[tf.Tensor], tuple[tf.Tensor, dict[str, tf.Tensor]]]:
+    spec = parse_spec()
+    table = None
+    multipliers = BoxMultipliers()
+    if isinstance(weights, ReweightSpec):
+        by_class = weights.class_weights()
+        multipliers = weights.multipliers
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(list(by_class)), tf.constant(list(by_class.values()), tf.float32)),
+            default_value=1.0,
+        )
+
+    def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        parsed = tf.io.parse_single_example(serialized, spec)
+        image = tf.io.decode_image(parsed["image/encoded"], channels=3, expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        boxes = tf.stack([_dense(parsed[f"image/object/bbox/{k}"], 0.0) for k in ("ymin", "xmin", "ymax", "xmax")], axis=1)
+        n = tf.shape(boxes)[0]
+        classes = tf.cast(_dense(parsed["image/object/class/label"], 0), tf.int32)
+        classes = tf.cond(tf.equal(tf.size(classes), n), lambda: classes, lambda: tf.zeros([n], tf.int32))
+        if weights == "none":
+            box_w = tf.ones([n], tf.float32)
+        elif table is not None:
+            texts = _dense(parsed["image/object/class/text"], b"")
+            box_w = table.lookup(texts)
+            for key, factor in (("difficult", multipliers.difficult), ("is_crowd", multipliers.crowd), ("truncated", multipliers.truncated)):
+                if factor != 1.0:
+                    flags = _dense(parsed[f"image/object/{key}"], 0)
+                    flags = tf.cond(tf.equal(tf.size(flags), n), lambda f=flags: f, lambda: tf.zeros([n], tf.int64))
+                    box_w = box_w * tf.where(flags > 0, factor, 1.0)
+        else:
+            box_w = _box_weights(parsed, n)
+        if augment is not None:
+            if augment.crop_min_scale < 1.0:
+                image, boxes, (classes, box_w) = _crop(image, boxes, [classes, box_w], augment)
+            if augment.flip:
+                image, boxes = tf.cond(tf.random.uniform([]) < 0.5, lambda: _flip(image, boxes), lambda: (image, boxes))
+            if augment.color:
+                image = _color(image)
+        image, boxes = _letterbox(image, boxes, image_size)
+        n = tf.shape(boxes)[0]
+
+        def warn() -> tf.Tensor:
+            tf.print("boxweight: image", parsed["image/source_id"], "has", n, "boxes; keeping the first", max_boxes, output_stream=sys.stderr)
+            return tf.constant(0)
+
+        tf.cond(n > max_boxes, warn, lambda: tf.constant(0))
+        kept = tf.minimum(n, max_boxes)
+        pad = max_boxes - kept
+        labels = {
+            "groundtruth_boxes": tf.pad(boxes[:kept], [[0, pad], [0, 0]]),
+            "groundtruth_classes": tf.pad(classes[:kept], [[0, pad]]),
+            "groundtruth_weights": tf.pad(box_w[:kept], [[0, pad]]),
+            "num_groundtruth_boxes": kept,
+        }
+        image.set_shape([image_size[0], image_size[1], 3])
+        labels["groundtruth_boxes"].set_shape([max_boxes, 4])
+        labels["groundtruth_classes"].set_shape([max_boxes])
+        labels["groundtruth_weights"].set_shape([max_boxes])
+        return image, labels
+
+    return parse
+
+
+def _repeat_by_factor(serialized: tf.Tensor) -> tf.data.Dataset:
+    # detectron2's RepeatFactorTrainingSampler: repeat floor(r) times, plus once
+    # more with probability frac(r), drawn anew every epoch.
+    r = tf.io.parse_single_example(serialized, {"image/repeat_factor": tf.io.FixedLenFeature([], tf.float32, 1.0)})["image/repeat_factor"]
+    base = tf.floor(r)
+    times = tf.cast(base, tf.int64) + tf.cast(tf.random.uniform([]) < r - base, tf.int64)
+    return tf.data.Dataset.from_tensors(serialized).repeat(times)
+
+
+def create_input_fn(
+    file_pattern: str,
+    batch_size: int,
+    is_training: bool,
+    *,
+    image_size: tuple[int, int] = (512, 512),
+    max_boxes: int = 100,
+    weights: str | ReweightSpec = "record",
+    repeat_factor_sampling: bool = False,
+    augment: Augment | bool | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    deterministic: bool | None = None,
+    compression: str | None = None,
+    shuffle_buffer: int = 1024,
+) -> Callable[[], tf.data.Dataset]:
+    """An input function for detection training on boxweight (or TF OD API) records.
+
+    Args:
+        file_pattern: a directory of shards, a glob (``DIR/train-*``) or a
+            comma-separated list; local or ``gs://``.
+        batch_size: global batch size (divided per replica with ``input_context``).
+        is_training: shuffle, repeat forever, augment, drop the last partial batch.
+        image_size: (height, width) of the padded output images.
+        max_boxes: boxes per image; extra boxes are cut (first ones kept, in
+            record order) with a warning naming the image and its count.
+        weights: ``'record'`` (class/weight, else object/weight, else ones),
+            ``'none'`` (ones), or a :class:`ReweightSpec`.
+        repeat_factor_sampling: repeat images per epoch by stochastic rounding
+            of ``image/repeat_factor`` (training only).
+        augment: ``None`` = :class:`Augment` defaults when training and none
+            otherwise; ``False`` = none; or an :class:`Augment`.
+        input_context: ``tf.distribute.InputContext``; files are sharded per
+            input pipeline.
+        deterministic: passed to ``tf.data.Options.deterministic`` (None keeps TF's default).
+        compression: ``'GZIP'``, ``''``, or None to infer from ``.gz`` names.
+        shuffle_buffer: examples in the shuffle buffer when training.
+
+    Returns:
+        A zero-argument callable returning the ``tf.data.Dataset``; call it
+        directly, or hand it to an Estimator-era trainer.
+
+    Raises:
+        ValueError: no file matches, or a bad ``weights``/``augment`` value.
+    """
+    if weights not in ("record", "none") and not isinstance(weights, ReweightSpec):
+        raise ValueError(f"weights={weights!r}: use 'record', 'none' or a ReweightSpec")
+    if augment is None or augment is True:
+        aug: Augment | None = Augment() if (is_training or augment is True) else None
+    elif augment is False:
+        aug = None
+    elif isinstance(augment, Augment):
+        aug = augment
+    else:
+        raise ValueError(f"augment={augment!r}: use None, True, False or an Augment")
+    files = list_files(file_pattern)
+    if compression is None:
+        compression = "GZIP" if all(f.endswith(".gz") for f in files) else ""
+
+    def input_fn() -> tf.data.Dataset:
+        per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if input_context and input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        if is_training:
+            ds = ds.shuffle(len(files), reshuffle_each_iteration=True).repeat()
+        ds = ds.interleave(
+            lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+            cycle_length=min(len(files), 16),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+        if is_training and repeat_factor_sampling:
+            ds = ds.flat_map(_repeat_by_factor)
+        if is_training:
+            ds = ds.shuffle(shuffle_buffer)
+        ds = ds.map(_parser(tuple(image_size), max_boxes, weights, aug), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.batch(per_replica, drop_remainder=is_training).prefetch(AUTOTUNE)
+        if deterministic is not None:
+            options = tf.data.Options()
+            options.deterministic = deterministic
+            ds = ds.with_options(options)
+        return ds
+
+    return input_fn
