@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", nargs="?", help="output folder of 'boxweight prepare'")
     rep.add_argument("--json", action="store_true", help="print stats.json instead of the table")
     rep.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two output folders side by side")
+    sub.add_parser("train", help="train the reference detector with weighted losses (see 'train --help')", add_help=False)
+    ev = sub.add_parser("evaluate", help="per-class AP50, AP[.5:.95] and recall of a trained run")
+    ev.add_argument("--model", required=True, help="run folder of 'boxweight train'")
+    ev.add_argument("--data", required=True, help="val shards: folder or glob")
+    ev.add_argument("--json", default=None, help="also write the results to this JSON file")
     demo = sub.add_parser("demo-data", help="write the embedded demo dataset (COCO JSON, deterministic by seed)")
     demo.add_argument("--out", default="build/demo")
     demo.add_argument("--images", type=int, default=2000)
@@ -87,12 +92,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_logs()
     if argv and argv[0] == "prepare":
         return _prepare(argv[1:])
+    if argv and argv[0] == "train":
+        from boxweight.train import main as train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "report":
         if not args.dir and not args.compare:
             parser.error("report needs DIR or --compare A B")
         return _report(args)
+    if args.command == "evaluate":
+        from boxweight.evaluate import render, run_model
+
+        result = run_model(args.model, args.data)
+        print(render(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        return 0
     if args.command == "demo-data":
         return _demo_data(args)
     parser.print_help()

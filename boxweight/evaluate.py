@@ -1,0 +1,137 @@
+"""Per-class evaluation: AP@0.5, COCO AP@[.5:.95], mAP and recall at a score threshold.
+
+The AP follows COCO's definition (greedy matching by score to the unmatched
+ground truth of highest IoU, 101-point interpolated precision, up to 100
+detections per image, all areas); the tests check it against pycocotools on
+the same detections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of ``[n, 4]`` and ``[m, 4]`` boxes (ymin, xmin, ymax, xmax)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    y0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    x0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    y1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    x1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(y1 - y0, 0, None) * np.clip(x1 - x0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def _class_ap(gts: Sequence[np.ndarray], dets: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float) -> tuple[float, int]:
+    """AP of one class at one IoU threshold; -1 when the class has no ground truth."""
+    n_gt = sum(len(g) for g in gts)
+    scores, matched = [], []
+    for g, (boxes, s) in zip(gts, dets):
+        order = np.argsort(-s, kind="mergesort")[:100]
+        boxes, s = boxes[order], s[order]
+        ious = iou_matrix(boxes, g)
+        taken = np.zeros(len(g), bool)
+        for i in range(len(boxes)):
+            best, best_iou = -1, min(threshold, 1 - 1e-10)
+            for j in range(len(g)):
+                if not taken[j] and ious[i, j] >= best_iou:
+                    best, best_iou = j, ious[i, j]
+            if best >= 0:
+                taken[best] = True
+            scores.append(s[i])
+            matched.append(best >= 0)
+    if n_gt == 0:
+        return -1.0, 0
+    order = np.argsort(-np.asarray(scores), kind="mergesort")
+    tp = np.cumsum(np.asarray(matched, float)[order])
+    fp = np.cumsum(1.0 - np.asarray(matched, float)[order])
+    recall = tp / n_gt
+    precision = tp / np.maximum(tp + fp, np.spacing(1))
+    precision = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+    idx = np.searchsorted(recall, RECALL_POINTS, side="left")
+    q = np.array([precision[i] if i < len(precision) else 0.0 for i in idx])
+    return float(np.mean(q)), n_gt
+
+
+def evaluate_detections(
+    gt_boxes: Sequence[np.ndarray],
+    gt_classes: Sequence[np.ndarray],
+    det_boxes: Sequence[np.ndarray],
+    det_scores: Sequence[np.ndarray],
+    det_classes: Sequence[np.ndarray],
+    class_names: Sequence[str],
+    score_threshold: float = 0.3,
+) -> dict[str, Any]:
+    """Per-class AP50, AP[.5:.95] and recall@score_threshold; means over classes with ground truth."""
+    per_class = []
+    for cid, name in enumerate(class_names, start=1):
+        gts = [b[c == cid] for b, c in zip(gt_boxes, gt_classes)]
+        dets = [(b[c == cid], s[c == cid]) for b, s, c in zip(det_boxes, det_scores, det_classes)]
+        aps = [_class_ap(gts, dets, t)[0] for t in IOU_THRESHOLDS]
+        n_gt = sum(len(g) for g in gts)
+        hits = 0
+        for g, (boxes, s) in zip(gts, dets):
+            confident = boxes[s >= score_threshold]
+            if len(g) and len(confident):
+                hits += int(np.sum(iou_matrix(g, confident).max(axis=1) >= 0.5))
+        per_class.append({
+            "id": cid, "name": name, "ground_truth": n_gt,
+            "ap50": aps[0] if n_gt else None,
+            "ap": float(np.mean(aps)) if n_gt else None,
+            "recall": hits / n_gt if n_gt else None,
+        })
+    scored = [c for c in per_class if c["ground_truth"]]
+    return {
+        "classes": per_class,
+        "map50": float(np.mean([c["ap50"] for c in scored])) if scored else 0.0,
+        "map": float(np.mean([c["ap"] for c in scored])) if scored else 0.0,
+        "score_threshold": score_threshold,
+    }
+
+
+def run_model(model_dir: str, data: str, batch_size: int = 32) -> dict[str, Any]:
+    """Load a trained run, detect on ``data`` records, return the evaluation."""
+    import keras
+    import tensorflow as tf
+
+    from boxweight.detector import detect
+    from weighting.input_fn import create_input_fn
+
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = json.load(f)
+    model = keras.saving.load_model(os.path.join(model_dir, "model.keras"))
+    size = config["image_size"]
+    ds = create_input_fn(data, batch_size, False, image_size=(size, size), max_boxes=100, weights="none")()
+    gt_b, gt_c, det_b, det_s, det_c = [], [], [], [], []
+    predict = tf.function(lambda x: detect(model(x, training=False), size))
+    for images, labels in ds:
+        out = predict(images)
+        for i in range(int(tf.shape(images)[0])):
+            n = int(labels["num_groundtruth_boxes"][i])
+            gt_b.append(labels["groundtruth_boxes"][i, :n].numpy())
+            gt_c.append(labels["groundtruth_classes"][i, :n].numpy())
+            keep = out["scores"][i].numpy() > 0
+            det_b.append(out["boxes"][i].numpy()[keep])
+            det_s.append(out["scores"][i].numpy()[keep])
+            det_c.append(out["classes"][i].numpy()[keep])
+    return evaluate_detections(gt_b, gt_c, det_b, det_s, det_c, config["class_names"])
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"{'id':>3}  {'class':<20} {'gt':>6} {'AP50':>7} {'AP':>7} {'recall@' + str(result['score_threshold']):>11}"]
+    for c in result["classes"]:
+        fmt = lambda v: "   n/a" if v is None else f"{v:7.3f}"  # noqa: E731
+        lines.append(f"{c['id']:>3}  {c['name'][:20]:<20} {c['ground_truth']:>6} {fmt(c['ap50'])} {fmt(c['ap'])} {fmt(c['recall']):>11}")
+    lines.append(f"mAP50 {result['map50']:.3f}   mAP[.5:.95] {result['map']:.3f}")
+    return "\n".join(lines) + "\n"

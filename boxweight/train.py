@@ -1,0 +1,178 @@
+"""Train the reference detector with weighted losses; checkpoints every epoch and on interrupt.
+
+``boxweight train --train 'DIR/train-*' --val 'DIR/val-*' --out RUN_DIR``. The
+run folder holds ``checkpoints/`` (``--resume`` continues from the latest,
+optimizer state and step included), ``history.json`` (per-epoch losses),
+``config.json`` and the final ``model.keras``. Runs on the GPU when
+TensorFlow sees one (``MirroredStrategy`` for several), else on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from boxweight.detector import assign_targets, build_detector, decode_boxes
+from schemas.label_map import LabelMap
+from weighting.input_fn import ReweightSpec, create_input_fn, list_files
+from weighting.losses import WeightedBinaryCrossEntropy, WeightedGIoU, WeightedSigmoidFocalLoss
+from weighting.schemes import SCHEMES
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    train: str
+    out: str
+    val: str | None = None
+    loss: str = "focal"
+    weights: str = "record"
+    repeat_factor_sampling: bool = False
+    epochs: int = 10
+    batch_size: int = 32
+    image_size: int = 128
+    learning_rate: float = 2e-3
+    mixed_precision: bool = False
+    seed: int = 0
+    resume: bool = False
+    steps_per_epoch: int | None = None
+
+
+def _job_dir(pattern: str) -> str:
+    first = list_files(pattern)[0]
+    return os.path.dirname(first)
+
+
+def _class_names(job_dir: str) -> list[str]:
+    with tf.io.gfile.GFile(os.path.join(job_dir, "label_map.pbtxt")) as f:
+        return list(LabelMap.from_pbtxt(f.read()).names)
+
+
+def _train_images(job_dir: str, pattern: str) -> int:
+    path = os.path.join(job_dir, "stats.json")
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            return int(json.load(f)["splits"]["train"]["images"])
+    return sum(1 for _ in tf.data.TFRecordDataset(list_files(pattern)))
+
+
+def _weights_arg(cfg: TrainConfig, job_dir: str) -> Any:
+    if cfg.weights in ("record", "none"):
+        return cfg.weights
+    if cfg.weights not in SCHEMES:
+        raise SystemExit(f"boxweight train: error: --weights {cfg.weights!r}: use record, none or a scheme ({', '.join(SCHEMES)})")
+    return ReweightSpec(job_dir, cfg.weights)
+
+
+def train(cfg: TrainConfig) -> list[dict[str, float]]:
+    """Train (or resume) a run; returns the per-epoch history."""
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    gpus = tf.config.list_physical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    job_dir = _job_dir(cfg.train)
+    names = _class_names(job_dir)
+    num_classes, size = len(names), cfg.image_size
+    steps = cfg.steps_per_epoch or max(1, _train_images(job_dir, cfg.train) // cfg.batch_size)
+    input_fn = create_input_fn(
+        cfg.train, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
+        weights=_weights_arg(cfg, job_dir), repeat_factor_sampling=cfg.repeat_factor_sampling,
+    )
+    with strategy.scope():
+        model = build_detector(num_classes, size)
+        optimizer = keras.optimizers.Adam(cfg.learning_rate)
+        if cfg.mixed_precision:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    cls_loss_fn = (WeightedSigmoidFocalLoss if cfg.loss == "focal" else WeightedBinaryCrossEntropy)(reduction="sum")
+    box_loss_fn = WeightedGIoU()
+    os.makedirs(cfg.out, exist_ok=True)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, step=step)
+    manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.out, "checkpoints"), max_to_keep=3)
+    history_path = os.path.join(cfg.out, "history.json")
+    history: list[dict[str, float]] = []
+    if cfg.resume and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+        if os.path.exists(history_path):
+            with open(history_path) as f:
+                history = json.load(f)
+        print(f"resumed from {manager.latest_checkpoint} at epoch {int(epoch)}, step {int(step)}")
+    with open(os.path.join(cfg.out, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(cfg), "class_names": names, "num_classes": num_classes}, f, indent=2)
+
+    @tf.function
+    def train_step(images: tf.Tensor, labels: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        t = assign_targets(labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"], num_classes, size)
+        with tf.GradientTape() as tape:
+            out = model(images, training=True)
+            # normalized by the summed weight of positive cells, as RetinaNet by their number
+            cls_loss = cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=t["class_weights"])
+            cls_loss = cls_loss / tf.maximum(tf.reduce_sum(t["box_weights"]), 1.0)
+            box_loss = box_loss_fn(t["box_targets"], decode_boxes(out["box_raw"], size), sample_weight=t["box_weights"])
+            loss = cls_loss + box_loss
+            scaled = optimizer.scale_loss(loss) if cfg.mixed_precision else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        step.assign_add(1)
+        return cls_loss, box_loss
+
+    batches = iter(input_fn())
+    try:
+        while int(epoch) < cfg.epochs:
+            start, sums = time.perf_counter(), [0.0, 0.0]
+            for _ in range(steps):
+                images, labels = next(batches)
+                c, b = train_step(images, labels)
+                sums[0] += float(c)
+                sums[1] += float(b)
+            epoch.assign_add(1)
+            record = {"epoch": int(epoch), "step": int(step), "cls_loss": sums[0] / steps, "box_loss": sums[1] / steps, "seconds": time.perf_counter() - start}
+            history.append(record)
+            manager.save(checkpoint_number=int(epoch))
+            with open(history_path, "w") as f:
+                json.dump(history, f, indent=2)
+            print(f"epoch {record['epoch']}/{cfg.epochs}  cls {record['cls_loss']:.4f}  box {record['box_loss']:.4f}  {record['seconds']:.1f}s")
+    except KeyboardInterrupt:
+        path = manager.save(checkpoint_number=int(epoch))
+        print(f"interrupted: saved {path} at step {int(step)}; continue with --resume")
+        raise
+    model.save(os.path.join(cfg.out, "model.keras"))
+    return history
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="boxweight train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", required=True, help="train shards: folder or glob")
+    p.add_argument("--val", default=None, help="val shards; evaluated at the end when given")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--loss", choices=("focal", "ce"), default="focal", help="classification loss: sigmoid focal or sigmoid cross-entropy")
+    p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json)")
+    p.add_argument("--repeat-factor-sampling", action="store_true")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--mixed-precision", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items()})
+    train(cfg)
+    if cfg.val:
+        from boxweight.evaluate import render, run_model
+
+        print(render(run_model(cfg.out, cfg.val)))
+    return 0

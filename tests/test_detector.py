@@ -1,0 +1,88 @@
+"""Reference detector: training reduces the loss, zero weights give zero gradients, resume continues."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from beam_jobs import prepare
+from boxweight.detector import assign_targets, build_detector, decode_boxes, detect
+from boxweight.train import TrainConfig, train
+from weighting.losses import WeightedSigmoidFocalLoss
+
+IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+
+
+@pytest.fixture(scope="module")
+def records(demo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("records")
+    prepare.run(["--input", str(demo_dir / "annotations.json"), "--output", str(out), "--val-fraction=0.2", *IN_PROCESS], print_report=False)
+    return out
+
+
+def test_targets_carry_box_weights_to_their_cells():
+    boxes = tf.constant([[[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0, 0, 0, 0]]])
+    classes = tf.constant([[1, 2, 0]])
+    weights = tf.constant([[3.0, 0.5, 0.0]])
+    t = assign_targets(boxes, classes, weights, 2, 64)
+    pos = t["positive"][0].numpy()
+    assert pos.sum() > 0
+    cls = np.argmax(t["class_targets"][0].numpy(), axis=-1)
+    w = t["class_weights"][0].numpy()
+    assert set(np.round(w[pos], 3)) == {3.0, 0.5}
+    assert np.all(w[~pos] == 1.0)  # background is not reweighted
+    assert np.all(w[pos & (cls == 0)] == 3.0) and np.all(w[pos & (cls == 1)] == 0.5)
+    assert np.all(t["box_weights"][0].numpy()[~pos] == 0)
+
+
+def test_zero_weight_class_gets_zero_gradient_on_its_cells():
+    model = build_detector(2, 64)
+    images = tf.random.uniform([1, 64, 64, 3], 0, 255)
+    boxes = tf.constant([[[0.1, 0.1, 0.5, 0.5], [0.55, 0.55, 0.95, 0.95]]])
+    t = assign_targets(boxes, tf.constant([[1, 2]]), tf.constant([[0.0, 1.0]]), 2, 64)
+    with tf.GradientTape() as tape:
+        out = model(images, training=True)
+        logits = out["class_logits"]
+        tape.watch(logits)
+        loss = WeightedSigmoidFocalLoss(reduction="sum")(t["class_targets"], logits, sample_weight=t["class_weights"])
+    grad = tape.gradient(loss, logits)[0].numpy()
+    cls = np.argmax(t["class_targets"][0].numpy(), axis=-1)
+    zero_cells = t["positive"][0].numpy() & (cls == 0)
+    assert zero_cells.sum() > 0
+    assert np.all(grad[zero_cells] == 0.0)
+    assert np.any(grad[t["positive"][0].numpy() & (cls == 1)] != 0.0)
+
+
+def test_detect_shapes():
+    model = build_detector(3, 64)
+    out = detect(model(tf.zeros([2, 64, 64, 3])), 64, max_detections=7)
+    assert out["boxes"].shape == (2, 7, 4) and out["classes"].shape == (2, 7)
+    assert decode_boxes(tf.zeros([1, 256, 4]), 64).shape == (1, 256, 4)
+
+
+def test_training_reduces_loss_and_resume_continues_at_the_same_step(records, tmp_path):
+    cfg = TrainConfig(train=str(records / "train-*"), out=str(tmp_path / "run"), epochs=3, batch_size=8, image_size=96, steps_per_epoch=10, learning_rate=3e-3)
+    history = train(cfg)
+    first, last = history[0], history[-1]
+    assert last["cls_loss"] + last["box_loss"] < first["cls_loss"] + first["box_loss"]
+    assert last["step"] == 30
+    resumed = train(TrainConfig(**{**cfg.__dict__, "epochs": 4, "resume": True}))
+    assert [h["step"] for h in resumed] == [10, 20, 30, 40]
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["epoch"] == 4
+    assert (tmp_path / "run" / "model.keras").exists()
+
+
+@pytest.mark.gpu
+def test_gpu_path_trains_with_mixed_precision(records, tmp_path):
+    if not tf.config.list_physical_devices("GPU"):
+        pytest.skip("no GPU visible to TensorFlow")
+    import keras
+
+    cfg = TrainConfig(train=str(records / "train-*"), out=str(tmp_path / "gpu"), epochs=1, batch_size=8, image_size=96, steps_per_epoch=5, mixed_precision=True)
+    try:
+        assert np.isfinite(train(cfg)[0]["cls_loss"])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
