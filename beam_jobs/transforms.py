@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import readers
+from beam_jobs.tfrecord_file import write_tfrecords
 from readers import fs
 from readers.probe import ProbeError, resize_to
 from schemas.annotations import ImageRecord, Reject
@@ -229,16 +230,11 @@ class _WriteShardFn(beam.DoFn):
         self.resized = Metrics.counter(NAMESPACE, f"repaired_{Repair.RESIZED.value}")
 
     def process(self, kv: tuple[tuple[str, int], Iterable[Any]], counts: dict[str, int]) -> Iterator[str]:
-        import tensorflow as tf
-
         (split, index), values = kv
         records = sorted((v for v in values if v is not None), key=lambda kr: kr[0])
         path = fs.join(self.output, shard_name(split, index, counts[split], self.compression))
-        options = tf.io.TFRecordOptions(compression_type="GZIP" if self.compression == "gzip" else "")
-        with tf.io.TFRecordWriter(path, options) as writer:
-            for _, record in records:
-                writer.write(self._encode(record))
-                self.written.inc()
+        n = write_tfrecords(path, (self._encode(record) for _, record in records), gzipped=self.compression == "gzip")
+        self.written.inc(n)
         yield path
 
     def _encode(self, record: ImageRecord) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from typing import BinaryIO
@@ -39,15 +40,25 @@ def safe_join(root: str, name: str) -> str:
     return join(root, norm)
 
 
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
 def join(root: str, *parts: str) -> str:
-    return FileSystems.join(root, *parts) if parts else root
+    if not parts:
+        return root
+    return os.path.join(root, *parts) if _is_local(root) else FileSystems.join(root, *parts)
 
 
 def exists(path: str) -> bool:
-    return FileSystems.exists(path)
+    return os.path.exists(path) if _is_local(path) else FileSystems.exists(path)
 
 
 def open_binary(path: str) -> BinaryIO:
+    # Local paths skip Beam's FileSystems layer, which costs ~0.2 ms a call: a
+    # third of the job's read time on 10k small images.
+    if _is_local(path):
+        return open(path, "rb")
     return FileSystems.open(path, compression_type="uncompressed")  # type: ignore[no-any-return]
 
 

@@ -154,3 +154,38 @@ def test_check_stats_refuses_totals_that_do_not_add_up():
     del doc["splits"]
     with pytest.raises(StatsLayoutError, match="missing key 'splits'"):
         check_stats(doc)
+
+
+def _tf_reference(values):
+    """The same values serialized by TensorFlow's own protobuf classes."""
+    from schemas.features import Dtype
+
+    feature = {}
+    for f in FEATURES:
+        seq = values[f.key] if f.per_box else [values[f.key]]
+        if f.dtype is Dtype.BYTES:
+            feature[f.key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v for v in seq]))
+        elif f.dtype is Dtype.INT64:
+            feature[f.key] = tf.train.Feature(int64_list=tf.train.Int64List(value=seq))
+        else:
+            feature[f.key] = tf.train.Feature(float_list=tf.train.FloatList(value=seq))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), n=st.integers(0, 6))
+def test_hand_written_wire_format_equals_tensorflow_serialization(data, n):
+    from schemas.features import Dtype
+
+    floats = st.floats(width=32, allow_nan=False)
+    ints = st.integers(-(2**63), 2**63 - 1)
+    texts = st.one_of(st.text(max_size=12), st.binary(max_size=40))
+    values = {}
+    for f in FEATURES:
+        elem = {Dtype.BYTES: texts, Dtype.INT64: ints, Dtype.FLOAT: floats}[f.dtype]
+        values[f.key] = data.draw(st.lists(elem, min_size=n, max_size=n)) if f.per_box else data.draw(elem)
+    assert encode_example(values) == _tf_reference(values)
