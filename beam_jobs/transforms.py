@@ -137,6 +137,8 @@ class SplitTrainVal(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         frac = self.val_fraction
+        if frac <= 0:
+            return records  # nothing to carve: skip the counting and grouping passes
         splits = records | "Splits" >> beam.Map(lambda r: r.split) | "DistinctSplits" >> beam.Distinct()
         class_images = (
             records

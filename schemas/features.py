@@ -103,22 +103,23 @@ def encode_example(values: Mapping[str, Any]) -> bytes:
         raise ExampleError(f"per-box keys disagree on box count {num_boxes}: {uneven}")
 
     entries = []
-    for f in _SORTED_FEATURES:
+    for f, key_field in _SORTED_FEATURES:
         if f.per_box:
             seq: Sequence[Any] = values.get(f.key, [f.default] * num_boxes)
         else:
             seq = [values.get(f.key, f.default)]
-        key = f.key.encode("utf-8")
-        entry = _field(1, key) + _field(2, _feature(f, seq))
-        entries.append(_field(1, entry))
+        entries.append(_field(1, key_field + _field(2, _feature(f, seq))))
     return _field(1, b"".join(entries))
 
 
-_SORTED_FEATURES = tuple(sorted(FEATURES, key=lambda f: f.key.encode("utf-8")))
 _KIND_FIELD = {Dtype.BYTES: 1, Dtype.FLOAT: 2, Dtype.INT64: 3}  # Feature's oneof field numbers
+_SMALL = 1 << 14
+_VARINTS: tuple[bytes, ...] = ()  # filled below: encoded varints of 0 .. _SMALL - 1
 
 
 def _varint(n: int) -> bytes:
+    if 0 <= n < _SMALL and _VARINTS:
+        return _VARINTS[n]
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -130,9 +131,16 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+_VARINTS = tuple(_varint(i) for i in range(_SMALL))
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field: tag, length, payload."""
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+# map entries sorted by key bytes (as protobuf's deterministic mode), each with its key field pre-encoded
+_SORTED_FEATURES = tuple((f, _field(1, f.key.encode("utf-8"))) for f in sorted(FEATURES, key=lambda f: f.key.encode("utf-8")))
 
 
 def _feature(f: Feature, seq: Sequence[Any]) -> bytes:
