@@ -376,3 +376,44 @@ def test_mutated_coco_files_only_give_records_rejects_or_source_error(tmp_path, 
 
 
 _JPEG = _jpeg()
+
+
+def _mutate(data, text: str) -> str:
+    """Random character-level edits: deletions, insertions of hostile characters, truncation."""
+    for _ in range(data.draw(st.integers(1, 6))):
+        if not text:
+            break
+        i = data.draw(st.integers(0, len(text) - 1))
+        op = data.draw(st.sampled_from(["delete", "insert", "truncate"]))
+        if op == "delete":
+            text = text[:i] + text[i + 1 :]
+        elif op == "insert":
+            text = text[:i] + data.draw(st.sampled_from(["<", ">", "&", "nan", "-1e309", " ", "\n", "é", "0", "..", "\x00"])) + text[i:]
+        else:
+            text = text[:i]
+    return text
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_voc_and_yolo_files_only_give_records_rejects_or_source_error(tmp_path, data):
+    voc = tmp_path / "voc"
+    voc.mkdir(exist_ok=True)
+    (voc / "a.jpg").write_bytes(_JPEG)
+    (voc / "a.xml").write_text(_mutate(data, _voc_xml("a.jpg")), encoding="utf-8")
+    (voc / "b.jpg").write_bytes(_JPEG)
+    (voc / "b.xml").write_text(_voc_xml("b.jpg", name="other"))
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True, exist_ok=True)
+    (yolo / "labels").mkdir(exist_ok=True)
+    (yolo / "images" / "a.jpg").write_bytes(_JPEG)
+    (yolo / "data.yaml").write_text(_mutate(data, "names: [fish, shark]\n") if data.draw(st.booleans()) else "names: [fish, shark]\n")
+    (yolo / "labels" / "a.txt").write_text(_mutate(data, "0 0.5 0.5 0.2 0.2\n1 0.25 0.25 0.1 0.1\n"), encoding="utf-8")
+    for root in (voc, yolo):
+        acc = Accounting()
+        try:
+            items = list(read(str(root), accounting=acc))
+        except SourceError:
+            continue
+        assert all(isinstance(i, (ImageRecord, Reject)) for i in items)
+        assert acc.balanced()

@@ -143,10 +143,10 @@ def _crop(image: tf.Tensor, boxes: tf.Tensor, keep_with: list[tf.Tensor], cfg: A
     clipped = tf.concat([tf.maximum(boxes[:, :2], window[:2]), tf.minimum(boxes[:, 2:], window[2:])], axis=1)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     visible = tf.maximum(clipped[:, 2] - clipped[:, 0], 0.0) * tf.maximum(clipped[:, 3] - clipped[:, 1], 0.0)
-    keep = visible >= cfg.min_visible * area
+    keep = tf.where(visible >= cfg.min_visible * area)[:, 0]  # one index list gathers all three
     size = tf.concat([window[2:] - window[:2]] * 2, axis=0)
-    moved = (tf.boolean_mask(clipped, keep) - tf.concat([window[:2]] * 2, axis=0)) / size
-    return image, moved, [tf.boolean_mask(t, keep) for t in keep_with]
+    moved = (tf.gather(clipped, keep) - tf.concat([window[:2]] * 2, axis=0)) / size
+    return image, moved, [tf.gather(t, keep) for t in keep_with]
 
 
 def _color(image: tf.Tensor) -> tf.Tensor:
