@@ -77,7 +77,8 @@ class _ValidateFn(beam.DoFn):
     def process(self, item: readers.RawImage | Reject) -> Iterator[Any]:
         if isinstance(item, Reject):
             rejects: tuple[Reject, ...] = (item,)
-            record, repairs = None, ()
+            record: ImageRecord | None = None
+            repairs: tuple[Repair, ...] = ()
         else:
             self.read.inc()
             result = readers.validate_image(item, self.label_map)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -84,7 +85,8 @@ def generate(out_dir: str, num_images: int = 2000, image_size: int = 128, seed: 
     labels = [c for c, n in zip(CLASSES, class_counts(int(per_image.sum()))) for _ in range(n)]
     rng.shuffle(labels)
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     cursor = 0
     for image_id in range(num_images):
         base = rng.integers(40, 200, size=3)

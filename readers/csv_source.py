@@ -76,7 +76,7 @@ class CsvSource:
                         rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"{exc}", image=name, boxes=1))
                         continue
                     cls = row["class"]
-                    boxes.append(RawBox(*coords, class_name=cls if self.label_map.id_of(cls) else None, class_ref=repr(cls), source=where))
+                    boxes.append(RawBox(coords[0], coords[1], coords[2], coords[3], class_name=cls if self.label_map.id_of(cls) else None, class_ref=repr(cls), source=where))
                 yield from rejects
                 first = image_rows[0][1]
                 yield RawImage(

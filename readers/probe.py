@@ -119,12 +119,12 @@ def resize_to(data: bytes, max_side: int, fmt: str, name: str) -> tuple[bytes, i
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to resize: {exc}") from None
     scale = max_side / max(img.size)
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-    img = img.resize(size, Image.Resampling.BILINEAR)
+    resized = img.resize(size, Image.Resampling.BILINEAR)
     if fmt == "png":
         out = io.BytesIO()
-        img.save(out, format="PNG", optimize=False)
+        resized.save(out, format="PNG", optimize=False)
         return out.getvalue(), size[0], size[1]
-    return _encode_jpeg(img), size[0], size[1]
+    return _encode_jpeg(resized), size[0], size[1]
 
 
 def _encode_jpeg(img: Image.Image) -> bytes:

@@ -47,6 +47,10 @@ def _names(values: dict[str, Any]) -> list[str | None]:
     return [texts[i] if i < len(texts) and texts[i] else (f"class_{labels[i]}" if i < len(labels) else None) for i in range(n)]
 
 
+def _known(name: str | None, label_map: LabelMap) -> str | None:
+    return name if name and label_map.id_of(name) else None
+
+
 class TfRecordSource:
     """Images and boxes from existing TFRecord shards."""
 
@@ -112,7 +116,7 @@ class TfRecordSource:
         boxes = tuple(
             RawBox(
                 coords[0][i], coords[1][i], coords[2][i], coords[3][i],
-                class_name=names[i] if i < len(names) and names[i] and self.label_map.id_of(names[i]) else None,
+                class_name=_known(names[i] if i < len(names) else None, self.label_map),
                 class_ref=repr(names[i] if i < len(names) else None),
                 source=f"{where} box {i}",
                 normalized=True,

@@ -140,7 +140,7 @@ class VocSource:
             except ValueError:
                 coords = [float("nan")] * 4
             yield RawBox(
-                *coords,
+                coords[0], coords[1], coords[2], coords[3],
                 class_name=name if self.label_map.id_of(name) else None,
                 class_ref=repr(name),
                 source=where,

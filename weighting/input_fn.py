@@ -328,7 +328,7 @@ def create_input_fn(
             ds = ds.flat_map(_repeat_by_factor)
         if is_training:
             ds = ds.shuffle(shuffle_buffer)
-        ds = ds.map(_parser(tuple(image_size), max_boxes, weights, aug), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.map(_parser((int(image_size[0]), int(image_size[1])), max_boxes, weights, aug), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         ds = ds.batch(per_replica, drop_remainder=is_training).prefetch(AUTOTUNE)
         if deterministic is not None:
             options = tf.data.Options()

@@ -44,10 +44,10 @@ def build_stats(
             SplitStats(images=st.images, class_boxes={n: st.class_boxes.get(n, 0) for _, n in label_map}, class_images=st.class_images),  # type: ignore[arg-type]
             threshold,
         )
-        classes = []
+        classes: list[dict[str, Any]] = []
         for label, name in label_map:
             n = st.class_boxes.get(name, 0)
-            sizes = st.class_sizes.get(name, {})
+            sizes: Mapping[str, int] = st.class_sizes.get(name, {})
             classes.append(
                 {
                     "id": label,
@@ -61,7 +61,7 @@ def build_stats(
                     "sizes": {bucket: sizes.get(bucket, 0) for bucket, _ in SIZE_BUCKETS},
                 }
             )
-        present = [c["boxes"] for c in classes if c["boxes"] > 0]
+        present: list[int] = [c["boxes"] for c in classes if c["boxes"] > 0]
         out_splits[split] = {
             "images": st.images,
             "negative_images": st.negative_images,
