@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR := build/demo
 DEMO_OUT := build/demo-out
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test bench experiment clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,14 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: demo
 	$(BIN)/python -m bench.coco_stream
 	$(BIN)/python -m bench.prepare_job
+	$(BIN)/python -m bench.input_pipeline --records '$(DEMO_OUT)/train-*'
+
+# about 30 minutes on 2 CPU cores
+experiment: $(STAMP)
+	$(BIN)/python -m bench.weighting_experiment
 
 clean:
 	rm -rf build
