@@ -4,7 +4,7 @@
 run folder holds ``checkpoints/`` (``--resume`` continues from the latest,
 optimizer state and step included), ``history.json`` (per-epoch losses),
 ``config.json`` and the final ``model.keras``. Runs on the GPU when
-TensorFlow sees one (``MirroredStrategy`` for several), else on the CPU.
+TensorFlow sees one (one GPU), else on the CPU.
 """
 
 from __future__ import annotations
@@ -75,16 +75,24 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    gpus = tf.config.list_physical_devices("GPU")
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    # One device: the GPU when TensorFlow sees one, else the CPU. The loop is
+    # written against the tf.distribute API, but under MirroredStrategy it fails
+    # with Keras 3 ("must feed a value for placeholder" in a cond, as in
+    # keras-team/keras#19246), so several GPUs are not used yet.
+    strategy = tf.distribute.get_strategy()
     job_dir = _job_dir(cfg.train)
     names = _class_names(job_dir)
     num_classes, size = len(names), cfg.image_size
     steps = cfg.steps_per_epoch or max(1, _train_images(job_dir, cfg.train) // cfg.batch_size)
-    input_fn = create_input_fn(
-        cfg.train, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
-        weights=_weights_arg(cfg, job_dir), repeat_factor_sampling=cfg.repeat_factor_sampling,
-    )
+    weights = _weights_arg(cfg, job_dir)
+
+    def dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        # one input pipeline per worker, files sharded by create_input_fn, per-replica batches
+        return create_input_fn(
+            cfg.train, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
+            weights=weights, repeat_factor_sampling=cfg.repeat_factor_sampling, input_context=context,
+        )()
+
     with strategy.scope():
         model = build_detector(num_classes, size)
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
@@ -104,12 +112,13 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         if os.path.exists(history_path):
             with open(history_path) as f:
                 history = json.load(f)
-        print(f"resumed from {manager.latest_checkpoint} at epoch {int(epoch)}, step {int(step)}")
+        print(f"resumed from {manager.latest_checkpoint} at epoch {int(epoch.numpy())}, step {int(step.numpy())}")
     with open(os.path.join(cfg.out, "config.json"), "w") as f:
         json.dump({**dataclasses.asdict(cfg), "class_names": names, "num_classes": num_classes}, f, indent=2)
 
-    @tf.function
-    def train_step(images: tf.Tensor, labels: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(images: tf.Tensor, labels: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         t = assign_targets(labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"], num_classes, size)
         with tf.GradientTape() as tape:
             out = model(images, training=True)
@@ -117,16 +126,23 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
             cls_loss = cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=t["class_weights"])
             cls_loss = cls_loss / tf.maximum(tf.reduce_sum(t["box_weights"]), 1.0)
             box_loss = box_loss_fn(t["box_targets"], decode_boxes(out["box_raw"], size), sample_weight=t["box_weights"])
-            loss = cls_loss + box_loss
+            # gradients are summed over replicas, so each contributes its share of the mean
+            loss = (cls_loss + box_loss) / replicas
             scaled = optimizer.scale_loss(loss) if cfg.mixed_precision else loss
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        step.assign_add(1)
         return cls_loss, box_loss
 
-    batches = iter(input_fn())
+    @tf.function
+    def train_step(images: Any, labels: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        c, b = strategy.run(replica_step, args=(images, labels))
+        step.assign_add(1)
+        mean = tf.distribute.ReduceOp.MEAN
+        return strategy.reduce(mean, c, axis=None), strategy.reduce(mean, b, axis=None)
+
+    batches = iter(strategy.distribute_datasets_from_function(dataset))
     try:
-        while int(epoch) < cfg.epochs:
+        while int(epoch.numpy()) < cfg.epochs:
             start, sums = time.perf_counter(), [0.0, 0.0]
             for _ in range(steps):
                 images, labels = next(batches)
@@ -134,15 +150,15 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
                 sums[0] += float(c)
                 sums[1] += float(b)
             epoch.assign_add(1)
-            record = {"epoch": int(epoch), "step": int(step), "cls_loss": sums[0] / steps, "box_loss": sums[1] / steps, "seconds": time.perf_counter() - start}
+            record = {"epoch": int(epoch.numpy()), "step": int(step.numpy()), "cls_loss": sums[0] / steps, "box_loss": sums[1] / steps, "seconds": time.perf_counter() - start}
             history.append(record)
-            manager.save(checkpoint_number=int(epoch))
+            manager.save(checkpoint_number=int(epoch.numpy()))
             with open(history_path, "w") as f:
                 json.dump(history, f, indent=2)
             print(f"epoch {record['epoch']}/{cfg.epochs}  cls {record['cls_loss']:.4f}  box {record['box_loss']:.4f}  {record['seconds']:.1f}s")
     except KeyboardInterrupt:
-        path = manager.save(checkpoint_number=int(epoch))
-        print(f"interrupted: saved {path} at step {int(step)}; continue with --resume")
+        path = manager.save(checkpoint_number=int(epoch.numpy()))
+        print(f"interrupted: saved {path} at step {int(step.numpy())}; continue with --resume")
         raise
     model.save(os.path.join(cfg.out, "model.keras"))
     return history
