@@ -76,9 +76,10 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     # One device: the GPU when TensorFlow sees one, else the CPU. The loop is
-    # written against the tf.distribute API, but under MirroredStrategy it fails
-    # with Keras 3 ("must feed a value for placeholder" in a cond, as in
-    # keras-team/keras#19246), so several GPUs are not used yet.
+    # written against the tf.distribute API, but under MirroredStrategy Keras 3
+    # optimizers with slot variables fail in strategy.run ("must feed a value
+    # for placeholder", as in keras-team/keras#19246), so several GPUs are not
+    # used yet.
     strategy = tf.distribute.get_strategy()
     job_dir = _job_dir(cfg.train)
     names = _class_names(job_dir)
