@@ -4,7 +4,10 @@
 run folder holds ``checkpoints/`` (``--resume`` continues from the latest,
 optimizer state and step included), ``history.json`` (per-epoch losses),
 ``config.json`` and the final ``model.keras``. Runs on the GPU when
-TensorFlow sees one (one GPU), else on the CPU.
+TensorFlow sees one (``MirroredStrategy`` for several), else on the CPU.
+Training goes through ``keras.Model.fit`` with our own ``train_step``:
+Keras 3 optimizers with slot variables fail inside a hand-written
+``strategy.run`` loop (as in keras-team/keras#19246), but not inside ``fit``.
 """
 
 from __future__ import annotations
@@ -70,41 +73,90 @@ def _weights_arg(cfg: TrainConfig, job_dir: str) -> Any:
     return ReweightSpec(job_dir, cfg.weights)
 
 
+class _Trainer(keras.Model):
+    """Wraps the detector so ``fit`` runs our weighted loss (and any tf.distribute strategy)."""
+
+    def __init__(self, detector: keras.Model, num_classes: int, size: int, loss: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.detector, self.num_classes, self.size = detector, num_classes, size
+        self.cls_loss_fn = (WeightedSigmoidFocalLoss if loss == "focal" else WeightedBinaryCrossEntropy)(reduction="sum")
+        self.box_loss_fn = WeightedGIoU()
+        self.cls_tracker = keras.metrics.Mean(name="cls_loss")
+        self.box_tracker = keras.metrics.Mean(name="box_loss")
+
+    def call(self, images: Any, training: bool = False) -> Any:
+        return self.detector(images, training=training)
+
+    @property
+    def metrics(self) -> list[Any]:
+        return [self.cls_tracker, self.box_tracker]
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        images, labels = data
+        t = assign_targets(labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"], self.num_classes, self.size)
+        with tf.GradientTape() as tape:
+            out = self.detector(images, training=True)
+            # normalized by the summed weight of positive cells, as RetinaNet by their number
+            cls_loss = self.cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=t["class_weights"])
+            cls_loss = cls_loss / tf.maximum(tf.reduce_sum(t["box_weights"]), 1.0)
+            box_loss = self.box_loss_fn(t["box_targets"], decode_boxes(out["box_raw"], self.size), sample_weight=t["box_weights"])
+            # gradients are summed over replicas, so each contributes its share of the mean
+            loss = (cls_loss + box_loss) / tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.detector.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        self.cls_tracker.update_state(cls_loss)
+        self.box_tracker.update_state(box_loss)
+        return {m.name: m.result() for m in self.metrics}
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable, optimizer: Any, history: list, path: str, epochs: int) -> None:
+        super().__init__()
+        self.manager, self.epoch, self.optimizer, self.history, self.path, self.epochs = manager, epoch, optimizer, history, path, epochs
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.epoch.assign(epoch + 1)
+        logs = logs or {}
+        record = {
+            "epoch": epoch + 1, "step": int(self.optimizer.iterations.numpy()),
+            "cls_loss": float(logs["cls_loss"]), "box_loss": float(logs["box_loss"]), "seconds": time.perf_counter() - self.start,
+        }
+        self.history.append(record)
+        self.manager.save(checkpoint_number=epoch + 1)
+        with open(self.path, "w") as f:
+            json.dump(self.history, f, indent=2)
+        print(f"epoch {record['epoch']}/{self.epochs}  cls {record['cls_loss']:.4f}  box {record['box_loss']:.4f}  {record['seconds']:.1f}s", flush=True)
+
+
 def train(cfg: TrainConfig) -> list[dict[str, float]]:
     """Train (or resume) a run; returns the per-epoch history."""
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    # One device: the GPU when TensorFlow sees one, else the CPU. The loop is
-    # written against the tf.distribute API, but under MirroredStrategy Keras 3
-    # optimizers with slot variables fail in strategy.run ("must feed a value
-    # for placeholder", as in keras-team/keras#19246), so several GPUs are not
-    # used yet.
-    strategy = tf.distribute.get_strategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     job_dir = _job_dir(cfg.train)
     names = _class_names(job_dir)
     num_classes, size = len(names), cfg.image_size
     steps = cfg.steps_per_epoch or max(1, _train_images(job_dir, cfg.train) // cfg.batch_size)
-    weights = _weights_arg(cfg, job_dir)
-
-    def dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        # one input pipeline per worker, files sharded by create_input_fn, per-replica batches
-        return create_input_fn(
-            cfg.train, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
-            weights=weights, repeat_factor_sampling=cfg.repeat_factor_sampling, input_context=context,
-        )()
-
+    dataset = create_input_fn(
+        cfg.train, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
+        weights=_weights_arg(cfg, job_dir), repeat_factor_sampling=cfg.repeat_factor_sampling,
+    )()
     with strategy.scope():
         model = build_detector(num_classes, size)
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         if cfg.mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        trainer = _Trainer(model, num_classes, size, cfg.loss, name="detector_trainer")
+        trainer.compile(optimizer=optimizer)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    cls_loss_fn = (WeightedSigmoidFocalLoss if cfg.loss == "focal" else WeightedBinaryCrossEntropy)(reduction="sum")
-    box_loss_fn = WeightedGIoU()
     os.makedirs(cfg.out, exist_ok=True)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, step=step)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
     manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.out, "checkpoints"), max_to_keep=3)
     history_path = os.path.join(cfg.out, "history.json")
     history: list[dict[str, float]] = []
@@ -113,53 +165,16 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         if os.path.exists(history_path):
             with open(history_path) as f:
                 history = json.load(f)
-        print(f"resumed from {manager.latest_checkpoint} at epoch {int(epoch.numpy())}, step {int(step.numpy())}")
+        print(f"resumed from {manager.latest_checkpoint} at epoch {int(epoch.numpy())}")
     with open(os.path.join(cfg.out, "config.json"), "w") as f:
         json.dump({**dataclasses.asdict(cfg), "class_names": names, "num_classes": num_classes}, f, indent=2)
-
-    replicas = strategy.num_replicas_in_sync
-
-    def replica_step(images: tf.Tensor, labels: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        t = assign_targets(labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"], num_classes, size)
-        with tf.GradientTape() as tape:
-            out = model(images, training=True)
-            # normalized by the summed weight of positive cells, as RetinaNet by their number
-            cls_loss = cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=t["class_weights"])
-            cls_loss = cls_loss / tf.maximum(tf.reduce_sum(t["box_weights"]), 1.0)
-            box_loss = box_loss_fn(t["box_targets"], decode_boxes(out["box_raw"], size), sample_weight=t["box_weights"])
-            # gradients are summed over replicas, so each contributes its share of the mean
-            loss = (cls_loss + box_loss) / replicas
-            scaled = optimizer.scale_loss(loss) if cfg.mixed_precision else loss
-        grads = tape.gradient(scaled, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return cls_loss, box_loss
-
-    @tf.function
-    def train_step(images: Any, labels: Any) -> tuple[tf.Tensor, tf.Tensor]:
-        c, b = strategy.run(replica_step, args=(images, labels))
-        step.assign_add(1)
-        mean = tf.distribute.ReduceOp.MEAN
-        return strategy.reduce(mean, c, axis=None), strategy.reduce(mean, b, axis=None)
-
-    batches = iter(strategy.distribute_datasets_from_function(dataset))
+    callback = _EpochCheckpoint(manager, epoch, optimizer, history, history_path, cfg.epochs)
     try:
-        while int(epoch.numpy()) < cfg.epochs:
-            start, sums = time.perf_counter(), [0.0, 0.0]
-            for _ in range(steps):
-                images, labels = next(batches)
-                c, b = train_step(images, labels)
-                sums[0] += float(c)
-                sums[1] += float(b)
-            epoch.assign_add(1)
-            record = {"epoch": int(epoch.numpy()), "step": int(step.numpy()), "cls_loss": sums[0] / steps, "box_loss": sums[1] / steps, "seconds": time.perf_counter() - start}
-            history.append(record)
-            manager.save(checkpoint_number=int(epoch.numpy()))
-            with open(history_path, "w") as f:
-                json.dump(history, f, indent=2)
-            print(f"epoch {record['epoch']}/{cfg.epochs}  cls {record['cls_loss']:.4f}  box {record['box_loss']:.4f}  {record['seconds']:.1f}s")
+        if int(epoch.numpy()) < cfg.epochs:
+            trainer.fit(dataset, epochs=cfg.epochs, initial_epoch=int(epoch.numpy()), steps_per_epoch=steps, callbacks=[callback], verbose=0, shuffle=False)
     except KeyboardInterrupt:
         path = manager.save(checkpoint_number=int(epoch.numpy()))
-        print(f"interrupted: saved {path} at step {int(step.numpy())}; continue with --resume")
+        print(f"interrupted: saved {path} at step {int(optimizer.iterations.numpy())}; continue with --resume")
         raise
     model.save(os.path.join(cfg.out, "model.keras"))
     return history

@@ -86,3 +86,29 @@ def test_gpu_path_trains_with_mixed_precision(records, tmp_path):
         assert np.isfinite(train(cfg)[0]["cls_loss"])
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+tf.distribute.get_strategy = lambda: mirrored  # what train() picks when it sees several GPUs
+from boxweight.train import TrainConfig, train
+history = train(TrainConfig(train=sys.argv[1], out=sys.argv[2], epochs=2, batch_size=8, image_size=96, steps_per_epoch=4))
+print("RESULT", mirrored.num_replicas_in_sync, history[-1]["step"], history[-1]["cls_loss"])
+"""
+
+
+def test_mirrored_strategy_trains_on_two_logical_devices(records, tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(records / "train-*"), str(tmp_path / "mirrored")],
+        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    replicas, step, cls_loss = out.stdout.split("RESULT")[1].split()
+    assert (replicas, step) == ("2", "8") and np.isfinite(float(cls_loss))
