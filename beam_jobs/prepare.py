@@ -22,7 +22,6 @@ import readers
 from beam_jobs.transforms import (
     REJECTS,
     REPAIRS,
-    AttachWeights,
     ClassStatistics,
     ReadAnnotations,
     SplitTrainVal,
@@ -154,13 +153,17 @@ class Prepare(beam.PTransform):
         records = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
         stats = records | "ClassStatistics" >> ClassStatistics()
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)
-        weighted = records | "AttachWeights" >> AttachWeights(beam.pvalue.AsSingleton(plan))
-        shards = weighted | "EncodeAndWriteShards" >> WriteShards(o.output, o.num_shards, o.compression, o.max_side or None)
-        accounting = (
-            (records, checked[REJECTS], checked[REPAIRS])
-            | "AllOutcomes" >> beam.Flatten()
-            | "Account" >> beam.CombineGlobally(_AccountingFn())
+        # weights attach after the shard shuffle, on the writing worker (see WriteShards)
+        shards = records | "AttachWeightsEncodeAndWriteShards" >> WriteShards(
+            o.output, o.num_shards, o.compression, o.max_side or None, plan=beam.pvalue.AsSingleton(plan)
         )
+        # one combine per outcome kind, merged in the report: a Flatten here would make the
+        # runner copy every record once more
+        accounts = [
+            pcoll | f"Account{name}" >> beam.CombineGlobally(_AccountingFn())
+            for name, pcoll in (("Records", records), ("Rejects", checked[REJECTS]), ("Repairs", checked[REPAIRS]))
+        ]
+        accounting = accounts | "AllOutcomes" >> beam.Flatten()
         _ = (
             pbegin
             | "ReportSeed" >> beam.Create([None])
@@ -169,7 +172,7 @@ class Prepare(beam.PTransform):
                 self._write_report,
                 beam.pvalue.AsList(stats),
                 beam.pvalue.AsSingleton(plan),
-                beam.pvalue.AsSingleton(accounting),
+                beam.pvalue.AsList(accounting),
                 beam.pvalue.AsList(checked[REJECTS]),
                 beam.pvalue.AsList(shards),
             )
@@ -190,8 +193,9 @@ class Prepare(beam.PTransform):
             **scheme_params(o),
         )
 
-    def _write_report(self, _: Any, stats: list, plan: WeightPlan, acc: readers.Accounting, rejects: list, shards: list) -> None:
+    def _write_report(self, _: Any, stats: list, plan: WeightPlan, accounts: list, rejects: list, shards: list) -> None:
         o = self.opts
+        acc = merge_all([readers.Accounting(), *accounts])
         doc = report.build_stats(
             dict(stats),
             plan,

@@ -24,8 +24,13 @@ def _masked_crc(data: bytes) -> bytes:
 
 def frame(data: bytes) -> bytes:
     """One record with its length and checksums."""
+    return header(data) + data + _masked_crc(data)
+
+
+def header(data: bytes) -> bytes:
+    """The 12 bytes before a record: its length and the length's checksum."""
     length = struct.pack("<Q", len(data))
-    return length + _masked_crc(length) + data + _masked_crc(data)
+    return length + _masked_crc(length)
 
 
 def write_tfrecords(path: str, records: Iterable[bytes], gzipped: bool = False) -> int:
@@ -35,7 +40,10 @@ def write_tfrecords(path: str, records: Iterable[bytes], gzipped: bool = False) 
         sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if gzipped else raw
         try:
             for data in records:
-                sink.write(frame(data))
+                # three writes rather than frame(): the record (the image) is not copied again
+                sink.write(header(data))
+                sink.write(data)
+                sink.write(_masked_crc(data))
                 count += 1
         finally:
             if gzipped:

@@ -25,6 +25,7 @@ from schemas.annotations import ImageRecord, Reject
 from schemas.codec import encode_record
 from schemas.label_map import LabelMap
 from schemas.reasons import Repair
+from weighting.apply import WeightPlan
 from weighting.stats import SplitStats
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ NAMESPACE = "boxweight"
 REJECTS = "rejects"
 REPAIRS = "repairs"
 TARGET_SHARD_BYTES = 64 << 20
+PARSE_CHUNK = 64  # annotation entries per element through the shuffle after parsing
 
 
 def image_key(record: ImageRecord) -> str:
@@ -51,19 +53,27 @@ class ReadAnnotations(beam.PTransform):
         self.path, self.format, self.image_root, self.label_map = path, format, image_root, label_map
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        def parse(_: Any) -> Iterator[Any]:
+        def parse(_: Any) -> Iterator[list[Any]]:
             source = readers.open_source(self.path, self.format, self.image_root, self.label_map)
+            chunk: list[Any] = []
             for n, item in enumerate(source, start=1):
                 if n % 10000 == 0:
                     log.info("parsed %d annotation entries from %s", n, self.path)
-                yield item
+                chunk.append(item)
+                if len(chunk) == PARSE_CHUNK:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
 
         return (
             pbegin
             | "Seed" >> beam.Create([self.path])
             | "Parse" >> beam.FlatMap(parse)
-            # Parsing is one sequential stream; spread the per-image work across workers.
+            # Parsing is one sequential stream; spread the per-image work across workers, in
+            # chunks: a shuffle costs tens of microseconds an element, a chunk pays it once.
             | "Spread" >> beam.Reshuffle()
+            | "Unchunk" >> beam.FlatMap(lambda chunk: chunk)
         )
 
 
@@ -202,7 +212,12 @@ class ClassStatistics(beam.PTransform):
 
 
 class AttachWeights(beam.PTransform):
-    """Set each box's weight and each image's repeat factor from the plan (a side input)."""
+    """Set each box's weight and each image's repeat factor from the plan (a side input).
+
+    The job itself attaches weights inside :class:`WriteShards`, after the
+    shuffle, to move each record through the runner once; this transform is
+    the same step for a PCollection of records.
+    """
 
     def __init__(self, plan: beam.pvalue.AsSingleton) -> None:
         super().__init__()
@@ -225,18 +240,17 @@ def shard_name(split: str, index: int, count: int, compression: str) -> str:
 
 
 class _WriteShardFn(beam.DoFn):
-    """Encode the records of one shard in key order and write the file."""
+    """Encode the (weighted, key-sorted) records of one shard and write the file."""
 
     def __init__(self, output: str, compression: str, max_side: int | None) -> None:
         self.output, self.compression, self.max_side = output, compression, max_side
         self.written = Metrics.counter(NAMESPACE, "images_written")
         self.resized = Metrics.counter(NAMESPACE, f"repaired_{Repair.RESIZED.value}")
 
-    def process(self, kv: tuple[tuple[str, int], Iterable[Any]], counts: dict[str, int]) -> Iterator[str]:
-        (split, index), values = kv
-        records = sorted((v for v in values if v is not None), key=lambda kr: kr[0])
+    def process(self, kv: tuple[tuple[str, int], list[ImageRecord]], counts: dict[str, int]) -> Iterator[str]:
+        (split, index), records = kv
         path = fs.join(self.output, shard_name(split, index, counts[split], self.compression))
-        n = write_tfrecords(path, (self._encode(record) for _, record in records), gzipped=self.compression == "gzip")
+        n = write_tfrecords(path, (self._encode(record) for record in records), gzipped=self.compression == "gzip")
         self.written.inc(n)
         yield path
 
@@ -254,6 +268,13 @@ class _WriteShardFn(beam.DoFn):
         return encode_record(record.replace(encoded=None), data)
 
 
+def _sorted_shard(kv: tuple[tuple[str, int], Iterable[Any]], plan: WeightPlan | None) -> tuple[tuple[str, int], list[ImageRecord]]:
+    """One shard's records in key order (the empty-shard marker dropped), weights attached."""
+    key, values = kv
+    records = [r for _, r in sorted((v for v in values if v is not None), key=lambda kr: kr[0])]
+    return key, records if plan is None else [plan.apply(r) for r in records]
+
+
 class WriteShards(beam.PTransform):
     """Encode records as tf.train.Example and write each split as N shards.
 
@@ -262,11 +283,25 @@ class WriteShards(beam.PTransform):
     rewrites identical bytes. Only the small records cross the shuffle: the
     image bytes are read and encoded by the worker that writes the shard,
     which keeps memory flat and avoids moving every image through the runner.
+
+    With ``plan`` (a side input), each shard's records get their weights on
+    the worker that writes them, right after the shuffle ("AttachWeights"),
+    so the records cross the runner once. With ``num_shards`` set, the shard
+    of a record is known at once; with 0 (about 64 MiB a shard) it waits for
+    the split's total size.
     """
 
-    def __init__(self, output: str, num_shards: int, compression: str, max_side: int | None = None) -> None:
+    def __init__(
+        self,
+        output: str,
+        num_shards: int,
+        compression: str,
+        max_side: int | None = None,
+        plan: beam.pvalue.AsSingleton | None = None,
+    ) -> None:
         super().__init__()
         self.output, self.num_shards, self.compression, self.max_side = output, num_shards, compression, max_side
+        self.plan = plan
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         requested = self.num_shards
@@ -277,16 +312,19 @@ class WriteShards(beam.PTransform):
         )
         counts = sizes | "ShardCount" >> beam.MapTuple(lambda split, s: (split, shard_count(s[0], s[1], requested)))
         counts_si = beam.pvalue.AsDict(counts)
-        keyed = records | "Assign" >> beam.Map(
-            lambda r, n: ((r.split, stable_hash(image_key(r)) % n[r.split]), (image_key(r), r)), counts_si
-        )
+        if requested > 0:
+            keyed = records | "Assign" >> beam.Map(lambda r: ((r.split, stable_hash(image_key(r)) % requested), (image_key(r), r)))
+        else:
+            keyed = records | "Assign" >> beam.Map(
+                lambda r, n: ((r.split, stable_hash(image_key(r)) % n[r.split]), (image_key(r), r)), counts_si
+            )
         every_shard = counts | "EveryShard" >> beam.FlatMapTuple(lambda split, n: [((split, i), None) for i in range(n)])
-        return (
-            (keyed, every_shard)
-            | "Merge" >> beam.Flatten()
-            | "ByShard" >> beam.GroupByKey()
-            | "EncodeAndWrite" >> beam.ParDo(_WriteShardFn(self.output, self.compression, self.max_side), counts_si)
-        )
+        grouped = (keyed, every_shard) | "Merge" >> beam.Flatten() | "ByShard" >> beam.GroupByKey()
+        if self.plan is not None:
+            shards = grouped | "AttachWeights" >> beam.Map(_sorted_shard, self.plan)
+        else:
+            shards = grouped | "Sort" >> beam.Map(_sorted_shard, None)
+        return shards | "EncodeAndWrite" >> beam.ParDo(_WriteShardFn(self.output, self.compression, self.max_side), counts_si)
 
 
 def merge_all(accumulators: Iterable[Any]) -> Any:

@@ -1,7 +1,7 @@
 """Image probing with Pillow: real format, real size, EXIF orientation, truncation.
 
-Only the header and the last bytes are read (no pixel decode) unless the
-image must be rotated. Pillow's decompression-bomb limit
+Only the header and the last bytes are read (no pixel decode, and from a
+file only those bytes are fetched) unless the image must be rotated. Pillow's decompression-bomb limit
 (``Image.MAX_IMAGE_PIXELS``) is kept, and its warning is treated as an error.
 
 EXIF orientation: TensorFlow's ``decode_jpeg`` ignores EXIF, while annotation
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -62,18 +63,30 @@ def probe(data: bytes, name: str) -> ImageInfo:
     Raises:
         ProbeError: unreadable, truncated, unsupported or too large.
     """
-    if not data:
+    return probe_stream(io.BytesIO(data), len(data), name)
+
+
+def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
+    """:func:`probe` on a seekable file of ``size`` bytes, reading only its header and tail.
+
+    Pillow parses the markers up to the frame header (a few KB); the tail is
+    read with one seek. On ``gs://`` that is two small ranged reads instead
+    of the whole image.
+    """
+    if size <= 0:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(f)
             fmt = img.format or ""
             width, height = img.size
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if fmt == "JPEG" else 1
+        f.seek(max(0, size - _TAIL))
+        tail = f.read(_TAIL)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ProbeError(RejectReason.IMAGE_TOO_LARGE, f"{name}: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: not a readable image: {exc}") from None
     if fmt not in _FORMATS:
         raise ProbeError(
@@ -82,17 +95,16 @@ def probe(data: bytes, name: str) -> ImageInfo:
         )
     if width <= 0 or height <= 0:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: size {width}x{height}")
-    _check_complete(data, fmt, name)
+    _check_complete(tail, fmt, name)
     if not isinstance(orientation, int) or not 1 <= orientation <= 8:
         orientation = 1
     shown = (height, width) if orientation in _SWAPS_AXES else (width, height)
     return ImageInfo(_FORMATS[fmt], shown[0], shown[1], orientation, width, height)
 
 
-def _check_complete(data: bytes, fmt: str, name: str) -> None:
+def _check_complete(tail: bytes, fmt: str, name: str) -> None:
     # A truncated download or copy loses the end marker; checking the tail
     # finds it without decoding every pixel.
-    tail = data[-_TAIL:]
     if fmt == "JPEG" and b"\xff\xd9" not in tail:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated JPEG (no end-of-image marker)")
     if fmt == "PNG" and b"IEND" not in tail:

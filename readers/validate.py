@@ -46,8 +46,7 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
         repairs applied.
     """
     try:
-        path, data = _load(raw)
-        info = probe.probe(data, raw.file_name)
+        path, info, nbytes, data = _probe(raw)
     except (fs.UnsafePath, probe.ProbeError) as exc:
         reason = exc.reason if isinstance(exc, probe.ProbeError) else RejectReason.PATH_UNSAFE
         return _quarantine(raw, reason, str(exc))
@@ -62,7 +61,7 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
             width, height = stored  # annotated on the raw frame, which TF also sees
         else:
             try:
-                encoded = probe.rotate_upright(data, raw.file_name)
+                encoded = probe.rotate_upright(data if data is not None else _read_all(path), raw.file_name)
             except probe.ProbeError as exc:
                 return _quarantine(raw, exc.reason, exc.detail)
             repairs.append(Repair.EXIF_ROTATED)
@@ -84,22 +83,42 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
             boxes=tuple(boxes),
             split=raw.split,
             encoded=encoded,
-            nbytes=len(encoded if encoded is not None else data),
+            nbytes=len(encoded) if encoded is not None else nbytes,
         )
     except AnnotationError as exc:
         return _quarantine(raw, RejectReason.ANNOTATION_MALFORMED, str(exc))
     return Validated(record, tuple(rejects), tuple(repairs))
 
 
-def _load(raw: RawImage) -> tuple[str, bytes]:
+def _probe(raw: RawImage) -> tuple[str, probe.ImageInfo, int, bytes | None]:
+    """Path, probe result, size in bytes, and the bytes when the source embeds them.
+
+    A file is not read whole here: only its header and tail (the writer reads
+    it once, when it encodes the record).
+    """
     if raw.encoded is not None:
-        return raw.source, raw.encoded
+        return raw.source, probe.probe(raw.encoded, raw.file_name), len(raw.encoded), raw.encoded
     path = fs.safe_join(raw.image_root, raw.file_name)
     try:
-        return path, fs.read_bytes(path)
+        f = fs.open_binary(path)
     except Exception as exc:  # FileSystems raises BeamIOError, OSError, ...
         reason = RejectReason.IMAGE_MISSING if not fs.exists(path) else RejectReason.IMAGE_UNREADABLE
         raise probe.ProbeError(reason, f"{path}: {exc.__class__.__name__}: {exc}") from None
+    with f:
+        try:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(0)
+        except Exception as exc:
+            raise probe.ProbeError(RejectReason.IMAGE_UNREADABLE, f"{path}: {exc.__class__.__name__}: {exc}") from None
+        return path, probe.probe_stream(f, size, raw.file_name), size, None
+
+
+def _read_all(path: str) -> bytes:
+    try:
+        return fs.read_bytes(path)
+    except Exception as exc:
+        raise probe.ProbeError(RejectReason.IMAGE_UNREADABLE, f"{path}: {exc.__class__.__name__}: {exc}") from None
 
 
 def _quarantine(raw: RawImage, reason: RejectReason, detail: str) -> Validated:

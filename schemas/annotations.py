@@ -56,6 +56,19 @@ class Box:
         if not math.isfinite(self.area) or self.area < 0:
             raise AnnotationError(f"box {self.text!r}: area={self.area!r} is not finite and >= 0")
 
+    def with_weight(self, weight: float) -> Box:
+        """This box with another weight: checks only the weight (the rest was checked).
+
+        Called once per box by the job; ``dataclasses.replace`` would re-run
+        every check and cost several times more.
+        """
+        if not math.isfinite(weight) or weight < 0:
+            raise AnnotationError(f"box {self.text!r}: weight={weight!r} is not finite and >= 0")
+        box = object.__new__(Box)
+        box.__dict__.update(self.__dict__)
+        box.__dict__["weight"] = float(weight)
+        return box
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageRecord:

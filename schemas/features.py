@@ -102,14 +102,25 @@ def encode_example(values: Mapping[str, Any]) -> bytes:
     if uneven:
         raise ExampleError(f"per-box keys disagree on box count {num_boxes}: {uneven}")
 
-    entries = []
-    for f, key_field in _SORTED_FEATURES:
+    # Built as a list of pieces joined once at the end: the image bytes (tens of KB and more)
+    # are copied once, not once per nesting level. Each map entry is
+    #   0x0A len( key_field 0x12 len( kind_tag len( items ) ) )
+    parts: list[bytes] = [b""]  # [0]: the Features header, filled in last
+    total = 0
+    for f, key_field, kind_tag in _PLAN:
         if f.per_box:
-            seq: Sequence[Any] = values.get(f.key, [f.default] * num_boxes)
+            seq: Sequence[Any] = values[f.key] if f.key in values else [f.default] * num_boxes
         else:
-            seq = [values.get(f.key, f.default)]
-        entries.append(_field(1, key_field + _field(2, _feature(f, seq))))
-    return _field(1, b"".join(entries))
+            seq = (values[f.key],) if f.key in values else (f.default,)
+        items = _items(f, seq)
+        body_len = sum(map(len, items))
+        feature_len = len(kind_tag) + _varint_len(body_len) + body_len
+        entry_len = len(key_field) + 1 + _varint_len(feature_len) + feature_len
+        parts.append(b"\x0a" + _varint(entry_len) + key_field + b"\x12" + _varint(feature_len) + kind_tag + _varint(body_len))
+        parts.extend(items)
+        total += 1 + _varint_len(entry_len) + entry_len
+    parts[0] = b"\x0a" + _varint(total)
+    return b"".join(parts)
 
 
 _KIND_FIELD = {Dtype.BYTES: 1, Dtype.FLOAT: 2, Dtype.INT64: 3}  # Feature's oneof field numbers
@@ -131,6 +142,10 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def _varint_len(n: int) -> int:
+    return 1 if n < 0x80 else len(_varint(n))
+
+
 _VARINTS = tuple(_varint(i) for i in range(_SMALL))
 
 
@@ -139,25 +154,34 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-# map entries sorted by key bytes (as protobuf's deterministic mode), each with its key field pre-encoded
-_SORTED_FEATURES = tuple((f, _field(1, f.key.encode("utf-8"))) for f in sorted(FEATURES, key=lambda f: f.key.encode("utf-8")))
-
-
-def _feature(f: Feature, seq: Sequence[Any]) -> bytes:
+def _items(f: Feature, seq: Sequence[Any]) -> list[bytes]:
+    """The encoded body of one Feature's list, as pieces (bytes values stay uncopied)."""
     try:
         if f.dtype is Dtype.BYTES:
-            items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in seq]
-            body = b"".join(_field(1, v) for v in items)
-        elif f.dtype is Dtype.FLOAT:
+            out = []
+            for v in seq:
+                data = v.encode("utf-8") if isinstance(v, str) else bytes(v) if not isinstance(v, bytes) else v
+                out.append(b"\x0a" + _varint(len(data)))  # BytesList.value, one per item
+                out.append(data)
+            return out
+        if not seq:
+            return []
+        if f.dtype is Dtype.FLOAT:
             # packed repeated float: little-endian float32, rounded like protobuf's C++ cast
             packed = struct.pack(f"<{len(seq)}f", *(float(v) for v in seq))
-            body = _field(1, packed) if seq else b""
         else:
-            packed = b"".join(_varint(int(v) & 0xFFFFFFFFFFFFFFFF) for v in seq)
-            body = _field(1, packed) if seq else b""
+            packed = b"".join([_varint(int(v) & 0xFFFFFFFFFFFFFFFF) for v in seq])
     except (TypeError, ValueError, OverflowError, struct.error) as exc:
         raise ExampleError(f"{f.key}: values {list(seq)[:5]!r} are not {f.dtype.value}: {exc}") from exc
-    return _field(_KIND_FIELD[f.dtype], body)
+    return [b"\x0a" + _varint(len(packed)) + packed]
+
+
+# map entries sorted by key bytes (as protobuf's deterministic mode), each with its key field
+# and the tag of its Feature oneof member pre-encoded
+_PLAN = tuple(
+    (f, _field(1, f.key.encode("utf-8")), _varint(_KIND_FIELD[f.dtype] << 3 | 2))
+    for f in sorted(FEATURES, key=lambda f: f.key.encode("utf-8"))
+)
 
 
 def parse_spec() -> dict[str, Any]:

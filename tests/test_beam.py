@@ -208,3 +208,46 @@ def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
         ],
         print_report=False,
     )
+
+
+def test_read_attach_weights_and_write_shards_transforms(tmp_path):
+    """ReadAnnotations -> Validate -> WriteShards(plan): every shard file exists, records sorted, weights from the plan."""
+    from beam_jobs.transforms import ReadAnnotations, WriteShards
+    from tests.test_readers import _jpeg
+    from weighting.apply import WeightPlan
+    from weighting.stats import SplitStats
+
+    (tmp_path / "img").mkdir()
+    images, anns = [], []
+    for i in range(70):  # more than one parse chunk
+        (tmp_path / "img" / f"{i:03d}.jpg").write_bytes(_jpeg())
+        images.append({"id": i, "file_name": f"img/{i:03d}.jpg", "width": 64, "height": 48})
+        anns.append({"id": i, "image_id": i, "category_id": 1 + (i % 3 == 0), "bbox": [1, 1, 20, 20], "iscrowd": 0})
+    (tmp_path / "ann.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    lm = LabelMap(("a", "b"))
+    counts = Counter(a=46, b=24)
+    stats = SplitStats(images=70, class_boxes=counts, class_images=counts, boxes_in_images_with=counts)
+    plan = WeightPlan.from_stats(stats, lm.names, "inverse", normalize="none")
+    assert plan.class_weights["a"] != plan.class_weights["b"]
+    out = tmp_path / "out"
+    out.mkdir()
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
+        raw = p | ReadAnnotations(str(tmp_path / "ann.json"), "coco", None, lm)
+        assert_that(raw | "Count" >> beam.combiners.Count.Globally(), equal_to([70]), label="all parsed")
+        records = (raw | Validate(lm)).records
+        plan_si = beam.pvalue.AsSingleton(p | "Plan" >> beam.Create([plan]))
+        _ = records | WriteShards(str(out), 4, "none", plan=plan_si)
+    recs, files = _read_shards(out, "train")
+    assert [f.name for f in files] == [shard_name("train", i, 4, "none") for i in range(4)]
+    assert len(recs) == 70
+    for f in files:
+        keys = [r["image/source_id"].decode() for r in _read_shards_file(f)]
+        assert keys == sorted(keys)
+    for r in recs:
+        want = plan.class_weights[r["image/object/class/text"][0].decode()]
+        assert list(r["image/object/class/weight"]) == pytest.approx([want])
+        assert list(r["image/object/weight"]) == list(r["image/object/class/weight"])
+
+
+def _read_shards_file(path: Path):
+    return [decode_example(x) for x in tf.data.TFRecordDataset([str(path)]).as_numpy_iterator()]

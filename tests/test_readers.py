@@ -9,12 +9,13 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
 
 import readers
-from readers import Accounting, SourceError, detect_format, read
+from readers import Accounting, RawBox, RawImage, SourceError, detect_format, probe, read
 from schemas.annotations import ImageRecord, Reject
 from tests.conftest import shared
 
@@ -417,3 +418,37 @@ def test_mutated_voc_and_yolo_files_only_give_records_rejects_or_source_error(tm
             continue
         assert all(isinstance(i, (ImageRecord, Reject)) for i in items)
         assert acc.balanced()
+
+
+def test_probe_reads_only_the_header_and_tail_of_a_file(tmp_path):
+    """Validation must not fetch whole images (on gs:// that is the job's read bill): header + tail only."""
+    rng = np.random.default_rng(0)
+    big = Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    big.save(buf, format="JPEG", quality=95)
+    data = buf.getvalue()
+    assert len(data) > 500_000
+
+    class Counting(io.BytesIO):
+        fetched = 0
+
+        def read(self, n=-1):
+            out = super().read(n)
+            Counting.fetched += len(out)
+            return out
+
+    info = probe.probe_stream(Counting(data), len(data), "big.jpg")
+    assert (info.format, info.width, info.height) == ("jpeg", 800, 600)
+    assert Counting.fetched < 64 * 1024
+    # and a truncated copy is still caught from the tail alone
+    with pytest.raises(probe.ProbeError, match="truncated JPEG"):
+        probe.probe_stream(io.BytesIO(data[: len(data) // 2]), len(data) // 2, "cut.jpg")
+
+
+def test_raw_items_survive_pickling_exactly():
+    """Beam pickles raw items through the shuffle after parsing (a custom __reduce__ makes it cheap)."""
+    import pickle
+
+    box = RawBox(1.5, 2.0, 30.0, 40.0, "a", "'a'", "ann 7", normalized=False, is_crowd=True, difficult=False, truncated=True)
+    raw = RawImage("7", "x/y.jpg", "root", "ann.json", "val", (box, box), 640, 480, b"\xff\xd8bytes")
+    assert pickle.loads(pickle.dumps(raw)) == raw

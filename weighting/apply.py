@@ -57,11 +57,10 @@ class WeightPlan:
 
     def apply(self, record: ImageRecord) -> ImageRecord:
         """The record with each box's weight and the image's repeat factor set."""
+        weights, factor_of = self.class_weights, self.multipliers.factor
         boxes = tuple(
-            dataclasses.replace(
-                box,
-                weight=self.class_weights.get(box.text, 1.0)
-                * self.multipliers.factor(difficult=box.difficult, is_crowd=box.is_crowd, truncated=box.truncated),
+            box.with_weight(
+                weights.get(box.text, 1.0) * factor_of(difficult=box.difficult, is_crowd=box.is_crowd, truncated=box.truncated)
             )
             for box in record.boxes
         )
