@@ -20,8 +20,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import readers
 from beam_jobs.transforms import (
+    ACCOUNTS,
     REJECTS,
-    REPAIRS,
     ClassStatistics,
     ReadAnnotations,
     SplitTrainVal,
@@ -157,13 +157,7 @@ class Prepare(beam.PTransform):
         shards = records | "AttachWeightsEncodeAndWriteShards" >> WriteShards(
             o.output, o.num_shards, o.compression, o.max_side or None, plan=beam.pvalue.AsSingleton(plan)
         )
-        # one combine per outcome kind, merged in the report: a Flatten here would make the
-        # runner copy every record once more
-        accounts = [
-            pcoll | f"Account{name}" >> beam.CombineGlobally(_AccountingFn())
-            for name, pcoll in (("Records", records), ("Rejects", checked[REJECTS]), ("Repairs", checked[REPAIRS]))
-        ]
-        accounting = accounts | "AllOutcomes" >> beam.Flatten()
+        accounting = checked[ACCOUNTS] | "Account" >> beam.CombineGlobally(_AccountingFn())
         _ = (
             pbegin
             | "ReportSeed" >> beam.Create([None])
@@ -172,7 +166,7 @@ class Prepare(beam.PTransform):
                 self._write_report,
                 beam.pvalue.AsList(stats),
                 beam.pvalue.AsSingleton(plan),
-                beam.pvalue.AsList(accounting),
+                beam.pvalue.AsSingleton(accounting),
                 beam.pvalue.AsList(checked[REJECTS]),
                 beam.pvalue.AsList(shards),
             )
@@ -193,9 +187,8 @@ class Prepare(beam.PTransform):
             **scheme_params(o),
         )
 
-    def _write_report(self, _: Any, stats: list, plan: WeightPlan, accounts: list, rejects: list, shards: list) -> None:
+    def _write_report(self, _: Any, stats: list, plan: WeightPlan, acc: readers.Accounting, rejects: list, shards: list) -> None:
         o = self.opts
-        acc = merge_all([readers.Accounting(), *accounts])
         doc = report.build_stats(
             dict(stats),
             plan,
@@ -219,8 +212,8 @@ class _AccountingFn(beam.CombineFn):
     def create_accumulator(self) -> readers.Accounting:
         return readers.Accounting()
 
-    def add_input(self, acc: readers.Accounting, item: Any) -> readers.Accounting:
-        return acc.add(item)
+    def add_input(self, acc: readers.Accounting, chunk_counts: readers.Accounting) -> readers.Accounting:
+        return acc.merge(chunk_counts)
 
     def merge_accumulators(self, accs: Any) -> readers.Accounting:
         return merge_all(accs)  # type: ignore[no-any-return]

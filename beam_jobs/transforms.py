@@ -2,6 +2,13 @@
 
 Each is a thin adapter over the pure functions in ``readers`` and
 ``weighting``: the logic lives there, Beam only distributes it.
+
+The job's PCollections carry *chunks*: lists of up to :data:`CHUNK` items
+(raw images, then records) rather than single items. In the Python SDK every
+element costs tens of microseconds per step (windowing, coders, dispatch)
+whatever it holds; per image that was more than the image's own work. A
+chunk pays it once. Rejects stay single elements (there are few), and the
+counts travel as one :class:`readers.Accounting` per chunk.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -31,9 +39,11 @@ from weighting.stats import SplitStats
 log = logging.getLogger(__name__)
 NAMESPACE = "boxweight"
 REJECTS = "rejects"
-REPAIRS = "repairs"
+ACCOUNTS = "accounts"
 TARGET_SHARD_BYTES = 64 << 20
-PARSE_CHUNK = 64  # annotation entries per element through the shuffle after parsing
+CHUNK = 64  # items per element: big enough to amortize Beam's per-element cost, small enough to spread
+
+Chunk = list  # a list of items of one kind, see the module docstring
 
 
 def image_key(record: ImageRecord) -> str:
@@ -45,8 +55,19 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
 
+def chunked(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class ReadAnnotations(beam.PTransform):
-    """Parse the annotation files: raw images and the rejects found while parsing."""
+    """Parse the annotation files: chunks of raw images and of the rejects found while parsing."""
 
     def __init__(self, path: str, format: str, image_root: str | None, label_map: LabelMap) -> None:
         super().__init__()
@@ -55,25 +76,17 @@ class ReadAnnotations(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         def parse(_: Any) -> Iterator[list[Any]]:
             source = readers.open_source(self.path, self.format, self.image_root, self.label_map)
-            chunk: list[Any] = []
-            for n, item in enumerate(source, start=1):
-                if n % 10000 == 0:
-                    log.info("parsed %d annotation entries from %s", n, self.path)
-                chunk.append(item)
-                if len(chunk) == PARSE_CHUNK:
-                    yield chunk
-                    chunk = []
-            if chunk:
+            for n, chunk in enumerate(chunked(source), start=1):
+                if n * CHUNK % 10000 < CHUNK:
+                    log.info("parsed %d annotation entries from %s", n * CHUNK, self.path)
                 yield chunk
 
         return (
             pbegin
             | "Seed" >> beam.Create([self.path])
             | "Parse" >> beam.FlatMap(parse)
-            # Parsing is one sequential stream; spread the per-image work across workers, in
-            # chunks: a shuffle costs tens of microseconds an element, a chunk pays it once.
+            # Parsing is one sequential stream; spread the per-image work across workers.
             | "Spread" >> beam.Reshuffle()
-            | "Unchunk" >> beam.FlatMap(lambda chunk: chunk)
         )
 
 
@@ -84,40 +97,53 @@ class _ValidateFn(beam.DoFn):
         self.quarantined = Metrics.counter(NAMESPACE, "images_quarantined")
         self.boxes_dropped = Metrics.counter(NAMESPACE, "boxes_dropped")
 
-    def process(self, item: readers.RawImage | Reject) -> Iterator[Any]:
-        if isinstance(item, Reject):
-            rejects: tuple[Reject, ...] = (item,)
-            record: ImageRecord | None = None
-            repairs: tuple[Repair, ...] = ()
-        else:
-            self.read.inc()
-            result = readers.validate_image(item, self.label_map)
-            rejects, record, repairs = result.rejects, result.record, result.repairs
-        for reject in rejects:
-            if reject.is_image:
-                self.quarantined.inc()
-                Metrics.counter(NAMESPACE, f"images_quarantined_{reject.reason.value}").inc()
-            if reject.boxes:
-                self.boxes_dropped.inc(reject.boxes)
-                reason = "image_quarantined" if reject.is_image else reject.reason.value
-                Metrics.counter(NAMESPACE, f"boxes_dropped_{reason}").inc(reject.boxes)
-            yield beam.pvalue.TaggedOutput(REJECTS, reject)
-        for repair in repairs:
-            Metrics.counter(NAMESPACE, f"repaired_{repair.value}").inc()
-            yield beam.pvalue.TaggedOutput(REPAIRS, repair)
-        if record is not None:
-            yield record
+    def process(self, chunk: Chunk) -> Iterator[Any]:
+        records: list[ImageRecord] = []
+        acc = readers.Accounting()
+        for item in chunk:
+            if isinstance(item, Reject):
+                rejects: tuple[Reject, ...] = (item,)
+                record: ImageRecord | None = None
+                repairs: tuple[Repair, ...] = ()
+            else:
+                result = readers.validate_image(item, self.label_map)
+                rejects, record, repairs = result.rejects, result.record, result.repairs
+            for reject in rejects:
+                acc.add_reject(reject)
+                if reject.is_image:
+                    Metrics.counter(NAMESPACE, f"images_quarantined_{reject.reason.value}").inc()
+                if reject.boxes:
+                    reason = "image_quarantined" if reject.is_image else reject.reason.value
+                    Metrics.counter(NAMESPACE, f"boxes_dropped_{reason}").inc(reject.boxes)
+                yield beam.pvalue.TaggedOutput(REJECTS, reject)
+            if record is not None:
+                acc.add_record(record, repairs)
+                records.append(record)
+        self.read.inc(acc.images_in)
+        self.quarantined.inc(acc.images_quarantined)
+        self.boxes_dropped.inc(acc.boxes_dropped)
+        for repair, n in acc.repairs.items():
+            Metrics.counter(NAMESPACE, f"repaired_{repair}").inc(n)
+        yield beam.pvalue.TaggedOutput(ACCOUNTS, acc)
+        if records:
+            yield records
 
 
 class Validate(beam.PTransform):
-    """Probe each image and check its boxes: records, plus dead-letter rejects and repairs."""
+    """Probe each image and check its boxes.
+
+    Outputs: ``records`` (chunks of valid records), ``rejects`` (the
+    dead-letter output: one Reject per quarantined image or dropped box)
+    and ``accounts`` (one :class:`readers.Accounting` per chunk: images and
+    boxes in, written, dropped by reason, repairs).
+    """
 
     def __init__(self, label_map: LabelMap) -> None:
         super().__init__()
         self.label_map = label_map
 
     def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return raw | "Check" >> beam.ParDo(_ValidateFn(self.label_map)).with_outputs(REJECTS, REPAIRS, main="records")
+        return raw | "Check" >> beam.ParDo(_ValidateFn(self.label_map)).with_outputs(REJECTS, ACCOUNTS, main="records")
 
 
 def stratum(record: ImageRecord, class_images: dict[str, int]) -> str:
@@ -134,64 +160,113 @@ def val_count(n: int, fraction: float) -> int:
     return min(max(k, 1), n - 1) if n >= 2 else 0
 
 
+class _Merge(beam.CombineFn):
+    """Merge mergeable values (Counter, Accounting, SplitStats, lists) into one."""
+
+    def __init__(self, empty: type) -> None:
+        self.empty = empty
+
+    def create_accumulator(self) -> Any:
+        return self.empty()
+
+    def add_input(self, acc: Any, value: Any) -> Any:
+        if isinstance(acc, list):
+            acc.extend(value)
+        elif isinstance(acc, Counter):
+            acc.update(value)
+        else:
+            acc.merge(value)
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[Any]) -> Any:
+        it = iter(accs)
+        first = next(it)
+        for other in it:
+            self.add_input(first, other)
+        return first
+
+    def extract_output(self, acc: Any) -> Any:
+        return acc
+
+
 class SplitTrainVal(beam.PTransform):
     """Keep the source's splits; if it has no val split, carve one out of train.
 
     The carve-out is stratified by each image's rarest class and ordered by a
     stable hash of the image key, so it is deterministic and rare classes land
-    in both splits whenever they have two or more images.
+    in both splits whenever they have two or more images. Chunks in, chunks out.
     """
 
     def __init__(self, val_fraction: float) -> None:
         super().__init__()
         self.val_fraction = val_fraction
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
+    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
         frac = self.val_fraction
         if frac <= 0:
-            return records  # nothing to carve: skip the counting and grouping passes
-        splits = records | "Splits" >> beam.Map(lambda r: r.split) | "DistinctSplits" >> beam.Distinct()
+            return chunks  # nothing to carve: skip the counting and grouping passes
+        splits = chunks | "Splits" >> beam.FlatMap(lambda c: sorted({r.split for r in c})) | "DistinctSplits" >> beam.Distinct()
         class_images = (
-            records
-            | "ClassesPerImage" >> beam.FlatMap(lambda r: sorted({b.text for b in r.boxes}))
-            | "CountImages" >> beam.combiners.Count.PerElement()
+            chunks
+            | "ClassesPerImage" >> beam.Map(lambda c: Counter(n for r in c for n in {b.text for b in r.boxes}))
+            | "CountImages" >> beam.CombineGlobally(_Merge(Counter))
         )
-        class_images_si = beam.pvalue.AsDict(class_images)
+        class_images_si = beam.pvalue.AsSingleton(class_images)
         carve_si = beam.pvalue.AsSingleton(
             splits | "NeedsVal" >> beam.combiners.ToList() | beam.Map(lambda s: "val" not in s and frac > 0)
         )
         thresholds = (
-            records
-            | "TrainOnly" >> beam.Filter(lambda r: r.split == "train")
-            | "Stratum" >> beam.Map(lambda r, ci: (stratum(r, ci), stable_hash(image_key(r))), ci=class_images_si)
-            | "ByStratum" >> beam.GroupByKey()
+            chunks
+            | "Stratum" >> beam.FlatMap(_strata_hashes, class_images_si)
+            | "ByStratum" >> beam.CombinePerKey(_Merge(list))
             | "Threshold" >> beam.Map(_threshold, frac)
         )
         thresholds_si = beam.pvalue.AsDict(thresholds)
 
-        def assign(record: ImageRecord, carve: bool, ci: dict[str, int], th: dict[str, int]) -> ImageRecord:
-            if not carve or record.split != "train":
-                return record
-            if stable_hash(image_key(record)) < th.get(stratum(record, ci), 0):
-                return record.replace(split="val")
-            return record
+        def assign(chunk: Chunk, carve: bool, ci: dict[str, int], th: dict[str, int]) -> Chunk:
+            if not carve:
+                return chunk
+            return [
+                r.replace(split="val")
+                if r.split == "train" and stable_hash(image_key(r)) < th.get(stratum(r, ci), 0)
+                else r
+                for r in chunk
+            ]
 
-        return records | "Assign" >> beam.Map(assign, carve_si, class_images_si, thresholds_si)
+        return chunks | "Assign" >> beam.Map(assign, carve_si, class_images_si, thresholds_si)
 
 
-def _threshold(kv: tuple[str, Iterable[int]], fraction: float) -> tuple[str, int]:
+def _strata_hashes(chunk: Chunk, class_images: dict[str, int]) -> Iterator[tuple[str, list[int]]]:
+    """(stratum, hashes of its train images) for one chunk."""
+    by_stratum: defaultdict[str, list[int]] = defaultdict(list)
+    for r in chunk:
+        if r.split == "train":
+            by_stratum[stratum(r, class_images)].append(stable_hash(image_key(r)))
+    yield from by_stratum.items()
+
+
+def _threshold(kv: tuple[str, list[int]], fraction: float) -> tuple[str, int]:
     key, hashes = kv
     ordered = sorted(hashes)
     k = val_count(len(ordered), fraction)
     return key, (ordered[k - 1] + 1 if k else 0)
 
 
+def _by_split(chunk: Chunk) -> Iterator[tuple[str, list[ImageRecord]]]:
+    groups: defaultdict[str, list[ImageRecord]] = defaultdict(list)
+    for r in chunk:
+        groups[r.split].append(r)
+    yield from groups.items()
+
+
 class _StatsCombineFn(beam.CombineFn):
     def create_accumulator(self) -> SplitStats:
         return SplitStats()
 
-    def add_input(self, acc: SplitStats, record: ImageRecord) -> SplitStats:
-        return acc.add(record)
+    def add_input(self, acc: SplitStats, records: list[ImageRecord]) -> SplitStats:
+        for record in records:
+            acc.add(record)
+        return acc
 
     def merge_accumulators(self, accs: Iterable[SplitStats]) -> SplitStats:
         return merge_all(accs)  # type: ignore[no-any-return]
@@ -201,14 +276,10 @@ class _StatsCombineFn(beam.CombineFn):
 
 
 class ClassStatistics(beam.PTransform):
-    """SplitStats per split, as (split, stats) pairs."""
+    """SplitStats per split, as (split, stats) pairs, from chunks of records."""
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        return (
-            records
-            | "BySplit" >> beam.Map(lambda r: (r.split, r))
-            | "Combine" >> beam.CombinePerKey(_StatsCombineFn())
-        )
+    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
+        return chunks | "BySplit" >> beam.FlatMap(_by_split) | "Combine" >> beam.CombinePerKey(_StatsCombineFn())
 
 
 class AttachWeights(beam.PTransform):
@@ -216,15 +287,15 @@ class AttachWeights(beam.PTransform):
 
     The job itself attaches weights inside :class:`WriteShards`, after the
     shuffle, to move each record through the runner once; this transform is
-    the same step for a PCollection of records.
+    the same step for a PCollection of record chunks.
     """
 
     def __init__(self, plan: beam.pvalue.AsSingleton) -> None:
         super().__init__()
         self.plan = plan
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        return records | "Apply" >> beam.Map(lambda r, plan: plan.apply(r), self.plan)
+    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
+        return chunks | "Apply" >> beam.Map(lambda c, plan: [plan.apply(r) for r in c], self.plan)
 
 
 def shard_count(total_bytes: int, images: int, requested: int) -> int:
@@ -268,11 +339,33 @@ class _WriteShardFn(beam.DoFn):
         return encode_record(record.replace(encoded=None), data)
 
 
-def _sorted_shard(kv: tuple[tuple[str, int], Iterable[Any]], plan: WeightPlan | None) -> tuple[tuple[str, int], list[ImageRecord]]:
-    """One shard's records in key order (the empty-shard marker dropped), weights attached."""
-    key, values = kv
-    records = [r for _, r in sorted((v for v in values if v is not None), key=lambda kr: kr[0])]
+def _to_shards(chunk: Chunk, counts: dict[str, int] | int) -> Iterator[tuple[tuple[str, int], list[tuple[str, ImageRecord]]]]:
+    """Split a chunk by shard ``sha256(key) mod N``: ((split, shard), [(key, record), ...]) pairs."""
+    groups: defaultdict[tuple[str, int], list[tuple[str, ImageRecord]]] = defaultdict(list)
+    for r in chunk:
+        key = image_key(r)
+        n = counts if isinstance(counts, int) else counts[r.split]
+        groups[(r.split, stable_hash(key) % n)].append((key, r))
+    yield from groups.items()
+
+
+def _sorted_shard(
+    kv: tuple[tuple[str, int], Iterable[list[tuple[str, ImageRecord]]]], plan: WeightPlan | None
+) -> tuple[tuple[str, int], list[ImageRecord]]:
+    """One shard's records in key order, weights attached."""
+    key, parts = kv
+    records = [r for _, r in sorted((kr for part in parts for kr in part), key=lambda kr: kr[0])]
     return key, records if plan is None else [plan.apply(r) for r in records]
+
+
+def _sizes(chunk: Chunk) -> Iterator[tuple[str, tuple[int, int]]]:
+    """(split, (image bytes, images)) for one chunk."""
+    nbytes: Counter[str] = Counter()
+    images: Counter[str] = Counter()
+    for r in chunk:
+        nbytes[r.split] += r.nbytes
+        images[r.split] += 1
+    return ((split, (nbytes[split], images[split])) for split in images)
 
 
 class WriteShards(beam.PTransform):
@@ -283,6 +376,8 @@ class WriteShards(beam.PTransform):
     rewrites identical bytes. Only the small records cross the shuffle: the
     image bytes are read and encoded by the worker that writes the shard,
     which keeps memory flat and avoids moving every image through the runner.
+    Shards that get no record are written empty, so the set of files is
+    always ``-00000-of-N`` .. ``-(N-1)-of-N``.
 
     With ``plan`` (a side input), each shard's records get their weights on
     the worker that writes them, right after the shuffle ("AttachWeights"),
@@ -303,28 +398,36 @@ class WriteShards(beam.PTransform):
         self.output, self.num_shards, self.compression, self.max_side = output, num_shards, compression, max_side
         self.plan = plan
 
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
+    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
         requested = self.num_shards
         sizes = (
-            records
-            | "Sizes" >> beam.Map(lambda r: (r.split, (r.nbytes, 1)))
+            chunks
+            | "Sizes" >> beam.FlatMap(_sizes)
             | "SumSizes" >> beam.CombinePerKey(lambda vs: tuple(map(sum, zip(*vs))) or (0, 0))
         )
         counts = sizes | "ShardCount" >> beam.MapTuple(lambda split, s: (split, shard_count(s[0], s[1], requested)))
         counts_si = beam.pvalue.AsDict(counts)
         if requested > 0:
-            keyed = records | "Assign" >> beam.Map(lambda r: ((r.split, stable_hash(image_key(r)) % requested), (image_key(r), r)))
+            keyed = chunks | "Assign" >> beam.FlatMap(_to_shards, requested)
         else:
-            keyed = records | "Assign" >> beam.Map(
-                lambda r, n: ((r.split, stable_hash(image_key(r)) % n[r.split]), (image_key(r), r)), counts_si
-            )
-        every_shard = counts | "EveryShard" >> beam.FlatMapTuple(lambda split, n: [((split, i), None) for i in range(n)])
-        grouped = (keyed, every_shard) | "Merge" >> beam.Flatten() | "ByShard" >> beam.GroupByKey()
+            keyed = chunks | "Assign" >> beam.FlatMap(_to_shards, counts_si)
+        grouped = keyed | "ByShard" >> beam.GroupByKey()
         if self.plan is not None:
             shards = grouped | "AttachWeights" >> beam.Map(_sorted_shard, self.plan)
         else:
             shards = grouped | "Sort" >> beam.Map(_sorted_shard, None)
-        return shards | "EncodeAndWrite" >> beam.ParDo(_WriteShardFn(self.output, self.compression, self.max_side), counts_si)
+        written = shards | "EncodeAndWrite" >> beam.ParDo(_WriteShardFn(self.output, self.compression, self.max_side), counts_si)
+        empty = counts | "WriteEmptyShards" >> beam.FlatMap(self._write_empty, beam.pvalue.AsList(written))
+        return (written, empty) | "AllShards" >> beam.Flatten()
+
+    def _write_empty(self, split_count: tuple[str, int], written: list[str]) -> Iterator[str]:
+        split, count = split_count
+        done = set(written)
+        for index in range(count):
+            path = fs.join(self.output, shard_name(split, index, count, self.compression))
+            if path not in done:
+                write_tfrecords(path, [], gzipped=self.compression == "gzip")
+                yield path
 
 
 def merge_all(accumulators: Iterable[Any]) -> Any:

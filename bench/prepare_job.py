@@ -9,13 +9,23 @@ images/s and peak RSS of:
   statistics, no weights;
 * baseline-pool: the same per-image work in a ``multiprocessing.Pool`` with
   one process per core, the parent writing the shards;
-* boxweight: ``boxweight prepare`` on its local default runner, statistics,
-  weights, validation and deterministic sharding included.
+* boxweight: ``boxweight prepare`` on its local default runner (one worker
+  process per core), statistics, weights, validation and deterministic
+  sharding included;
+* boxweight-1proc: the same job with ``--runner=...FnApiRunner`` alone, in
+  this one process (no worker processes to start).
 
-    .venv/bin/python -m bench.prepare_job [--images 10000] [--shards 10]
+    .venv/bin/python -m bench.prepare_job [--images 10000] [--shards 10] [--repeats 3]
 
 Each runs in a fresh subprocess so peak RSS is its own (for boxweight, the
-largest process: Beam workers are separate processes).
+largest process: Beam workers are separate processes). The modes run
+interleaved, ``--repeats`` rounds, and the median of each is reported: on a
+shared 2-core VM one run of the same thing varies by 20%.
+
+Two fixed costs are printed too, because at 10k images they are a large
+part of every figure: the runner's own start and stop (an empty pipeline on
+the same local default runner, imports included) and the baselines'
+``import tensorflow``.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -156,10 +167,26 @@ def _child(mode: str, ann_path: str, shards: int) -> None:
     out = tempfile.mkdtemp(prefix=f"bench-{mode}-")
     start = time.perf_counter()
     try:
-        if mode == "boxweight":
+        if mode == "empty-pipeline":
+            import apache_beam as beam
+            from apache_beam.options.pipeline_options import PipelineOptions
+
             from beam_jobs import prepare
 
-            doc = prepare.run(["--input", ann_path, "--output", out, f"--num-shards={shards}", "--val-fraction=0"], print_report=False)
+            with beam.Pipeline(options=PipelineOptions(prepare.default_runner_args([]))) as p:
+                _ = p | beam.Create([1, 2]) | beam.Reshuffle() | beam.Map(lambda x: x)
+            n = 0
+        elif mode == "tf-import":
+            import tensorflow  # noqa: F401
+
+            n = 0
+        elif mode in ("boxweight", "boxweight-1proc"):
+            from beam_jobs import prepare
+
+            argv = ["--input", ann_path, "--output", out, f"--num-shards={shards}", "--val-fraction=0"]
+            if mode == "boxweight-1proc":  # the same runner in this process only: no worker processes
+                argv.append(f"--runner={prepare.LOCAL_RUNNER}")
+            doc = prepare.run(argv, print_report=False)
             n = doc["totals"]["images_written"]
         else:
             n = run_baseline(ann_path, out, shards, pool=(mode == "baseline-pool"))
@@ -175,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--shards", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -185,18 +213,31 @@ def main() -> None:
     size = sum(os.path.getsize(os.path.join(os.path.dirname(ann_path), "images", f)) for f in os.listdir(os.path.join(os.path.dirname(ann_path), "images")))
     print(f"dataset {ann_path}: {args.images} images, {size / args.images / 1024:.0f} KB per image on average ({time.perf_counter() - t:.0f} s to prepare)")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    results = []
-    for mode in ("baseline-1", "baseline-pool", "boxweight"):
-        out = subprocess.run([sys.executable, "-m", "bench.prepare_job", "--shards", str(args.shards), "--child", mode, ann_path], capture_output=True, text=True, env=env)
-        if out.returncode:
-            print(out.stderr[-3000:])
-            raise SystemExit(f"{mode} failed")
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"{'pipeline':<14} {'images':>7} {'seconds':>8} {'images/s':>9} {'peak RSS MB':>12}")
-    for r in results:
-        print(f"{r['mode']:<14} {r['images']:>7} {r['seconds']:>8.1f} {r['images'] / r['seconds']:>9.1f} {r['peak_mb']:>12.0f}")
-    pool, ours = results[1], results[2]
-    print(f"boxweight / baseline-pool throughput: {(ours['images'] / ours['seconds']) / (pool['images'] / pool['seconds']):.2f}x (on {os.cpu_count()} cores)")
+    modes = ("baseline-1", "baseline-pool", "boxweight", "boxweight-1proc", "empty-pipeline", "tf-import")
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
+    for _ in range(args.repeats):
+        for mode in modes:
+            cmd = [sys.executable, "-m", "bench.prepare_job", "--shards", str(args.shards), "--child", mode, ann_path]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if out.returncode:
+                print(out.stderr[-3000:])
+                raise SystemExit(f"{mode} failed")
+            runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    def median(mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[mode])
+
+    print(f"median of {args.repeats} interleaved runs each, {os.cpu_count()} cores")
+    print(f"{'pipeline':<14} {'images':>7} {'seconds':>8} {'(min-max)':>12} {'images/s':>9} {'peak RSS MB':>12}")
+    for mode in modes[:4]:
+        secs = [r["seconds"] for r in runs[mode]]
+        n = runs[mode][0]["images"]
+        print(f"{mode:<14} {n:>7} {median(mode, 'seconds'):>8.1f} {min(secs):>5.1f}-{max(secs):<5.1f} {n / median(mode, 'seconds'):>9.1f} {median(mode, 'peak_mb'):>12.0f}")
+    print(f"fixed costs inside those figures: empty pipeline on boxweight's local runner {median('empty-pipeline', 'seconds'):.1f} s; import tensorflow {median('tf-import', 'seconds'):.1f} s")
+    ratio = median("baseline-pool", "seconds") / median("boxweight", "seconds")
+    print(f"boxweight / baseline-pool throughput: {ratio:.2f}x (on {os.cpu_count()} cores)")
+    ratio_1 = median("baseline-pool", "seconds") / median("boxweight-1proc", "seconds")
+    print(f"boxweight-1proc / baseline-pool throughput: {ratio_1:.2f}x")
 
 
 if __name__ == "__main__":

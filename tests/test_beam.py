@@ -39,15 +39,17 @@ def test_validate_transform_sends_bad_images_to_the_dead_letter_output(tmp_path)
         RawImage("gone", "gone.jpg", str(tmp_path), "s:2", "train", (box, box)),
     ]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        out = p | beam.Create(raws) | Validate(LabelMap(("a",)))
-        assert_that(out.records | "Keys" >> beam.Map(lambda r: (r.source_id, len(r.boxes))), equal_to([("ok", 1)]), label="records")
+        out = p | beam.Create([raws]) | Validate(LabelMap(("a",)))
+        assert_that(out.records | "Keys" >> beam.FlatMap(lambda c: [(r.source_id, len(r.boxes)) for r in c]), equal_to([("ok", 1)]), label="records")
+        totals = out.accounts | beam.Map(lambda a: (a.images_in, a.images_written, a.boxes_in, a.boxes_written, a.boxes_dropped))
+        assert_that(totals, equal_to([(2, 1, 3, 1, 2)]), label="accounts")
         assert_that(out.rejects | beam.Map(lambda r: (r.reason.value, r.boxes)), equal_to([("image_missing", 2)]), label="rejects")
 
 
 def test_class_statistics_transform():
     recs = [_record("1", ["a", "a", "b"]), _record("2", ["a"]), _record("3", [], "val")]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        stats = p | beam.Create(recs) | ClassStatistics()
+        stats = p | beam.Create([recs[:1], recs[1:]]) | ClassStatistics()
         summary = stats | beam.MapTuple(lambda split, s: (split, s.images, dict(s.class_boxes), dict(s.class_images)))
         assert_that(summary, equal_to([("train", 2, {"a": 3, "b": 1}, {"a": 2, "b": 1}), ("val", 1, {}, {})]))
 
@@ -55,8 +57,8 @@ def test_class_statistics_transform():
 def test_split_is_stratified_and_deterministic():
     recs = [_record(str(i), ["common"]) for i in range(50)] + [_record(f"r{i}", ["rare"]) for i in range(3)]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        out = p | beam.Create(recs) | SplitTrainVal(0.2)
-        counts = out | beam.Map(lambda r: (r.split, r.boxes[0].text)) | beam.combiners.Count.PerElement()
+        out = p | beam.Create([recs[i : i + 7] for i in range(0, len(recs), 7)]) | SplitTrainVal(0.2)
+        counts = out | beam.FlatMap(lambda c: [(r.split, r.boxes[0].text) for r in c]) | beam.combiners.Count.PerElement()
         assert_that(counts, equal_to([(("train", "common"), 40), (("val", "common"), 10), (("train", "rare"), 2), (("val", "rare"), 1)]))
     assert [val_count(n, 0.2) for n in (0, 1, 2, 3, 10, 50)] == [0, 0, 1, 1, 2, 10]
     assert stable_hash("train/1") == stable_hash("train/1")
@@ -65,8 +67,8 @@ def test_split_is_stratified_and_deterministic():
 def test_source_splits_are_kept():
     recs = [_record("1", ["a"]), _record("2", ["a"], "val"), _record("3", ["a"], "test")]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        out = p | beam.Create(recs) | SplitTrainVal(0.5)
-        assert_that(out | beam.Map(lambda r: (r.source_id, r.split)), equal_to([("1", "train"), ("2", "val"), ("3", "test")]))
+        out = p | beam.Create([recs]) | SplitTrainVal(0.5)
+        assert_that(out | beam.FlatMap(lambda c: [(r.source_id, r.split) for r in c]), equal_to([("1", "train"), ("2", "val"), ("3", "test")]))
 
 
 def _read_shards(out: Path, split: str, compression: str = "none"):
@@ -233,12 +235,14 @@ def test_read_attach_weights_and_write_shards_transforms(tmp_path):
     out.mkdir()
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
         raw = p | ReadAnnotations(str(tmp_path / "ann.json"), "coco", None, lm)
-        assert_that(raw | "Count" >> beam.combiners.Count.Globally(), equal_to([70]), label="all parsed")
+        assert_that(raw | "Sizes" >> beam.Map(len), equal_to([64, 6]), label="all parsed, in chunks")
         records = (raw | Validate(lm)).records
         plan_si = beam.pvalue.AsSingleton(p | "Plan" >> beam.Create([plan]))
-        _ = records | WriteShards(str(out), 4, "none", plan=plan_si)
+        _ = records | WriteShards(str(out), 80, "none", plan=plan_si)
     recs, files = _read_shards(out, "train")
-    assert [f.name for f in files] == [shard_name("train", i, 4, "none") for i in range(4)]
+    # 80 shards for 70 records: some shards are empty, and are still written
+    assert [f.name for f in files] == [shard_name("train", i, 80, "none") for i in range(80)]
+    assert any(f.stat().st_size == 0 for f in files)
     assert len(recs) == 70
     for f in files:
         keys = [r["image/source_id"].decode() for r in _read_shards_file(f)]

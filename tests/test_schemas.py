@@ -189,3 +189,17 @@ def test_hand_written_wire_format_equals_tensorflow_serialization(data, n):
         elem = {Dtype.BYTES: texts, Dtype.INT64: ints, Dtype.FLOAT: floats}[f.dtype]
         values[f.key] = data.draw(st.lists(elem, min_size=n, max_size=n)) if f.per_box else data.draw(elem)
     assert encode_example(values) == _tf_reference(values)
+
+
+def test_records_pickle_to_equal_records():
+    """Beam pickles records between stages through a compact __reduce__; nothing may change on the way."""
+    import pickle
+
+    from schemas.annotations import Box, ImageRecord
+
+    box = Box(0.1, 0.2, 0.5, 0.6, 3, "rare", area=12.5, is_crowd=True, difficult=True, truncated=False).with_weight(7.5)
+    rec = ImageRecord("k", "a/b.png", "gs://bkt/a/b.png", 10, 20, "png", (box, box), split="val", repeat_factor=2.0, encoded=b"\x89PNG", nbytes=4)
+    back = pickle.loads(pickle.dumps(rec))
+    assert back == rec and back.boxes[1].weight == 7.5 and hash(back) == hash(rec)
+    with pytest.raises(ValueError):
+        box.with_weight(float("nan"))
