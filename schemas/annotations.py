@@ -125,7 +125,7 @@ class ImageRecord:
 
 def _restore(cls: type, values: tuple[Any, ...]) -> Any:
     """Unpickle a Box or ImageRecord: the values were checked when it was first built."""
-    obj = object.__new__(cls)
+    obj: Any = object.__new__(cls)
     obj.__dict__.update(zip(_FIELDS[cls], values))
     return obj
 
@@ -160,5 +160,5 @@ class Reject:
         }
 
 
-_FIELDS = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (Box, ImageRecord)}
+_FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (Box, ImageRecord)}
 _VALUES = {cls: operator.attrgetter(*names) for cls, names in _FIELDS.items()}
