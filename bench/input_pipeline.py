@@ -8,15 +8,20 @@ On the demo records (``make demo`` writes them to build/demo-out), batch 32,
 * ceiling: parallel decode + resize of the same encoded images held in
   memory (no file reading, parsing or augmentation);
 * boxweight: ``create_input_fn`` with training augmentation (flip, crop,
-  color jitter), weights, padding.
+  color jitter), weights, padding;
+* boxweight-noaug: the same with ``augment=False``.
 
-    .venv/bin/python -m bench.input_pipeline [--records 'build/demo-out/train-*'] [--batches 40]
+The four run interleaved, ``--rounds`` times, and the median of each is
+reported: one run of the same pipeline varies by 15% on a shared 2-core VM.
+
+    .venv/bin/python -m bench.input_pipeline [--records 'build/demo-out/train-*'] [--batches 40] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -67,18 +72,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", default="build/demo-out/train-*")
     parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     files = list_files(args.records)
-    results = {
-        "naive": measure(naive(files), args.batches),
-        "ceiling": measure(ceiling(files), args.batches),
-        "boxweight": measure(create_input_fn(args.records, BATCH, True, image_size=SIZE)(), args.batches),
+    pipelines = {
+        "naive": lambda: naive(files),
+        "ceiling": lambda: ceiling(files),
+        "boxweight": lambda: create_input_fn(args.records, BATCH, True, image_size=SIZE)(),
+        "boxweight-noaug": lambda: create_input_fn(args.records, BATCH, True, image_size=SIZE, augment=False)(),
     }
-    print(f"batch {BATCH}, {SIZE[0]}x{SIZE[1]}, {args.batches} batches after 5 warm-up, {os.cpu_count()} cores")
-    print(f"{'pipeline':<10} {'images/s':>9}")
+    rates: dict[str, list[float]] = {name: [] for name in pipelines}
+    for _ in range(args.rounds):
+        for name, make in pipelines.items():
+            rates[name].append(measure(make(), args.batches))
+    results = {name: statistics.median(r) for name, r in rates.items()}
+    print(f"batch {BATCH}, {SIZE[0]}x{SIZE[1]}, {args.batches} batches after 5 warm-up, median of {args.rounds} rounds, {os.cpu_count()} cores")
+    print(f"{'pipeline':<16} {'images/s':>9} {'(min-max)':>12}")
     for name, rate in results.items():
-        print(f"{name:<10} {rate:>9.1f}")
-    print(f"boxweight / naive: {results['boxweight'] / results['naive']:.2f}x   boxweight / ceiling: {results['boxweight'] / results['ceiling']:.2f}x")
+        print(f"{name:<16} {rate:>9.1f} {min(rates[name]):>5.0f}-{max(rates[name]):<5.0f}")
+    for name in ("boxweight", "boxweight-noaug"):
+        print(f"{name} / naive: {results[name] / results['naive']:.2f}x   {name} / ceiling: {results[name] / results['ceiling']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def test_max_boxes_keeps_the_first_boxes_and_warns(tmp_path, capfd):
     path = _write(tmp_path / "a.tfrecord", [record_values(record, data)])
     _, labels = next(iter(create_input_fn(path, 1, False, image_size=(32, 32), max_boxes=2)()))
     assert labels["groundtruth_classes"][0].numpy().tolist() == [1, 2]
-    assert "has 4 boxes; keeping the first 2" in capfd.readouterr().err
+    assert 'images ["img"] have [4] boxes; keeping the first 2' in capfd.readouterr().err
 
 
 def test_repeat_factor_sampling_frequencies(tmp_path):

@@ -113,75 +113,119 @@ def one_hot_classes(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
     return tf.one_hot(tf.cast(classes, tf.int32) - 1, num_classes, dtype=tf.float32)
 
 
-def _dense(sparse: tf.SparseTensor, default: Any = 0) -> tf.Tensor:
-    return tf.sparse.to_dense(sparse, default_value=default)
+def _sized(values: tf.Tensor, n: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:
+    """``values`` when it has one entry per box, else ``fallback`` (both ``[n]``), without a branch.
+
+    Records from other tools may lack a per-box key (no labels, no weights):
+    then the list is empty and the fallback is used. Conditionals cost a
+    function call per image inside ``tf.data``, so this is a select.
+    """
+    padded = tf.concat([values, tf.zeros([n], values.dtype)], axis=0)[:n]
+    return tf.where(tf.equal(tf.size(values), n), padded, fallback)
 
 
-def _box_weights(parsed: Mapping[str, Any], n: tf.Tensor) -> tf.Tensor:
-    own = _dense(parsed["image/object/class/weight"], 0.0)
-    od = _dense(parsed["image/object/weight"], 0.0)
-    return tf.case(
-        [(tf.equal(tf.size(own), n), lambda: own), (tf.equal(tf.size(od), n), lambda: od)],
-        default=lambda: tf.ones([n], tf.float32),
-    )
-
-
-def _flip(image: tf.Tensor, boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _flip(image: tf.Tensor, boxes: tf.Tensor, flip: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Mirror left-right when ``flip`` (a bool scalar): one gather, no branch."""
+    w = tf.shape(image)[1]
+    cols = tf.range(w)
+    image = tf.gather(image, tf.where(flip, w - 1 - cols, cols), axis=1)
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
-    return tf.image.flip_left_right(image), tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
+    f = tf.cast(flip, boxes.dtype)
+    return image, tf.stack([ymin, f * (1.0 - xmax) + (1.0 - f) * xmin, ymax, f * (1.0 - xmin) + (1.0 - f) * xmax], axis=1)
 
 
-def _crop(image: tf.Tensor, boxes: tf.Tensor, keep_with: list[tf.Tensor], cfg: Augment) -> tuple[tf.Tensor, tf.Tensor, list[tf.Tensor]]:
-    shape = tf.shape(image)
+def _crop_window(shape: tf.Tensor, cfg: Augment) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """A random window (offset y, offset x, height, width) of side U(crop_min_scale, 1) of the image's."""
     h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
     scale = tf.random.uniform([], cfg.crop_min_scale, 1.0)
     ch, cw = tf.maximum(tf.cast(h * scale, tf.int32), 1), tf.maximum(tf.cast(w * scale, tf.int32), 1)
     oy = tf.random.uniform([], 0, shape[0] - ch + 1, dtype=tf.int32)
     ox = tf.random.uniform([], 0, shape[1] - cw + 1, dtype=tf.int32)
-    image = tf.image.crop_to_bounding_box(image, oy, ox, ch, cw)
-    window = tf.stack([tf.cast(oy, tf.float32) / h, tf.cast(ox, tf.float32) / w, tf.cast(oy + ch, tf.float32) / h, tf.cast(ox + cw, tf.float32) / w])
-    clipped = tf.concat([tf.maximum(boxes[:, :2], window[:2]), tf.minimum(boxes[:, 2:], window[2:])], axis=1)
+    return oy, ox, ch, cw
+
+
+def _crop_boxes(
+    shape: tf.Tensor, window: tuple[tf.Tensor, ...], boxes: tf.Tensor, keep_with: list[tf.Tensor], cfg: Augment
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """Boxes moved into the crop window; those keeping < ``min_visible`` of their area dropped with ``keep_with``."""
+    oy, ox, ch, cw = window
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    win = tf.stack([tf.cast(oy, tf.float32) / h, tf.cast(ox, tf.float32) / w, tf.cast(oy + ch, tf.float32) / h, tf.cast(ox + cw, tf.float32) / w])
+    clipped = tf.concat([tf.maximum(boxes[:, :2], win[:2]), tf.minimum(boxes[:, 2:], win[2:])], axis=1)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     visible = tf.maximum(clipped[:, 2] - clipped[:, 0], 0.0) * tf.maximum(clipped[:, 3] - clipped[:, 1], 0.0)
     keep = tf.where(visible >= cfg.min_visible * area)[:, 0]  # one index list gathers all three
-    size = tf.concat([window[2:] - window[:2]] * 2, axis=0)
-    moved = (tf.gather(clipped, keep) - tf.concat([window[:2]] * 2, axis=0)) / size
-    return image, moved, [tf.gather(t, keep) for t in keep_with]
+    size = tf.concat([win[2:] - win[:2]] * 2, axis=0)
+    moved = (tf.gather(clipped, keep) - tf.concat([win[:2]] * 2, axis=0)) / size
+    return moved, [tf.gather(t, keep) for t in keep_with]
 
 
 def _color(image: tf.Tensor) -> tf.Tensor:
-    # Saturation (blend with gray), contrast (around the image mean) and
-    # brightness as elementwise ops: no HSV round trip, one random draw.
+    """Random saturation (blend with gray), contrast (around the mean) and brightness.
+
+    One affine map ``a * image + b * gray + c``: blending with gray keeps the
+    image mean, so the three steps fold into one pass (no HSV round trip).
+    """
     u = tf.random.uniform([3])
     saturation, contrast, brightness = 0.8 + 0.4 * u[0], 0.8 + 0.4 * u[1], 64.0 * u[2] - 32.0
     gray = tf.reduce_mean(image, axis=-1, keepdims=True)
-    image = gray + saturation * (image - gray)
-    mean = tf.reduce_mean(image)
-    return tf.clip_by_value((image - mean) * contrast + mean + brightness, 0.0, 255.0)
+    mean = tf.reduce_mean(gray)
+    a, b, c = contrast * saturation, contrast * (1.0 - saturation), (1.0 - contrast) * mean + brightness
+    return tf.clip_by_value(a * image + b * gray + c, 0.0, 255.0)
 
 
-def _letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+def _fit(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Resize keeping the aspect ratio to fit ``size``; returns the float image, its size and the boxes.
+
+    The boxes are rescaled to the padded ``size`` frame that :func:`_pad` makes.
+    """
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     target = tf.constant(size, tf.float32)
     scale = tf.reduce_min(target / shape)
-    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
-    image = tf.image.resize(image, new)
-    pad = tf.constant(size, tf.int32) - new
-    image = tf.cond(
-        tf.reduce_any(pad > 0), lambda: tf.pad(image, [[0, pad[0]], [0, pad[1]], [0, 0]]), lambda: image
-    )
+    new = tf.minimum(tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1), tf.constant(size, tf.int32))
+    # resize a float image: TF's resize of uint8 input is markedly slower (measured)
+    image = tf.image.resize(tf.cast(image, tf.float32), new)
     ratio = tf.cast(new, tf.float32) / target
-    return image, boxes * tf.concat([ratio, ratio], axis=0)
+    return image, new, boxes * tf.concat([ratio, ratio], axis=0)
+
+
+def _pad(image: tf.Tensor, new: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    pad = tf.constant(size, tf.int32) - new
+    image = tf.pad(image, [[0, pad[0]], [0, pad[1]], [0, 0]])
+    image.set_shape([size[0], size[1], 3])
+    return image
+
+
+def _letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Resize keeping the aspect ratio and pad at the bottom and right; boxes follow."""
+    image, new, boxes = _fit(image, boxes, size)
+    return _pad(image, new, size), boxes
+
+
+def _parse_spec(keys: set[str]) -> dict[str, Any]:
+    # Per-box keys as RaggedFeature: for one example that is a plain 1-D tensor, where
+    # VarLenFeature gives a SparseTensor that then costs a to_dense per key.
+    spec = {}
+    for key, feature in parse_spec().items():
+        if key in keys:
+            spec[key] = tf.io.RaggedFeature(feature.dtype) if isinstance(feature, tf.io.VarLenFeature) else feature
+    return spec
 
 
 def _parser(
     image_size: tuple[int, int], max_boxes: int, weights: Any, augment: Augment | None
 ) -> Callable[[tf.Tensor], tuple[tf.Tensor, dict[str, tf.Tensor]]]:
+    """The per-image function: parse, decode, augment, resize, pad.
+
+    Written without ``tf.cond``: inside ``tf.data`` each conditional is a
+    function call per image, which at 128-pixel images cost more than the
+    decode.
+    """
     needed = {"image/encoded", "image/source_id", "image/object/class/label", "image/object/class/weight", "image/object/weight"}
     needed |= {f"image/object/bbox/{k}" for k in ("ymin", "xmin", "ymax", "xmax")}
     if isinstance(weights, ReweightSpec):
         needed |= {"image/object/class/text", "image/object/difficult", "image/object/is_crowd", "image/object/truncated"}
-    spec = {k: v for k, v in parse_spec().items() if k in needed}  # parsing unused keys costs time
+    spec = _parse_spec(needed)  # parsing unused keys costs time
     table = None
     multipliers = BoxMultipliers()
     if isinstance(weights, ReweightSpec):
@@ -191,42 +235,40 @@ def _parser(
             tf.lookup.KeyValueTensorInitializer(tf.constant(list(by_class)), tf.constant(list(by_class.values()), tf.float32)),
             default_value=1.0,
         )
+    crop = augment is not None and augment.crop_min_scale < 1.0
 
     def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         parsed = tf.io.parse_single_example(serialized, spec)
-        image = tf.io.decode_image(parsed["image/encoded"], channels=3, expand_animations=False)
-        image = tf.cast(image, tf.float32)
-        boxes = tf.stack([_dense(parsed[f"image/object/bbox/{k}"], 0.0) for k in ("ymin", "xmin", "ymax", "xmax")], axis=1)
+        encoded = parsed["image/encoded"]
+        boxes = tf.stack([parsed[f"image/object/bbox/{k}"] for k in ("ymin", "xmin", "ymax", "xmax")], axis=1)
         n = tf.shape(boxes)[0]
-        classes = tf.cast(_dense(parsed["image/object/class/label"], 0), tf.int32)
-        classes = tf.cond(tf.equal(tf.size(classes), n), lambda: classes, lambda: tf.zeros([n], tf.int32))
+        classes = _sized(tf.cast(parsed["image/object/class/label"], tf.int32), n, tf.zeros([n], tf.int32))
+        ones = tf.ones([n], tf.float32)
         if weights == "none":
-            box_w = tf.ones([n], tf.float32)
+            box_w = ones
         elif table is not None:
-            texts = _dense(parsed["image/object/class/text"], b"")
-            box_w = table.lookup(texts)
+            box_w = table.lookup(_sized(parsed["image/object/class/text"], n, tf.fill([n], "")))
             for key, factor in (("difficult", multipliers.difficult), ("is_crowd", multipliers.crowd), ("truncated", multipliers.truncated)):
                 if factor != 1.0:
-                    flags = _dense(parsed[f"image/object/{key}"], 0)
-                    flags = tf.cond(tf.equal(tf.size(flags), n), lambda f=flags: f, lambda: tf.zeros([n], tf.int64))
+                    flags = _sized(parsed[f"image/object/{key}"], n, tf.zeros([n], tf.int64))
                     box_w = box_w * tf.where(flags > 0, factor, 1.0)
         else:
-            box_w = _box_weights(parsed, n)
-        if augment is not None:
-            if augment.crop_min_scale < 1.0:
-                image, boxes, (classes, box_w) = _crop(image, boxes, [classes, box_w], augment)
-            if augment.flip:
-                image, boxes = tf.cond(tf.random.uniform([]) < 0.5, lambda: _flip(image, boxes), lambda: (image, boxes))
-            if augment.color:
-                image = _color(image)
-        image, boxes = _letterbox(image, boxes, image_size)
+            box_w = _sized(parsed["image/object/class/weight"], n, _sized(parsed["image/object/weight"], n, ones))
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        if crop:
+            assert augment is not None
+            shape = tf.shape(image)
+            window = _crop_window(shape, augment)
+            oy, ox, ch, cw = window
+            image = image[oy : oy + ch, ox : ox + cw, :]
+            boxes, (classes, box_w) = _crop_boxes(shape, window, boxes, [classes, box_w], augment)
+        if augment is not None and augment.flip:
+            image, boxes = _flip(image, boxes, tf.random.uniform([]) < 0.5)
+        if augment is not None and augment.color:
+            image = _color(tf.cast(image, tf.float32))  # at the source size: before upscaling is cheaper
+        image, new, boxes = _fit(image, boxes, image_size)
+        image = _pad(image, new, image_size)
         n = tf.shape(boxes)[0]
-
-        def warn() -> tf.Tensor:
-            tf.print("boxweight: image", parsed["image/source_id"], "has", n, "boxes; keeping the first", max_boxes, output_stream=sys.stderr)
-            return tf.constant(0)
-
-        tf.cond(n > max_boxes, warn, lambda: tf.constant(0))
         kept = tf.minimum(n, max_boxes)
         pad = max_boxes - kept
         labels = {
@@ -234,14 +276,39 @@ def _parser(
             "groundtruth_classes": tf.pad(classes[:kept], [[0, pad]]),
             "groundtruth_weights": tf.pad(box_w[:kept], [[0, pad]]),
             "num_groundtruth_boxes": kept,
+            _BOXES_IN: n,
+            _SOURCE_ID: parsed["image/source_id"],
         }
-        image.set_shape([image_size[0], image_size[1], 3])
         labels["groundtruth_boxes"].set_shape([max_boxes, 4])
         labels["groundtruth_classes"].set_shape([max_boxes])
         labels["groundtruth_weights"].set_shape([max_boxes])
         return image, labels
 
     return parse
+
+
+_BOXES_IN, _SOURCE_ID = "_boxes_in", "_source_id"  # carried to the batch for the max_boxes warning, then dropped
+
+
+def _warn_cut(max_boxes: int) -> Callable[[tf.Tensor, dict[str, tf.Tensor]], tuple[tf.Tensor, dict[str, tf.Tensor]]]:
+    """Per batch: print the images that had more than ``max_boxes`` boxes (one conditional a batch)."""
+
+    def check(images: tf.Tensor, labels: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        labels = dict(labels)
+        n, ids = labels.pop(_BOXES_IN), labels.pop(_SOURCE_ID)
+        over = n > max_boxes
+
+        def warn() -> tf.Tensor:
+            tf.print(
+                "boxweight: images", tf.boolean_mask(ids, over), "have", tf.boolean_mask(n, over),
+                "boxes; keeping the first", max_boxes, output_stream=sys.stderr,
+            )
+            return tf.constant(0)
+
+        tf.cond(tf.reduce_any(over), warn, lambda: tf.constant(0))
+        return images, labels
+
+    return check
 
 
 def _repeat_by_factor(serialized: tf.Tensor) -> tf.data.Dataset:
@@ -329,7 +396,7 @@ def create_input_fn(
         if is_training:
             ds = ds.shuffle(shuffle_buffer)
         ds = ds.map(_parser((int(image_size[0]), int(image_size[1])), max_boxes, weights, aug), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-        ds = ds.batch(per_replica, drop_remainder=is_training).prefetch(AUTOTUNE)
+        ds = ds.batch(per_replica, drop_remainder=is_training).map(_warn_cut(max_boxes)).prefetch(AUTOTUNE)
         if deterministic is not None:
             options = tf.data.Options()
             options.deterministic = deterministic
