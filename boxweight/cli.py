@@ -14,6 +14,11 @@ def _quiet_logs() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    # Each local worker process warns that it has no semi-persistent directory (a Dataflow
+    # container notion); it means nothing locally and would greet every run twice.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(
+        lambda record: "No semi_persistent_directory" not in record.getMessage()
+    )
 
 
 def _prepare(argv: list[str]) -> int:
