@@ -60,18 +60,24 @@ def test_boxes_classes_and_weights_stay_aligned_through_flip_crop_and_padding(tm
     record, data = _image_with_boxes()
     path = _write(tmp_path / "a.tfrecord", [record_values(record, data)])
     aug = Augment(flip=True, crop_min_scale=0.5, min_visible=0.7, color=False)
-    ds = create_input_fn(path, 1, True, image_size=(80, 120), augment=aug)()
+    # batches of 4: each image has its own crop window and flip, applied to its boxes per batch
+    ds = create_input_fn(path, 4, True, image_size=(80, 120), augment=aug, shuffle_buffer=1)()
     seen_dropped = 0
-    for images, labels in ds.take(60):
-        n = int(labels["num_groundtruth_boxes"][0])
-        seen_dropped += n < 4
-        img = images[0].numpy()
-        for i in range(n):
-            label = int(labels["groundtruth_classes"][0, i])
-            assert float(labels["groundtruth_weights"][0, i]) == pytest.approx(0.1 * label)
-            ymin, xmin, ymax, xmax = labels["groundtruth_boxes"][0, i].numpy()
-            cy, cx = int((ymin + ymax) / 2 * 80), int((xmin + xmax) / 2 * 120)
-            np.testing.assert_allclose(img[cy, cx], COLORS[label], atol=40)
+    for images, labels in ds.take(15):
+        for b in range(4):
+            n = int(labels["num_groundtruth_boxes"][b])
+            seen_dropped += n < 4
+            img = images[b].numpy()
+            for i in range(n):
+                label = int(labels["groundtruth_classes"][b, i])
+                assert float(labels["groundtruth_weights"][b, i]) == pytest.approx(0.1 * label)
+                ymin, xmin, ymax, xmax = labels["groundtruth_boxes"][b, i].numpy()
+                cy, cx = int((ymin + ymax) / 2 * 80), int((xmin + xmax) / 2 * 120)
+                np.testing.assert_allclose(img[cy, cx], COLORS[label], atol=40)
+            # kept boxes first, then padding that carries nothing
+            assert not labels["groundtruth_classes"][b, n:].numpy().any()
+            assert not labels["groundtruth_weights"][b, n:].numpy().any()
+            assert not labels["groundtruth_boxes"][b, n:].numpy().any()
     assert seen_dropped > 0  # crops did cut boxes, and their classes and weights went with them
 
 
