@@ -30,7 +30,7 @@ from beam_jobs.tfrecord_file import write_tfrecords
 from readers import fs
 from readers.probe import ProbeError, resize_to
 from schemas.annotations import ImageRecord, Reject
-from schemas.codec import encode_record
+from schemas.codec import encode_record_parts
 from schemas.label_map import LabelMap
 from schemas.reasons import Repair
 from weighting.apply import WeightPlan
@@ -325,7 +325,7 @@ class _WriteShardFn(beam.DoFn):
         self.written.inc(n)
         yield path
 
-    def _encode(self, record: ImageRecord) -> bytes:
+    def _encode(self, record: ImageRecord) -> list[bytes]:
         data = record.encoded if record.encoded is not None else fs.read_bytes(record.path)
         if self.max_side and max(record.width, record.height) > self.max_side:
             try:
@@ -336,7 +336,7 @@ class _WriteShardFn(beam.DoFn):
             else:
                 self.resized.inc()
                 record = record.replace(width=width, height=height)
-        return encode_record(record.replace(encoded=None), data)
+        return encode_record_parts(record.replace(encoded=None), data)
 
 
 def _to_shards(chunk: Chunk, counts: dict[str, int] | int) -> Iterator[tuple[tuple[str, int], list[tuple[str, ImageRecord]]]]:

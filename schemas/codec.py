@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from schemas.annotations import ImageRecord
-from schemas.features import SCHEMA_VERSION, encode_example
+from schemas.features import SCHEMA_VERSION, encode_example, encode_example_parts
 
 
 def record_values(record: ImageRecord, encoded: bytes) -> dict[str, Any]:
@@ -44,3 +44,8 @@ def record_values(record: ImageRecord, encoded: bytes) -> dict[str, Any]:
 def encode_record(record: ImageRecord, encoded: bytes) -> bytes:
     """Serialize a validated record and its image bytes into a tf.train.Example."""
     return encode_example(record_values(record, encoded))
+
+
+def encode_record_parts(record: ImageRecord, encoded: bytes) -> list[bytes]:
+    """:func:`encode_record` as pieces (see :func:`schemas.features.encode_example_parts`)."""
+    return encode_example_parts(record_values(record, encoded))
