@@ -23,11 +23,11 @@ from beam_jobs.transforms import (
     ACCOUNTS,
     REJECTS,
     ClassStatistics,
+    Merge,
     ReadAnnotations,
     SplitTrainVal,
     Validate,
     WriteShards,
-    merge_all,
     rejects_jsonl,
     write_text,
 )
@@ -157,7 +157,7 @@ class Prepare(beam.PTransform):
         shards = records | "AttachWeightsEncodeAndWriteShards" >> WriteShards(
             o.output, o.num_shards, o.compression, o.max_side or None, plan=beam.pvalue.AsSingleton(plan)
         )
-        accounting = checked[ACCOUNTS] | "Account" >> beam.CombineGlobally(_AccountingFn())
+        accounting = checked[ACCOUNTS] | "Account" >> beam.CombineGlobally(Merge(readers.Accounting))
         _ = (
             pbegin
             | "ReportSeed" >> beam.Create([None])
@@ -206,20 +206,6 @@ class Prepare(beam.PTransform):
         except ImportError:
             return
         write_text(fs.join(o.output, "report.html"), html_report.render(doc))
-
-
-class _AccountingFn(beam.CombineFn):
-    def create_accumulator(self) -> readers.Accounting:
-        return readers.Accounting()
-
-    def add_input(self, acc: readers.Accounting, chunk_counts: readers.Accounting) -> readers.Accounting:
-        return acc.merge(chunk_counts)
-
-    def merge_accumulators(self, accs: Any) -> readers.Accounting:
-        return merge_all(accs)  # type: ignore[no-any-return]
-
-    def extract_output(self, acc: readers.Accounting) -> readers.Accounting:
-        return acc
 
 
 def run(argv: Sequence[str] | None = None, *, print_report: bool = True) -> dict[str, Any]:

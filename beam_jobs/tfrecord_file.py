@@ -25,12 +25,6 @@ def _mask(crc: int) -> bytes:
     return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
 
 
-def frame(data: bytes) -> bytes:
-    """One record with its length and checksums."""
-    length = struct.pack("<Q", len(data))
-    return length + _masked_crc(length) + data + _masked_crc(data)
-
-
 def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipped: bool = False) -> int:
     """Write ``records`` to ``path``; returns how many were written.
 
@@ -43,7 +37,7 @@ def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipp
         sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if gzipped else raw
         try:
             for data in records:
-                # pieces and separate writes rather than frame(): the image is not copied again
+                # framed piece by piece: the image is not copied again
                 parts = (data,) if isinstance(data, bytes) else data
                 length = struct.pack("<Q", sum(map(len, parts)))
                 crc = 0

@@ -160,7 +160,7 @@ def val_count(n: int, fraction: float) -> int:
     return min(max(k, 1), n - 1) if n >= 2 else 0
 
 
-class _Merge(beam.CombineFn):
+class Merge(beam.CombineFn):
     """Merge mergeable values (Counter, Accounting, SplitStats, lists) into one."""
 
     def __init__(self, empty: type) -> None:
@@ -209,7 +209,7 @@ class SplitTrainVal(beam.PTransform):
         class_images = (
             chunks
             | "ClassesPerImage" >> beam.Map(lambda c: Counter(n for r in c for n in {b.text for b in r.boxes}))
-            | "CountImages" >> beam.CombineGlobally(_Merge(Counter))
+            | "CountImages" >> beam.CombineGlobally(Merge(Counter))
         )
         class_images_si = beam.pvalue.AsSingleton(class_images)
         carve_si = beam.pvalue.AsSingleton(
@@ -218,7 +218,7 @@ class SplitTrainVal(beam.PTransform):
         thresholds = (
             chunks
             | "Stratum" >> beam.FlatMap(_strata_hashes, class_images_si)
-            | "ByStratum" >> beam.CombinePerKey(_Merge(list))
+            | "ByStratum" >> beam.CombinePerKey(Merge(list))
             | "Threshold" >> beam.Map(_threshold, frac)
         )
         thresholds_si = beam.pvalue.AsDict(thresholds)
@@ -280,22 +280,6 @@ class ClassStatistics(beam.PTransform):
 
     def expand(self, chunks: beam.PCollection) -> beam.PCollection:
         return chunks | "BySplit" >> beam.FlatMap(_by_split) | "Combine" >> beam.CombinePerKey(_StatsCombineFn())
-
-
-class AttachWeights(beam.PTransform):
-    """Set each box's weight and each image's repeat factor from the plan (a side input).
-
-    The job itself attaches weights inside :class:`WriteShards`, after the
-    shuffle, to move each record through the runner once; this transform is
-    the same step for a PCollection of record chunks.
-    """
-
-    def __init__(self, plan: beam.pvalue.AsSingleton) -> None:
-        super().__init__()
-        self.plan = plan
-
-    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
-        return chunks | "Apply" >> beam.Map(lambda c, plan: [plan.apply(r) for r in c], self.plan)
 
 
 def shard_count(total_bytes: int, images: int, requested: int) -> int:
