@@ -309,8 +309,20 @@ class _WriteShardFn(beam.DoFn):
         self.written.inc(n)
         yield path
 
+    @staticmethod
+    def _read(path: str) -> bytes:
+        try:
+            return fs.read_bytes(path)
+        except Exception as exc:
+            # Validation read this file's header moments ago: the dataset changed under the job.
+            # Counts and statistics already include the image, so fail loudly rather than drop it.
+            raise RuntimeError(
+                f"{path} passed validation but cannot be read now ({exc.__class__.__name__}: {exc}); "
+                "was the dataset modified while the job ran? Rerun on a stable copy."
+            ) from exc
+
     def _encode(self, record: ImageRecord) -> list[bytes]:
-        data = record.encoded if record.encoded is not None else fs.read_bytes(record.path)
+        data = record.encoded if record.encoded is not None else self._read(record.path)
         if self.max_side and max(record.width, record.height) > self.max_side:
             try:
                 data, width, height = resize_to(data, self.max_side, record.format, record.path)

@@ -267,3 +267,11 @@ def test_tfrecords_written_in_pieces_read_back_in_tensorflow(tmp_path):
         assert write_tfrecords(str(path), records, gzipped=gz) == 4
         back = list(tf.data.TFRecordDataset([str(path)], compression_type="GZIP" if gz else "").as_numpy_iterator())
         assert back == [r if isinstance(r, bytes) else b"".join(r) for r in records]
+
+
+def test_image_vanishing_after_validation_fails_with_a_clear_message(tmp_path):
+    from beam_jobs.transforms import _WriteShardFn
+
+    rec = _record("1", ["a"]).replace(path=str(tmp_path / "gone.jpg"))
+    with pytest.raises(RuntimeError, match="passed validation but cannot be read now"):
+        list(_WriteShardFn(str(tmp_path), "none", None).process((("train", 0), [rec]), {"train": 1}))
