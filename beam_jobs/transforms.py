@@ -77,7 +77,7 @@ class ReadAnnotations(beam.PTransform):
         def parse(_: Any) -> Iterator[list[Any]]:
             source = readers.open_source(self.path, self.format, self.image_root, self.label_map)
             for n, chunk in enumerate(chunked(source), start=1):
-                if n * CHUNK % 10000 < CHUNK:
+                if n % (10000 // CHUNK) == 0:
                     log.info("parsed %d annotation entries from %s", n * CHUNK, self.path)
                 yield chunk
 

@@ -157,16 +157,6 @@ class Accounting:
         self.boxes_written += len(record.boxes)
         self.repairs.update(r.value for r in repairs)
 
-    def add(self, item: ImageRecord | Reject | Repair) -> Accounting:
-        """Count one item of the job's outputs (a record, a reject or a repair)."""
-        if isinstance(item, Reject):
-            self.add_reject(item)
-        elif isinstance(item, Repair):
-            self.repairs[item.value] += 1
-        else:
-            self.add_record(item)
-        return self
-
     def merge(self, other: Accounting) -> Accounting:
         self.images_in += other.images_in
         self.images_written += other.images_written

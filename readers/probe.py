@@ -1,8 +1,8 @@
 """Image probing with Pillow: real format, real size, EXIF orientation, truncation.
 
 Only the header and the last bytes are read (no pixel decode, and from a
-file only those bytes are fetched) unless the image must be rotated. Pillow's decompression-bomb limit
-(``Image.MAX_IMAGE_PIXELS``) is kept, and its warning is treated as an error.
+file only those bytes are fetched) unless the image must be rotated.
+Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is kept, and its warning is treated as an error.
 
 EXIF orientation: TensorFlow's ``decode_jpeg`` ignores EXIF, while annotation
 tools (labelImg, CVAT, Roboflow) draw boxes on the upright, displayed image.

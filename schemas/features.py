@@ -113,8 +113,8 @@ def encode_example_parts(values: Mapping[str, Any]) -> list[bytes]:
     if uneven:
         raise ExampleError(f"per-box keys disagree on box count {num_boxes}: {uneven}")
 
-    # Built as a list of pieces joined once at the end: the image bytes (tens of KB and more)
-    # are copied once, not once per nesting level. Each map entry is
+    # Built as a list of pieces, lengths computed rather than nested concatenations: the image
+    # bytes (tens of KB and more) stay one uncopied piece. Each map entry is
     #   0x0A len( key_field 0x12 len( kind_tag len( items ) ) )
     parts: list[bytes] = [b""]  # [0]: the Features header, filled in last
     total = 0

@@ -196,12 +196,6 @@ def _pad(image: tf.Tensor, new: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return image
 
 
-def _letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
-    """Resize keeping the aspect ratio and pad at the bottom and right; boxes follow."""
-    image, new, boxes = _fit(image, boxes, size)
-    return _pad(image, new, size), boxes
-
-
 def _parse_spec(keys: set[str]) -> dict[str, Any]:
     # Per-box keys as RaggedFeature: for one example that is a plain 1-D tensor, where
     # VarLenFeature gives a SparseTensor that then costs a to_dense per key.
