@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -209,6 +210,9 @@ def _attach(folder: str) -> int | None:
 
 
 def main() -> None:
+    # Ctrl-C reaches every process of the terminal's group; the job's own process
+    # handles it, stops the runner and with it these workers, and prints one line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if len(sys.argv) == 4 and sys.argv[1] == "--standbys":
         _standbys(sys.argv[2], int(sys.argv[3]))
         return

@@ -1,29 +1,34 @@
 """The prepare job: annotations -> validated records -> statistics -> weights -> shards + report.
 
-Run ``python -m beam_jobs.prepare --input PATH --output DIR`` (or
-``boxweight prepare ...``); any Beam pipeline option may follow. Without
-``--runner`` it runs locally and offline on every core (Beam's FnApiRunner
-with one worker process per core, see :func:`local_runner`);
-``--runner=DataflowRunner`` runs it on Dataflow.
+Run ``boxweight prepare --input PATH --output DIR`` (or ``python -m
+beam_jobs.prepare ...``); any Beam pipeline option may follow, and anything
+else is refused. Without ``--runner`` it runs locally and offline on every
+core (Beam's FnApiRunner with one worker process per core, see
+:func:`local_runner`); ``--runner=DataflowRunner`` runs it on Dataflow. The
+output folder is written as one unit (see :mod:`beam_jobs.output`), with
+``manifest.json`` last.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+import google_crc32c
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineRunner
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 import readers
 from beam_jobs.local_worker import Standbys, standby_count
+from beam_jobs.options import JobError, PrepareOptions, check_known_flags, check_options, scheme_params
+from beam_jobs.output import OutputFolder, discard, prepare_output, publish
 from beam_jobs.transforms import (
     ACCOUNTS,
     REJECTS,
@@ -34,99 +39,19 @@ from beam_jobs.transforms import (
     Validate,
     WriteShards,
     rejects_jsonl,
-    write_text,
 )
 from readers import fs
 from readers.raw import SourceError
+from schemas.features import SCHEMA_VERSION
 from schemas.label_map import LabelMap
-from weighting import report
+from schemas.manifest import MANIFEST_NAME, FileEntry, build_manifest
+from weighting import html_report, report
 from weighting.apply import WeightPlan
-from weighting.schemes import NORMALIZATIONS, SCHEMES, BoxMultipliers, WeightingError, load_manual_weights
+from weighting.schemes import BoxMultipliers, WeightingError
 from weighting.stats import SplitStats
 
 log = logging.getLogger(__name__)
 IN_PROCESS_RUNNER = "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"  # --runner= value: this process only
-
-
-class JobError(SystemExit):
-    """An unusable job: exits non-zero with one clear message."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"boxweight prepare: error: {message}")
-
-
-class PrepareOptions(PipelineOptions):
-    """Job flags (dashes or underscores both work)."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser: Any) -> None:
-        def add(name: str, **kw: Any) -> None:
-            dest = name.replace("-", "_")
-            parser.add_argument(f"--{name}", *([f"--{dest}"] if "-" in name else []), dest=dest, **kw)
-
-        add("input", help="annotation file, folder or TFRecord glob (local or gs://)")
-        add("format", default="auto", help="auto|" + "|".join(readers.FORMATS))
-        add("image-root", default=None, help="folder that image file names are relative to")
-        add("label-map", default=None, help="fix the class set and ids with a label_map.pbtxt")
-        add("output", help="output folder (local or gs://)")
-        add("scheme", default="balanced", help="weighting scheme: " + "|".join(SCHEMES))
-        add("normalize", default="boxes", help="|".join(NORMALIZATIONS))
-        add("max-weight", type=float, default=None, help="cap on class weights, applied last")
-        add("beta", type=float, default=0.999, help="effective_number: beta")
-        add("repeat-threshold", type=float, default=0.001, help="LVIS repeat factor threshold t")
-        add("manual-weights", default=None, help="manual: JSON or YAML file, class name -> weight")
-        add("difficult-weight", type=float, default=1.0, help="multiplier for difficult boxes")
-        add("crowd-weight", type=float, default=1.0, help="multiplier for is_crowd boxes")
-        add("truncated-weight", type=float, default=1.0, help="multiplier for truncated boxes")
-        add("val-fraction", type=float, default=0.1, help="val share carved from train when the source has no val split")
-        add("num-shards", type=int, default=0, help="shards per split; 0 = about 64 MiB each")
-        add("compression", default="none", help="none|gzip")
-        add("max-side", type=int, default=0, help="re-encode images whose longer side exceeds this (0 = never)")
-
-
-def scheme_params(opts: PrepareOptions) -> dict[str, Any]:
-    if opts.scheme == "effective_number":
-        return {"beta": opts.beta}
-    if opts.scheme == "repeat_factor":
-        return {"threshold": opts.repeat_threshold}
-    if opts.scheme == "manual":
-        if not opts.manual_weights:
-            raise JobError("--scheme manual needs --manual-weights FILE")
-        return {"weights": load_manual_weights(opts.manual_weights)}
-    return {}
-
-
-def check_options(opts: PrepareOptions) -> None:
-    """Fail fast, before any work, on flags that cannot work."""
-    if not opts.input:
-        raise JobError("--input is required")
-    if not opts.output:
-        raise JobError("--output is required")
-    if opts.scheme not in SCHEMES:
-        raise JobError(f"unknown scheme {opts.scheme!r}; known: {', '.join(SCHEMES)}")
-    if opts.normalize not in NORMALIZATIONS:
-        raise JobError(f"unknown normalization {opts.normalize!r}; known: {', '.join(NORMALIZATIONS)}")
-    if opts.compression not in ("none", "gzip"):
-        raise JobError(f"unknown compression {opts.compression!r}; known: none, gzip")
-    if not 0.0 <= opts.val_fraction < 1.0:
-        raise JobError(f"--val-fraction {opts.val_fraction} must be in [0, 1)")
-    if opts.num_shards < 0 or opts.max_side < 0:
-        raise JobError("--num-shards and --max-side must be >= 0")
-    try:
-        BoxMultipliers(opts.difficult_weight, opts.crowd_weight, opts.truncated_weight)
-    except WeightingError as exc:
-        raise JobError(str(exc)) from None
-
-
-def ensure_writable(output: str) -> None:
-    probe = fs.join(output, ".boxweight-write-test")
-    try:
-        if "://" not in output:
-            os.makedirs(output, exist_ok=True)
-        write_text(probe, "")
-        fs.FileSystems.delete([probe])  # type: ignore[attr-defined]
-    except Exception as exc:
-        raise JobError(f"output {output!r} is not writable: {exc}") from None
 
 
 def local_runner(argv: list[str]) -> tuple[list[str], PipelineRunner | None]:
@@ -162,9 +87,12 @@ logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").add
 class Prepare(beam.PTransform):
     """The whole job as one transform: every stage labelled, in data-flow order."""
 
-    def __init__(self, opts: PrepareOptions, label_map: LabelMap, command: str) -> None:
+    def __init__(self, opts: PrepareOptions, label_map: LabelMap, command: str, params: dict[str, Any], target: str) -> None:
+        """Args: the job's flags; the label map and scheme parameters as values (read on
+        the launcher, never again on a worker); the command line for the report; the
+        folder the pipeline writes into (the staging folder of a local output)."""
         super().__init__()
-        self.opts, self.label_map, self.command = opts, label_map, command
+        self.opts, self.label_map, self.command, self.params, self.target = opts, label_map, command, params, target
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> None:
         o, lm = self.opts, self.label_map
@@ -175,7 +103,7 @@ class Prepare(beam.PTransform):
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)
         # weights attach after the shard shuffle, on the writing worker (see WriteShards)
         shards = records | "AttachWeightsEncodeAndWriteShards" >> WriteShards(
-            o.output, o.num_shards, o.compression, o.max_side or None, plan=beam.pvalue.AsSingleton(plan)
+            self.target, o.num_shards, o.compression, o.max_side or None, plan=beam.pvalue.AsSingleton(plan)
         )
         accounting = checked[ACCOUNTS] | "Account" >> beam.CombineGlobally(Merge(readers.Accounting))
         _ = (
@@ -204,10 +132,10 @@ class Prepare(beam.PTransform):
             max_weight=o.max_weight,
             repeat_threshold=o.repeat_threshold,
             multipliers=BoxMultipliers(o.difficult_weight, o.crowd_weight, o.truncated_weight),
-            **scheme_params(o),
+            **self.params,
         )
 
-    def _write_report(self, _: Any, stats: list, plan: WeightPlan, acc: readers.Accounting, rejects: list, shards: list) -> None:
+    def _write_report(self, _: Any, stats: list, plan: WeightPlan, acc: readers.Accounting, rejects: list, shards: list[FileEntry]) -> None:
         o = self.opts
         doc = report.build_stats(
             dict(stats),
@@ -215,17 +143,25 @@ class Prepare(beam.PTransform):
             self.label_map,
             acc.totals(),
             command=self.command,
-            input_info={"path": o.input, "format": o.format, "image_root": o.image_root, "shards": sorted(os.path.basename(s) for s in shards)},
+            input_info={"path": o.input, "format": o.format, "image_root": o.image_root, "shards": sorted(s.name for s in shards)},
         )
-        write_text(fs.join(o.output, "stats.json"), report.dumps(doc))
-        write_text(fs.join(o.output, "report.csv"), report.to_csv(doc))
-        write_text(fs.join(o.output, "rejects.jsonl"), rejects_jsonl(rejects))
-        write_text(fs.join(o.output, "label_map.pbtxt"), self.label_map.to_pbtxt())
-        try:
-            from weighting import html_report
-        except ImportError:
-            return
-        write_text(fs.join(o.output, "report.html"), html_report.render(doc))
+        texts = {
+            "stats.json": report.dumps(doc),
+            "report.csv": report.to_csv(doc),
+            "rejects.jsonl": rejects_jsonl(rejects),
+            "label_map.pbtxt": self.label_map.to_pbtxt(),
+            "report.html": html_report.render(doc),
+        }
+        files = [_write_file(self.target, name, text) for name, text in texts.items()]
+        manifest = build_manifest(shards, files, SCHEMA_VERSION, self.label_map)
+        _write_file(self.target, MANIFEST_NAME, manifest.to_json())  # last: it makes the folder complete
+
+
+def _write_file(folder: str, name: str, text: str) -> FileEntry:
+    data = text.encode("utf-8")
+    with FileSystems.create(fs.join(folder, name), compression_type="uncompressed") as f:
+        f.write(data)
+    return FileEntry(name, len(data), f"{google_crc32c.value(data):08x}")
 
 
 def run(argv: Sequence[str] | None = None, *, print_report: bool = True, standbys: Standbys | None = None) -> dict[str, Any]:
@@ -235,11 +171,13 @@ def run(argv: Sequence[str] | None = None, *, print_report: bool = True, standby
     ``beam_jobs.local_worker``); the local runner otherwise starts its own.
 
     Raises:
-        JobError (SystemExit): missing input, unknown format or scheme,
-            unwritable output, or no valid image at all.
+        JobError: an unknown flag, missing input, unknown format or scheme,
+            an output folder that is not empty (without ``--overwrite``) or
+            not writable, or no valid image at all.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "boxweight prepare " + shlex.join(argv)
+    check_known_flags(argv)
     argv, runner = local_runner(argv)
     options = PipelineOptions(argv)
     if runner is None or standbys is not None:
@@ -255,35 +193,83 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
     try:
         fixed = LabelMap.from_pbtxt(fs.read_text(opts.label_map), opts.label_map) if opts.label_map else None
         source = readers.open_source(opts.input, opts.format, opts.image_root, fixed)
-        scheme_params(opts)
-    except (SourceError, WeightingError, ValueError) as exc:
+    except (SourceError, WeightingError, ValueError, OSError) as exc:
         raise JobError(str(exc)) from None
+    params = scheme_params(opts)
     opts.format = source.format
     label_map = fixed or source.label_map
-    ensure_writable(opts.output)
-    where = options.view_as(StandardOptions).runner or f"local, {options.view_as(DirectOptions).direct_num_workers} worker processes"
+    runner_name = options.view_as(StandardOptions).runner or ""
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    if "Dataflow" in runner_name and "://" not in opts.output and not dry_run:
+        raise JobError(f"--output {opts.output!r} is a local path; Dataflow workers need gs://")
+    # a dry run translates the job and writes nothing, so it needs no output folder
+    folder = OutputFolder(opts.output, opts.output) if dry_run else prepare_output(opts.output, opts.overwrite, opts.input)
+    where = runner_name or f"local, {options.view_as(DirectOptions).direct_num_workers} worker processes"
     log.info("prepare: %s as %s, %d classes, runner %s", opts.input, source.format, len(label_map), where)
 
     pipeline = beam.Pipeline(runner=runner, options=options)
-    _ = pipeline | "Prepare" >> Prepare(opts, label_map, command)
-    result = pipeline.run()
-    result.wait_until_finish()
-    if getattr(options.view_as(PrepareOptions), "dry_run", False) or not fs.exists(fs.join(opts.output, "stats.json")):
-        return {}
-    doc = report.load(opts.output).attrs["stats"]
+    _ = pipeline | "Prepare" >> Prepare(opts, label_map, command, params, folder.target)
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+        if dry_run:
+            return {}
+        publish(folder)
+    except BaseException:
+        discard(folder)  # a failed or interrupted job leaves nothing a reader accepts
+        raise
+    doc = report.load(folder.final).attrs["stats"]
     if print_report:
         print(report.render_table(doc))
-        print(f"outputs in {opts.output}")
+        print(f"outputs in {folder.final}")
     if doc["totals"]["images_written"] == 0:
-        raise JobError(f"no valid image in {opts.input}; see {fs.join(opts.output, 'rejects.jsonl')}")
+        raise JobError(f"no valid image in {opts.input}; see {fs.join(folder.final, 'rejects.jsonl')}", exit_code=1)
     return doc
 
 
-def main() -> None:
-    from boxweight.cli import main as cli_main
+def help_text() -> str:
+    import argparse
 
-    sys.exit(cli_main(["prepare", *sys.argv[1:]]))
+    parser = argparse.ArgumentParser(add_help=False)
+    PrepareOptions._add_argparse_args(parser)
+    flags = [
+        f"  {a.option_strings[0]:<22} {a.help or ''}" + (f" (default {a.default})" if a.default not in (None, "", False) else "")
+        for a in parser._actions
+    ]
+    return "\n".join(
+        [
+            "usage: boxweight prepare --input PATH --output DIR [flags] [Beam pipeline options]",
+            "",
+            "Scan an annotation dataset, validate every image and box, compute class weights and",
+            "write weighted TFRecord shards, stats.json, report.html, rejects.jsonl, label_map.pbtxt",
+            "and manifest.json into DIR. Any Beam pipeline option (--runner, --direct_num_workers,",
+            "Dataflow options) may follow; anything else is refused.",
+            "",
+            "flags:",
+            *flags,
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None, standbys: Standbys | None = None) -> int:
+    """``boxweight prepare`` / ``python -m beam_jobs.prepare``: exit 0, 1 (the job failed), 2 (usage) or 130 (Ctrl-C)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(help_text(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    try:
+        run(argv, standbys=standbys)
+    except JobError as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("boxweight prepare: interrupted; the output folder was left as it was", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    # Run the module imported by name, so workers unpickle its classes by reference.
+    from beam_jobs import prepare as _job
+
+    sys.exit(_job.main())

@@ -9,9 +9,11 @@ the bytes are deterministic). The tests read the files back with
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import struct
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import google_crc32c
 from apache_beam.io.filesystems import FileSystems
@@ -25,16 +27,46 @@ def _mask(crc: int) -> bytes:
     return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
 
 
-def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipped: bool = False) -> int:
-    """Write ``records`` to ``path``; returns how many were written.
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """What one file holds: records, bytes as stored and their CRC-32C (hex), for the manifest."""
+
+    records: int
+    bytes: int
+    crc32c: str
+
+
+class _Checksummed:
+    """A file object that passes writes through and keeps the size and CRC-32C of what it wrote."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.crc, self.size = raw, 0, 0
+
+    def write(self, data: bytes) -> int:
+        self.crc = google_crc32c.extend(self.crc, data)
+        self.size += len(data)
+        self.raw.write(data)
+        return len(data)
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        for part in parts:
+            self.write(part)
+
+    def flush(self) -> None:
+        pass  # GzipFile flushes its fileobj on close; the raw file is closed by its owner
+
+
+def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipped: bool = False) -> Written:
+    """Write ``records`` to ``path``; returns how many, the file's size and checksum.
 
     A record is its bytes, or a sequence of pieces whose concatenation is
     the record (as :func:`schemas.features.encode_example_parts` gives):
     those are checksummed and written piece by piece, never joined.
     """
     count = 0
-    with FileSystems.create(path, compression_type="uncompressed") as raw:
-        sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if gzipped else raw
+    with FileSystems.create(path, compression_type="uncompressed") as raw_file:
+        raw = _Checksummed(raw_file)
+        sink: Any = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if gzipped else raw
         try:
             for data in records:
                 # framed piece by piece: the image is not copied again
@@ -50,4 +82,4 @@ def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipp
         finally:
             if gzipped:
                 sink.close()
-    return count
+    return Written(count, raw.size, f"{raw.crc:08x}")

@@ -32,6 +32,7 @@ from readers.probe import ProbeError, resize_to
 from schemas.annotations import ImageRecord, Reject
 from schemas.codec import encode_record_parts
 from schemas.label_map import LabelMap
+from schemas.manifest import FileEntry, shard_name
 from schemas.reasons import Repair
 from weighting.apply import WeightPlan
 from weighting.stats import SplitStats
@@ -288,12 +289,6 @@ def shard_count(total_bytes: int, images: int, requested: int) -> int:
     return max(1, min(images, math.ceil(total_bytes / TARGET_SHARD_BYTES)))
 
 
-def shard_name(split: str, index: int, count: int, compression: str) -> str:
-    """TF OD API shard naming: ``train-00000-of-00010.tfrecord`` (``.gz`` when gzipped)."""
-    suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
-    return f"{split}-{index:05d}-of-{count:05d}{suffix}"
-
-
 class _WriteShardFn(beam.DoFn):
     """Encode the (weighted, key-sorted) records of one shard and write the file."""
 
@@ -302,12 +297,12 @@ class _WriteShardFn(beam.DoFn):
         self.written = Metrics.counter(NAMESPACE, "images_written")
         self.resized = Metrics.counter(NAMESPACE, f"repaired_{Repair.RESIZED.value}")
 
-    def process(self, kv: tuple[tuple[str, int], list[ImageRecord]], counts: dict[str, int]) -> Iterator[str]:
+    def process(self, kv: tuple[tuple[str, int], list[ImageRecord]], counts: dict[str, int]) -> Iterator[FileEntry]:
         (split, index), records = kv
-        path = fs.join(self.output, shard_name(split, index, counts[split], self.compression))
-        n = write_tfrecords(path, (self._encode(record) for record in records), gzipped=self.compression == "gzip")
-        self.written.inc(n)
-        yield path
+        name = shard_name(split, index, counts[split], self.compression)
+        written = write_tfrecords(fs.join(self.output, name), (self._encode(record) for record in records), gzipped=self.compression == "gzip")
+        self.written.inc(written.records)
+        yield FileEntry(name, written.bytes, written.crc32c, split, written.records)
 
     @staticmethod
     def _read(path: str) -> bytes:
@@ -373,7 +368,8 @@ class WriteShards(beam.PTransform):
     image bytes are read and encoded by the worker that writes the shard,
     which keeps memory flat and avoids moving every image through the runner.
     Shards that get no record are written empty, so the set of files is
-    always ``-00000-of-N`` .. ``-(N-1)-of-N``.
+    always ``-00000-of-N`` .. ``-(N-1)-of-N``. The output is one
+    :class:`~schemas.manifest.FileEntry` per shard, for the manifest.
 
     With ``plan`` (a side input), each shard's records get their weights on
     the worker that writes them, right after the shuffle ("AttachWeights"),
@@ -416,14 +412,14 @@ class WriteShards(beam.PTransform):
         empty = counts | "WriteEmptyShards" >> beam.FlatMap(self._write_empty, beam.pvalue.AsList(written))
         return (written, empty) | "AllShards" >> beam.Flatten()
 
-    def _write_empty(self, split_count: tuple[str, int], written: list[str]) -> Iterator[str]:
+    def _write_empty(self, split_count: tuple[str, int], written: list[FileEntry]) -> Iterator[FileEntry]:
         split, count = split_count
-        done = set(written)
+        done = {entry.name for entry in written}
         for index in range(count):
-            path = fs.join(self.output, shard_name(split, index, count, self.compression))
-            if path not in done:
-                write_tfrecords(path, [], gzipped=self.compression == "gzip")
-                yield path
+            name = shard_name(split, index, count, self.compression)
+            if name not in done:
+                empty = write_tfrecords(fs.join(self.output, name), [], gzipped=self.compression == "gzip")
+                yield FileEntry(name, empty.bytes, empty.crc32c, split, 0)
 
 
 def merge_all(accumulators: Iterable[Any]) -> Any:

@@ -22,35 +22,17 @@ def _quiet_logs() -> None:
 
 
 def _prepare(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        from beam_jobs import prepare
-
-        print(prepare.__doc__)
-        print("flags (all Beam pipeline options are accepted too):")
-        for action in _prepare_flags():
-            print(f"  {action}")
-        return 0
     from beam_jobs.local_worker import Standbys, standby_count
 
     count = standby_count(argv)
-    if count is None:  # another runner: no local workers
+    if count is None or not argv or argv[0] in ("-h", "--help"):  # another runner, or help: no local workers
         from beam_jobs import prepare
 
-        prepare.run(argv)
-        return 0
+        return prepare.main(argv)
     with Standbys(count) as standbys:  # the local workers import Beam while this process does
         from beam_jobs import prepare
 
-        prepare.run(argv, standbys=standbys)
-    return 0
-
-
-def _prepare_flags() -> list[str]:
-    from beam_jobs.prepare import PrepareOptions
-
-    parser = argparse.ArgumentParser(add_help=False)
-    PrepareOptions._add_argparse_args(parser)
-    return [f"{a.option_strings[0]:<22} {a.help or ''}" + (f" (default {a.default})" if a.default not in (None, "") else "") for a in parser._actions]
+        return prepare.main(argv, standbys=standbys)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -93,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train the reference detector with weighted losses (see 'train --help')", add_help=False)
     ev = sub.add_parser("evaluate", help="per-class AP50, AP[.5:.95] and recall of a trained run")
     ev.add_argument("--model", required=True, help="run folder of 'boxweight train'")
-    ev.add_argument("--data", required=True, help="val shards: folder or glob")
+    ev.add_argument("--data", required=True, help="a boxweight prepare output folder (one split is read) or a glob of shards inside one")
+    ev.add_argument("--split", default=None, help="split of a --data folder to evaluate on (default: val)")
     ev.add_argument("--json", default=None, help="also write the results to this JSON file")
     demo = sub.add_parser("demo-data", help="write the embedded demo dataset (COCO JSON, deterministic by seed)")
     demo.add_argument("--out", default="build/demo")
@@ -104,8 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command: exit 0, 1 (a run that failed), 2 (bad arguments or data) or 130 (Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_logs()
+    command = argv[0] if argv else ""
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:
+        print(f"boxweight {command}: interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:
+        from schemas.manifest import ManifestError
+        from weighting.job_output import DataError
+
+        if not isinstance(exc, (DataError, ManifestError)):
+            raise
+        print(f"boxweight {command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "prepare":
         return _prepare(argv[1:])
     if argv and argv[0] == "train":
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "evaluate":
         from boxweight.evaluate import render, run_model
 
-        result = run_model(args.model, args.data)
+        result = run_model(args.model, args.data, args.split)
         print(render(result))
         if args.json:
             with open(args.json, "w") as f:

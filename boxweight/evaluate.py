@@ -100,19 +100,38 @@ def evaluate_detections(
     }
 
 
-def run_model(model_dir: str, data: str, batch_size: int = 32) -> dict[str, Any]:
-    """Load a trained run, detect on ``data`` records, return the evaluation."""
+def run_model(model_dir: str, data: str, split: str | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """Load a trained run, detect on ``data`` records, return the evaluation.
+
+    Args:
+        model_dir: a ``boxweight train`` run folder.
+        data: a ``boxweight prepare`` output folder (``split``, default
+            ``val``, is read) or a glob of shards inside one.
+
+    Raises:
+        DataError: no run there, data that is not one job output, an unknown
+            split, or a model trained on other classes than the data's.
+    """
+    from weighting.job_output import DataError, one_output
+
+    config_path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(config_path) or not os.path.exists(os.path.join(model_dir, "model.keras")):
+        raise DataError(f"{model_dir} is not a finished boxweight train run (no config.json or model.keras)")
+    with open(config_path) as f:
+        config = json.load(f)
+    shards, output = one_output(data, split, "val")
+    model_label_map = [tuple(e) for e in config.get("label_map", enumerate(config["class_names"], start=1))]
+    output.check_classes(model_label_map, f"model {model_dir}")
+
     import keras
     import tensorflow as tf
 
     from boxweight.detector import detect
     from weighting.input_fn import create_input_fn
 
-    with open(os.path.join(model_dir, "config.json")) as f:
-        config = json.load(f)
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"))
     size = config["image_size"]
-    ds = create_input_fn(data, batch_size, False, image_size=(size, size), max_boxes=100, weights="none")()
+    ds = create_input_fn(shards.files, batch_size, False, image_size=(size, size), max_boxes=100, weights="none")()
     gt_b, gt_c, det_b, det_s, det_c = [], [], [], [], []
     predict = tf.function(lambda x: detect(model(x, training=False), size))
     for images, labels in ds:

@@ -1,7 +1,9 @@
 """Train the reference detector with weighted losses; checkpoints every epoch and on interrupt.
 
-``boxweight train --train 'DIR/train-*' --val 'DIR/val-*' --out RUN_DIR``. The
-run folder holds ``checkpoints/`` (``--resume`` continues from the latest,
+``boxweight train --train DIR --val DIR --out RUN_DIR`` reads the ``train``
+split of a ``boxweight prepare`` output for training and its ``val`` split for
+the final evaluation (``--train-split``/``--val-split`` pick others; globs of
+shards inside an output folder work too). The run folder holds ``checkpoints/`` (``--resume`` continues from the latest,
 optimizer state and step included), ``history.json`` (per-epoch losses),
 ``config.json`` and the final ``model.keras``. Runs on the GPU when
 TensorFlow sees one (``MirroredStrategy`` for several), else on the CPU.
@@ -23,8 +25,8 @@ import keras
 import tensorflow as tf
 
 from boxweight.detector import assign_targets, build_detector, decode_boxes
-from schemas.label_map import LabelMap
-from weighting.input_fn import ReweightSpec, create_input_fn, list_files
+from weighting.input_fn import ReweightSpec, create_input_fn
+from weighting.job_output import one_output
 from weighting.losses import WeightedBinaryCrossEntropy, WeightedGIoU, WeightedSigmoidFocalLoss
 from weighting.schemes import SCHEMES
 
@@ -34,6 +36,8 @@ class TrainConfig:
     train: str
     out: str
     val: str | None = None
+    train_split: str | None = None
+    val_split: str | None = None
     loss: str = "focal"
     weights: str = "record"
     repeat_factor_sampling: bool = False
@@ -45,24 +49,6 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     steps_per_epoch: int | None = None
-
-
-def _job_dir(pattern: str) -> str:
-    first = list_files(pattern)[0]
-    return os.path.dirname(first)
-
-
-def _class_names(job_dir: str) -> list[str]:
-    with tf.io.gfile.GFile(os.path.join(job_dir, "label_map.pbtxt")) as f:
-        return list(LabelMap.from_pbtxt(f.read()).names)
-
-
-def _train_images(job_dir: str, pattern: str) -> int:
-    path = os.path.join(job_dir, "stats.json")
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            return int(json.load(f)["splits"]["train"]["images"])
-    return sum(1 for _ in tf.data.TFRecordDataset(list_files(pattern)))
 
 
 def _weights_arg(cfg: TrainConfig, job_dir: str) -> Any:
@@ -139,13 +125,17 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         keras.mixed_precision.set_global_policy("mixed_float16")
     gpus = tf.config.list_physical_devices("GPU")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    job_dir = _job_dir(cfg.train)
-    names = _class_names(job_dir)
+    shards, data = one_output(cfg.train, cfg.train_split, "train")
+    names = data.class_names()
+    config_path = os.path.join(cfg.out, "config.json")
+    if cfg.resume and os.path.exists(config_path):
+        with open(config_path) as f:
+            data.check_classes([tuple(e) for e in json.load(f)["label_map"]], f"run {cfg.out}")
     num_classes, size = len(names), cfg.image_size
-    steps = cfg.steps_per_epoch or max(1, _train_images(job_dir, cfg.train) // cfg.batch_size)
+    steps = cfg.steps_per_epoch or max(1, data.records_in(shards.files) // cfg.batch_size)
     dataset = create_input_fn(
-        cfg.train, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
-        weights=_weights_arg(cfg, job_dir), repeat_factor_sampling=cfg.repeat_factor_sampling,
+        shards.files, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
+        weights=_weights_arg(cfg, data.directory), repeat_factor_sampling=cfg.repeat_factor_sampling,
     )()
     with strategy.scope():
         model = build_detector(num_classes, size)
@@ -166,8 +156,9 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
             with open(history_path) as f:
                 history = json.load(f)
         print(f"resumed from {manager.latest_checkpoint} at epoch {int(epoch.numpy())}")
-    with open(os.path.join(cfg.out, "config.json"), "w") as f:
-        json.dump({**dataclasses.asdict(cfg), "class_names": names, "num_classes": num_classes}, f, indent=2)
+    with open(config_path, "w") as f:
+        label_map = [list(e) for e in data.label_map]
+        json.dump({**dataclasses.asdict(cfg), "class_names": names, "label_map": label_map, "num_classes": num_classes}, f, indent=2)
     callback = _EpochCheckpoint(manager, epoch, optimizer, history, history_path, cfg.epochs)
     try:
         if int(epoch.numpy()) < cfg.epochs:
@@ -182,8 +173,10 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="boxweight train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", required=True, help="train shards: folder or glob")
-    p.add_argument("--val", default=None, help="val shards; evaluated at the end when given")
+    p.add_argument("--train", required=True, help="a boxweight prepare output folder (its train split), or a glob of shards inside one")
+    p.add_argument("--train-split", default=None, help="split of --train to train on (default: train)")
+    p.add_argument("--val", default=None, help="output folder (its val split) or glob; evaluated at the end when given")
+    p.add_argument("--val-split", default=None, help="split of --val to evaluate on (default: val)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--loss", choices=("focal", "ce"), default="focal", help="classification loss: sigmoid focal or sigmoid cross-entropy")
     p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json)")
@@ -206,5 +199,5 @@ def main(argv: list[str]) -> int:
     if cfg.val:
         from boxweight.evaluate import render, run_model
 
-        print(render(run_model(cfg.out, cfg.val)))
+        print(render(run_model(cfg.out, cfg.val, cfg.val_split)))
     return 0

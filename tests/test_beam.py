@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
+import google_crc32c
 import pytest
 import tensorflow as tf
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
@@ -16,7 +17,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import prepare
-from beam_jobs.transforms import ClassStatistics, SplitTrainVal, Validate, shard_name, stable_hash, val_count
+from beam_jobs.options import JobError
+from beam_jobs.transforms import ClassStatistics, SplitTrainVal, Validate, stable_hash, val_count
+from schemas.manifest import shard_name
 from readers import RawBox, RawImage
 from schemas.annotations import Box, ImageRecord
 from schemas.features import decode_example
@@ -198,13 +201,13 @@ def test_unusable_jobs_fail_fast_with_one_message(tmp_path, demo_dir, args, mess
     args = [a.replace("{demo}", str(demo_dir / "annotations.json")) for a in args]
     if "--output" not in args:
         args += ["--output", str(tmp_path / "out")]
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(JobError, match=message):
         prepare.run([*args, *IN_PROCESS])
 
 
 def test_no_valid_image_fails_with_a_clear_message(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "gone.jpg"}], "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
-    with pytest.raises(SystemExit, match="no valid image"):
+    with pytest.raises(JobError, match="no valid image"):
         prepare.run(["--input", str(tmp_path / "a.json"), "--output", str(tmp_path / "out"), *IN_PROCESS], print_report=False)
     assert "image_missing" in (tmp_path / "out" / "rejects.jsonl").read_text()
 
@@ -275,7 +278,9 @@ def test_tfrecords_written_in_pieces_read_back_in_tensorflow(tmp_path):
     records = [b"", b"one", [b"pi", b"", b"eces" * 5000], [b"x" * 70000]]
     for gz in (False, True):
         path = tmp_path / f"r{int(gz)}.tfrecord"
-        assert write_tfrecords(str(path), records, gzipped=gz) == 4
+        written = write_tfrecords(str(path), records, gzipped=gz)
+        assert (written.records, written.bytes) == (4, path.stat().st_size)
+        assert written.crc32c == f"{google_crc32c.value(path.read_bytes()):08x}"
         back = list(tf.data.TFRecordDataset([str(path)], compression_type="GZIP" if gz else "").as_numpy_iterator())
         assert back == [r if isinstance(r, bytes) else b"".join(r) for r in records]
 

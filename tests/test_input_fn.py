@@ -171,7 +171,7 @@ def test_job_records_read_back_exactly_and_read_time_reweighting_matches_written
     prepare.run([*base, "--output", str(tmp_path / "none"), "--scheme=none"], print_report=False)
     # exact box values: no augmentation, output size = the 96x96 source size
     written = [decode_example(x) for x in tf.data.TFRecordDataset(sorted(str(p) for p in (tmp_path / "eff").glob("train-*"))).as_numpy_iterator()]
-    fn = create_input_fn(str(tmp_path / "eff"), 1, False, image_size=(96, 96), max_boxes=10)
+    fn = create_input_fn(str(tmp_path / "eff"), 1, False, split="train", image_size=(96, 96), max_boxes=10)
     for (_, labels), rec in zip(fn(), written):
         n = int(labels["num_groundtruth_boxes"][0])
         got = labels["groundtruth_boxes"][0, :n].numpy()
@@ -179,14 +179,14 @@ def test_job_records_read_back_exactly_and_read_time_reweighting_matches_written
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(labels["groundtruth_weights"][0, :n].numpy(), np.asarray(rec["image/object/class/weight"], "float32"))
     spec = ReweightSpec(str(tmp_path / "none"), "effective_number", params={"beta": 0.99})
-    a = create_input_fn(str(tmp_path / "eff"), 16, False, image_size=(32, 32))()
-    b = create_input_fn(str(tmp_path / "none"), 16, False, image_size=(32, 32), weights=spec)()
+    a = create_input_fn(str(tmp_path / "eff"), 16, False, split="train", image_size=(32, 32))()
+    b = create_input_fn(str(tmp_path / "none"), 16, False, split="train", image_size=(32, 32), weights=spec)()
     for (_, la), (_, lb) in zip(a, b):
         np.testing.assert_allclose(la["groundtruth_weights"].numpy(), lb["groundtruth_weights"].numpy(), rtol=1e-5)
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="no TFRecord files match"):
+    with pytest.raises(ValueError, match="no file matches"):
         create_input_fn(str(tmp_path / "nothing-*"), 1, False)
     with pytest.raises(ValueError, match="weights='balanced'"):
         create_input_fn(str(tmp_path), 1, False, weights="balanced")

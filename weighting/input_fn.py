@@ -21,15 +21,15 @@ graph from the job's ``stats.json`` with a :class:`ReweightSpec`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
 
 from schemas.features import parse_spec
+from weighting.job_output import DataError, JobOutput, resolve
 from weighting.schemes import BoxMultipliers, ClassCounts, class_weights
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,11 @@ _PARSE_GROUP = 64  # records parsed together
 class ReweightSpec:
     """Recompute box weights at read time from a job's ``stats.json``.
 
+    The records read must have the class set of that job (names and ids);
+    ``create_input_fn`` refuses others when their output folder says so.
+
     Args:
-        stats: path to ``stats.json`` or to the job's output folder.
+        stats: the job's output folder (or its ``stats.json``).
         scheme: a weighting scheme name (see ``weighting.schemes.SCHEMES``).
         normalize, max_weight, params: as for ``weighting.class_weights``.
         multipliers: per-box factors for difficult, crowd and truncated boxes.
@@ -57,10 +60,16 @@ class ReweightSpec:
     multipliers: BoxMultipliers = BoxMultipliers()
     split: str = "train"
 
+    def output(self) -> JobOutput:
+        """The job output whose statistics define the weights."""
+        directory = self.stats.rsplit("/", 1)[0] if self.stats.endswith("stats.json") else self.stats
+        return JobOutput.open(directory or ".")
+
     def class_weights(self) -> dict[str, float]:
-        path = self.stats if self.stats.endswith(".json") else self.stats.rstrip("/") + "/stats.json"
-        with tf.io.gfile.GFile(path, "r") as f:
-            doc = json.load(f)
+        output = self.output()
+        doc = output.stats()
+        if self.split not in doc["splits"]:
+            raise DataError(f"{output.directory}: no split {self.split!r} in stats.json; splits: {', '.join(doc['splits'])}")
         entry = doc["splits"][self.split]
         classes = entry["classes"]
         counts = ClassCounts(
@@ -91,22 +100,13 @@ class Augment:
     color: bool = True
 
 
-def list_files(file_pattern: str) -> list[str]:
-    """A directory (its TFRecord shards), a glob, or a comma-separated list of them."""
-    files: list[str] = []
-    for part in file_pattern.split(","):
-        if tf.io.gfile.isdir(part):
-            matches = [f for f in tf.io.gfile.glob(part.rstrip("/") + "/*") if _is_shard(f.rsplit("/", 1)[-1])]
-        else:
-            matches = tf.io.gfile.glob(part)
-        files.extend(sorted(matches))
-    if not files:
-        raise ValueError(f"no TFRecord files match {file_pattern!r}")
-    return files
+def list_files(data: str | Sequence[str], split: str | None = None, default_split: str = "train") -> list[str]:
+    """Shard paths: one split of an output folder (through its manifest), a glob, a comma list, or a list.
 
-
-def _is_shard(name: str) -> bool:
-    return ".tfrecord" in name or name.endswith(".record") or "-of-" in name
+    Raises:
+        DataError: see :func:`weighting.job_output.resolve`.
+    """
+    return resolve(data, split, default_split).files
 
 
 def one_hot_classes(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -346,10 +346,11 @@ def _repeat_by_factor(serialized: tf.Tensor) -> tf.data.Dataset:
 
 
 def create_input_fn(
-    file_pattern: str,
+    file_pattern: str | Sequence[str],
     batch_size: int,
     is_training: bool,
     *,
+    split: str | None = None,
     image_size: tuple[int, int] = (512, 512),
     max_boxes: int = 100,
     weights: str | ReweightSpec = "record",
@@ -363,10 +364,15 @@ def create_input_fn(
     """An input function for detection training on boxweight (or TF OD API) records.
 
     Args:
-        file_pattern: a directory of shards, a glob (``DIR/train-*``) or a
-            comma-separated list; local or ``gs://``.
+        file_pattern: a ``boxweight prepare`` output folder (one split is
+            read, through its ``manifest.json``), a glob (``DIR/train-*``), a
+            comma-separated string or a list/tuple of files or globs; local
+            or ``gs://``. Shards in an output folder must be listed in its
+            manifest.
         batch_size: global batch size (divided per replica with ``input_context``).
         is_training: shuffle, repeat forever, augment, drop the last partial batch.
+        split: the split to read from an output folder; default ``train``
+            when training, else ``val``. Not allowed with globs or files.
         image_size: (height, width) of the padded output images.
         max_boxes: boxes per image; extra boxes are cut with a warning naming
             the image and its count. The first ``max_boxes`` of the record
@@ -389,7 +395,10 @@ def create_input_fn(
         directly, or hand it to an Estimator-era trainer.
 
     Raises:
-        ValueError: no file matches, or a bad ``weights``/``augment`` value.
+        DataError (a ValueError): no file matches, a folder without a complete
+            manifest, an unknown split (the message lists those there), or a
+            ``ReweightSpec`` from a job with other classes than the records.
+        ValueError: a bad ``weights``/``augment`` value.
     """
     if weights not in ("record", "none") and not isinstance(weights, ReweightSpec):
         raise ValueError(f"weights={weights!r}: use 'record', 'none' or a ReweightSpec")
@@ -401,7 +410,12 @@ def create_input_fn(
         aug = augment
     else:
         raise ValueError(f"augment={augment!r}: use None, True, False or an Augment")
-    files = list_files(file_pattern)
+    shards = resolve(file_pattern, split, "train" if is_training else "val")
+    files = shards.files
+    if isinstance(weights, ReweightSpec):
+        spec_output = weights.output()
+        for output in shards.outputs:
+            output.check_classes(spec_output.label_map, f"ReweightSpec({weights.stats!r})")
     if compression is None:
         compression = "GZIP" if all(f.endswith(".gz") for f in files) else ""
 

@@ -108,10 +108,13 @@ def load(directory: str) -> Any:
     """``stats.json`` of a job output as a pandas DataFrame, one row per split and class.
 
     The whole document is in ``frame.attrs['stats']``.
-    """
-    from readers import fs
 
-    doc = check_stats(json.loads(fs.read_text(fs.join(directory, "stats.json"))), directory)
+    Raises:
+        DataError: ``directory`` is not a complete job output (no manifest).
+    """
+    from weighting.job_output import JobOutput
+
+    doc = JobOutput.open(directory).stats()
     frame = to_frame(doc)
     frame.attrs["stats"] = doc
     return frame

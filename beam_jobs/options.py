@@ -1,0 +1,139 @@
+"""The prepare job's flags, checked on the launcher before any work starts.
+
+A module of its own, apart from ``beam_jobs.prepare``, because Beam collects
+every ``PipelineOptions`` subclass by class: when ``python -m
+beam_jobs.prepare`` loaded the module both as ``__main__`` and by name, the
+flags were registered twice and argparse refused them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import readers
+from weighting.schemes import NORMALIZATIONS, SCHEMES, BoxMultipliers, WeightingError, load_manual_weights
+
+
+class JobError(Exception):
+    """An unusable job: the command prints this one line and exits with ``exit_code``
+    (2 for a usage error found before any work, 1 for a job that ran and failed)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(f"boxweight prepare: error: {message}")
+        self.exit_code = exit_code
+
+
+class PrepareOptions(PipelineOptions):
+    """Job flags (dashes or underscores both work)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: Any) -> None:
+        def add(name: str, **kw: Any) -> None:
+            dest = name.replace("-", "_")
+            parser.add_argument(f"--{name}", *([f"--{dest}"] if "-" in name else []), dest=dest, **kw)
+
+        add("input", help="annotation file, folder or TFRecord glob (local or gs://)")
+        add("format", default="auto", help="auto|" + "|".join(readers.FORMATS))
+        add("image-root", default=None, help="folder that image file names are relative to")
+        add("label-map", default=None, help="fix the class set and ids with a label_map.pbtxt")
+        add("output", help="output folder (local or gs://); must be new or empty unless --overwrite")
+        add("overwrite", action="store_true", default=False, help="replace a previous boxweight output in --output as a whole")
+        add("scheme", default="balanced", help="weighting scheme: " + "|".join(SCHEMES))
+        add("normalize", default="boxes", help="|".join(NORMALIZATIONS))
+        add("max-weight", type=float, default=None, help="cap on class weights, applied last")
+        add("beta", type=float, default=0.999, help="effective_number: beta")
+        add("repeat-threshold", type=float, default=0.001, help="LVIS repeat factor threshold t")
+        add("manual-weights", default=None, help="manual: JSON or YAML file, class name -> weight")
+        add("difficult-weight", type=float, default=1.0, help="multiplier for difficult boxes")
+        add("crowd-weight", type=float, default=1.0, help="multiplier for is_crowd boxes")
+        add("truncated-weight", type=float, default=1.0, help="multiplier for truncated boxes")
+        add("val-fraction", type=float, default=0.1, help="val share carved from train when the source declares no val split")
+        add("num-shards", type=int, default=0, help="shards per split; 0 = about 64 MiB each")
+        add("compression", default="none", help="none|gzip")
+        add("max-side", type=int, default=0, help="re-encode images whose longer side exceeds this (0 = never)")
+
+
+def _all_pipeline_flags() -> argparse.ArgumentParser:
+    # The parser Beam itself builds from every PipelineOptions subclass
+    # (PipelineOptions.get_all_options), which only logs a warning for what
+    # it cannot parse. Beam's own options use plain add_argument.
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    seen: dict[str, type] = {}
+    for cls in PipelineOptions.__subclasses__():
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)  # type: ignore[arg-type]  # Beam's parser is an ArgumentParser subclass
+    return parser
+
+
+def check_known_flags(argv: list[str]) -> None:
+    """Refuse any argument that is neither a job flag nor a Beam pipeline option.
+
+    Raises:
+        JobError: naming the first unknown argument and the closest flag.
+    """
+    parser = _all_pipeline_flags()
+    _, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return
+    flags = [s for action in parser._actions for s in action.option_strings]
+    first = unknown[0]
+    if not first.startswith("-"):
+        raise JobError(
+            f"unexpected argument {first!r}: every value follows its flag (--input PATH); "
+            "quote globs so the shell does not expand them"
+        )
+    name = first.split("=", 1)[0]
+    close = difflib.get_close_matches(name, flags, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else "; see 'boxweight prepare --help'"
+    raise JobError(f"unknown flag {name}{hint}")
+
+
+def scheme_params(opts: PrepareOptions) -> dict[str, Any]:
+    """The scheme's parameters as values; manual weights are read here, on the launcher, once.
+
+    Raises:
+        JobError: ``manual`` without ``--manual-weights``, or an unreadable file.
+    """
+    if opts.scheme == "effective_number":
+        return {"beta": opts.beta}
+    if opts.scheme == "repeat_factor":
+        return {"threshold": opts.repeat_threshold}
+    if opts.scheme == "manual":
+        if not opts.manual_weights:
+            raise JobError("--scheme manual needs --manual-weights FILE")
+        try:
+            return {"weights": load_manual_weights(opts.manual_weights)}
+        except (OSError, WeightingError) as exc:
+            raise JobError(f"--manual-weights {opts.manual_weights}: {exc}") from None
+    return {}
+
+
+def check_options(opts: PrepareOptions) -> None:
+    """Fail fast, before any work, on flags that cannot work.
+
+    Raises:
+        JobError: naming the flag and its value.
+    """
+    if not opts.input:
+        raise JobError("--input is required")
+    if not opts.output:
+        raise JobError("--output is required")
+    if opts.scheme not in SCHEMES:
+        raise JobError(f"unknown scheme {opts.scheme!r}; known: {', '.join(SCHEMES)}")
+    if opts.normalize not in NORMALIZATIONS:
+        raise JobError(f"unknown normalization {opts.normalize!r}; known: {', '.join(NORMALIZATIONS)}")
+    if opts.compression not in ("none", "gzip"):
+        raise JobError(f"unknown compression {opts.compression!r}; known: none, gzip")
+    if not 0.0 <= opts.val_fraction < 1.0:
+        raise JobError(f"--val-fraction {opts.val_fraction} must be in [0, 1)")
+    if opts.num_shards < 0 or opts.max_side < 0:
+        raise JobError("--num-shards and --max-side must be >= 0")
+    try:
+        BoxMultipliers(opts.difficult_weight, opts.crowd_weight, opts.truncated_weight)
+    except WeightingError as exc:
+        raise JobError(str(exc)) from None

@@ -1,0 +1,121 @@
+"""The job's output folder as one unit: staged, then published whole, or refused.
+
+Local output: the job writes into a sibling folder ``OUT.incomplete`` and the
+launcher renames it to ``OUT`` once the pipeline has succeeded (a previous
+output replaced by ``--overwrite`` is moved aside first and deleted after).
+A killed job leaves only the ``.incomplete`` sibling, which the next run
+removes. Remote output (``gs://``) cannot be renamed cheaply, so the job
+writes in place and ``manifest.json``, its last write, is what makes the
+folder complete; ``--overwrite`` deletes the old manifest before anything
+else. Either way a reader that goes through the manifest never sees a half
+output, and never sees a file that this job did not write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+from beam_jobs.options import JobError
+from readers import fs
+from schemas.manifest import MANIFEST_NAME, PARTIAL_MARKER, STAGING_SUFFIX
+
+_OWN_MARKERS = (MANIFEST_NAME, "stats.json", PARTIAL_MARKER)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputFolder:
+    """Where the user wants the output (``final``) and where the pipeline writes it (``target``)."""
+
+    final: str
+    target: str
+
+    @property
+    def staged(self) -> bool:
+        return self.target != self.final
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _listing(path: str) -> list[str]:
+    if _is_local(path):
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    return [fs.relpath(p, path) for p in fs.list_files(path)]
+
+
+def _inside(child: str, parent: str) -> bool:
+    child, parent = os.path.realpath(child), os.path.realpath(parent)
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def prepare_output(output: str, overwrite: bool, input_path: str) -> OutputFolder:
+    """Check ``output`` and make the folder the pipeline writes into.
+
+    Raises:
+        JobError: the folder holds files and ``overwrite`` is off; it holds
+            files that are not a boxweight output; it lies inside the input
+            folder; or it cannot be written.
+    """
+    if _is_local(output):
+        output = os.path.normpath(output)
+        if _is_local(input_path) and os.path.isdir(input_path) and _inside(output, input_path):
+            raise JobError(f"output {output!r} is inside the input folder {input_path!r}; the next run would read it as input. Choose a folder outside it")
+        if os.path.exists(output) and not os.path.isdir(output):
+            raise JobError(f"output {output!r} is a file, not a folder")
+    names = _listing(output)
+    if names:
+        own = any(n in _OWN_MARKERS for n in names)
+        partial_only = PARTIAL_MARKER in names and MANIFEST_NAME not in names
+        if not overwrite and not partial_only:
+            raise JobError(
+                f"output {output!r} is not empty ({len(names)} entries); add --overwrite to replace a previous "
+                "boxweight output as a whole, or choose a new folder"
+            )
+        if not own:
+            raise JobError(
+                f"refusing to overwrite {output!r}: it holds no {MANIFEST_NAME} or stats.json, so it is not a "
+                "boxweight output; remove it yourself or choose a new folder"
+            )
+    try:
+        if _is_local(output):
+            staging = output + STAGING_SUFFIX
+            shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers
+            os.makedirs(staging)
+            return OutputFolder(output, staging)
+        if names:
+            _delete_remote(output, names)
+        with fs.FileSystems.create(fs.join(output, PARTIAL_MARKER)) as f:  # type: ignore[attr-defined]
+            f.write(b"a boxweight prepare job writes here; the folder is complete once manifest.json exists\n")
+        return OutputFolder(output, output)
+    except OSError as exc:
+        raise JobError(f"output {output!r} is not writable: {exc}") from None
+
+
+def _delete_remote(output: str, names: list[str]) -> None:
+    # the manifest goes first, so the folder stops being a complete output before anything else changes
+    first = [fs.join(output, MANIFEST_NAME)] if MANIFEST_NAME in names else []
+    rest = [fs.join(output, n) for n in names if n != MANIFEST_NAME]
+    for batch in (first, rest):
+        if batch:
+            fs.FileSystems.delete(batch)  # type: ignore[attr-defined]
+
+
+def publish(folder: OutputFolder) -> None:
+    """Make a staged output the user's folder, replacing a previous output as a whole."""
+    if not folder.staged:
+        return
+    replaced = folder.final + ".replaced"
+    shutil.rmtree(replaced, ignore_errors=True)
+    if os.path.isdir(folder.final):
+        os.rename(folder.final, replaced)
+    os.rename(folder.target, folder.final)
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
+def discard(folder: OutputFolder) -> None:
+    """Remove what a failed or interrupted job staged; a remote folder keeps no manifest, so no reader takes it."""
+    if folder.staged:
+        shutil.rmtree(folder.target, ignore_errors=True)
