@@ -96,7 +96,8 @@ class Standbys:
     def __init__(self, count: int) -> None:
         self.dir = tempfile.mkdtemp(prefix="boxweight-workers-")
         self.leader = subprocess.Popen(
-            [sys.executable, "-m", "beam_jobs.local_worker", "--standbys", self.dir, str(count)], stdin=subprocess.PIPE
+            [sys.executable, "-m", "beam_jobs.local_worker", "--standbys", self.dir, str(count)],
+            stdin=subprocess.PIPE,
         )
         self._previous = os.environ.get(STANDBY_DIR)
         os.environ[STANDBY_DIR] = self.dir
@@ -210,9 +211,10 @@ def _attach(folder: str) -> int | None:
 
 
 def main() -> None:
-    # Ctrl-C reaches every process of the terminal's group; the job's own process
-    # handles it, stops the runner and with it these workers, and prints one line.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C reaches every process of the terminal's group: a worker ends at once and
+    # silently (the default action, no KeyboardInterrupt traceback); the job's own
+    # process reports the interruption in one line (see prepare.main).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     if len(sys.argv) == 4 and sys.argv[1] == "--standbys":
         _standbys(sys.argv[2], int(sys.argv[3]))
         return

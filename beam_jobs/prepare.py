@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -257,14 +258,26 @@ def main(argv: Sequence[str] | None = None, standbys: Standbys | None = None) ->
     if not argv or argv[0] in ("-h", "--help"):
         print(help_text(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
+    # Ctrl-C reaches every process of the terminal's group: the local workers end at once
+    # and silently (beam_jobs.local_worker), and the runner's threads here that watch them
+    # then fail. Their errors are held until the job ends, and dropped if it was interrupted:
+    # the interruption is reported once, below.
+    held: list[threading.ExceptHookArgs] = []
+    previous_hook, threading.excepthook = threading.excepthook, held.append
+    interrupted = False
     try:
         run(argv, standbys=standbys)
     except JobError as exc:
         print(exc, file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        interrupted = True
         print("boxweight prepare: interrupted; the output folder was left as it was", file=sys.stderr)
         return 130
+    finally:
+        threading.excepthook = previous_hook
+        for args in held if not interrupted else ():
+            previous_hook(args)
     return 0
 
 

@@ -93,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = argv[0] if argv else ""
     try:
         return _dispatch(argv)
-    except KeyboardInterrupt:
-        print(f"boxweight {command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"boxweight {command}: interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except ValueError as exc:
         from schemas.manifest import ManifestError

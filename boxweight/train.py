@@ -165,8 +165,7 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
             trainer.fit(dataset, epochs=cfg.epochs, initial_epoch=int(epoch.numpy()), steps_per_epoch=steps, callbacks=[callback], verbose=0, shuffle=False)
     except KeyboardInterrupt:
         path = manager.save(checkpoint_number=int(epoch.numpy()))
-        print(f"interrupted: saved {path} at step {int(optimizer.iterations.numpy())}; continue with --resume")
-        raise
+        raise KeyboardInterrupt(f"saved {path} at step {int(optimizer.iterations.numpy())}; continue with --resume") from None
     model.save(os.path.join(cfg.out, "model.keras"))
     return history
 

@@ -10,6 +10,7 @@ job runs the same two steps as its read and validate stages.
 from __future__ import annotations
 
 import dataclasses
+import os
 import posixpath
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -108,6 +109,10 @@ def open_source(path: str, format: str = "auto", image_root: str | None = None, 
     Raises:
         SourceError: unknown format name, missing path, or unreadable dataset.
     """
+    if "://" not in path:
+        # one spelling per folder ('./d/', 'd'): keys and splits must not depend on how the path was typed
+        path = os.path.normpath(path)
+        image_root = os.path.normpath(image_root) if image_root and "://" not in image_root else image_root
     if format == "auto":
         format = detect_format(path)
     if format not in FORMATS:

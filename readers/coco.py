@@ -24,7 +24,7 @@ import ijson
 
 from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
-from readers.splits import split_name
+from readers.splits import split_in_name, split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap, LabelMapError
 from schemas.reasons import RejectReason
@@ -41,23 +41,29 @@ class _AnnotationFile:
 
 
 def find_files(path: str, image_root: str | None) -> list[_AnnotationFile]:
+    """The annotation files of ``path`` and the split each declares.
+
+    A file's split is named in its own name (``instances_val2017.json``,
+    ``custom_train.json``) or by its folder (``valid/_annotations.coco.json``).
+    In a folder, the files taken are those two COCO layouts plus any ``*.json``
+    whose name declares a split.
+    """
     if path.lower().endswith(".json"):
-        split = split_name(posixpath.basename(posixpath.dirname(path)), default="")
-        m = _INSTANCES.search(path)
-        if m:
-            split = split_name(m.group(1))
-        return [_AnnotationFile(path, image_root or posixpath.dirname(path), split or "")]
+        name = posixpath.basename(path)
+        split = split_in_name(posixpath.splitext(name)[0]) or split_name(posixpath.basename(posixpath.dirname(path)), default="")
+        return [_AnnotationFile(path, image_root or posixpath.dirname(path), split)]
     files = []
     for json_path in fs.list_files(path, (".json",)):
         rel = fs.relpath(json_path, path)
+        folder = posixpath.dirname(json_path)
         m = _INSTANCES.search(rel)
         if m:
-            split = split_name(m.group(1))
             root = image_root or fs.join(path, m.group(1))
-            files.append(_AnnotationFile(json_path, root, split))
+            files.append(_AnnotationFile(json_path, root, split_name(m.group(1))))
         elif posixpath.basename(rel) == "_annotations.coco.json":
-            folder = posixpath.dirname(json_path)
             files.append(_AnnotationFile(json_path, image_root or folder, split_name(posixpath.basename(folder))))
+        elif split_in_name(posixpath.splitext(posixpath.basename(rel))[0]):
+            files.append(_AnnotationFile(json_path, image_root or folder, split_in_name(posixpath.splitext(posixpath.basename(rel))[0])))
     return files
 
 

@@ -1,9 +1,10 @@
 """CSV in the TF OD API tutorial layout: ``filename,width,height,class,xmin,ymin,xmax,ymax``.
 
 Header-driven (column order free, extra columns ignored), one row per box,
-pixel corners. Images are looked up in ``--image-root``, else in the folder
-named like the CSV's split (``train_labels.csv`` -> ``train/``), else beside
-the CSV. Rows are grouped by file name in order of first appearance.
+pixel corners. A CSV's split is named in its file name (``train_labels.csv``)
+or by its folder (``valid/_annotations.csv``), else train. Images are looked
+up in ``--image-root``, else in the folder named like the CSV's first word
+(``train_labels.csv`` -> ``train/``), else beside the CSV. Rows are grouped by file name in order of first appearance.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 
 from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
-from readers.splits import split_name
+from readers.splits import split_in_name, split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
@@ -53,8 +54,9 @@ class CsvSource:
 
     def _root_for(self, csv_path: str) -> tuple[str, str]:
         stem = posixpath.splitext(posixpath.basename(csv_path))[0]
-        split = split_name(stem.split("_")[0], default="train")
         here = posixpath.dirname(csv_path)
+        # the CSV's own name (train_labels.csv), else its folder (Roboflow's valid/_annotations.csv)
+        split = split_in_name(stem) or split_name(posixpath.basename(here), default="train")
         if self.image_root:
             return self.image_root, split
         split_dir = fs.join(here, stem.split("_")[0])

@@ -2,8 +2,9 @@
 
 Those may lack ``class/label`` (names are then taken from ``class/text``),
 ``class/text`` (names become ``class_<id>``), or weights (ignored anyway:
-the job recomputes them). Boxes are normalized corners. The split comes from
-the shard name (``train-00000-of-00010``), else ``train``.
+the job recomputes them). Boxes are normalized corners. The split is named in
+the shard's name (``train-00000-of-00010``, ``coco_val.record-00000-of-00001``),
+else by its folder, else ``train``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
-from readers.splits import split_name
+from readers.splits import split_in_name, split_name
 from schemas.annotations import Reject
 from schemas.features import ExampleError, decode_example
 from schemas.label_map import LabelMap
@@ -86,7 +87,8 @@ class TfRecordSource:
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
         for f in self.files:
-            split = split_name(posixpath.basename(f).split("-")[0].split(".")[0])
+            # the shard's name (train-00000-of-00010, coco_val.record-00000-of-00001), else its folder
+            split = split_in_name(posixpath.basename(f)) or split_name(posixpath.basename(posixpath.dirname(f)))
             for index, data in _records(f):
                 where = f"{f}: record {index}"
                 if isinstance(data, Exception):

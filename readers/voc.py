@@ -3,8 +3,17 @@
 A folder of ``*.xml`` files; each image is beside its XML or in a sibling
 ``JPEGImages/`` folder (the VOC2012 layout). ``<filename>`` may lack its
 extension or differ in case from the file on disk. ``<size>`` may be missing
-or zero (the file's size is used). The split is the nearest folder named like
-a split (``images/train/...``), else ``train``.
+or zero (the file's size is used).
+
+In the VOC layout (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``),
+``--input`` may name the dataset folder or its ``Annotations/``: either way
+the image keys are the XML names relative to ``Annotations/``. The splits are
+the ones ``ImageSets/Main/{train,val,test}.txt`` declare (``trainval.txt``
+counts as train for images in neither train nor val; other list names become
+splits of that name; per-class lists such as ``cat_train.txt`` are ignored);
+an image those lists do not name, or name twice, is quarantined with the
+reason. Without such lists, the split is the nearest folder named like a
+split (``images/train/...``), else ``train``.
 
 Class names are collected in a first pass and sorted, so label ids do not
 depend on file order; a malformed XML file becomes a quarantine entry.
@@ -13,6 +22,7 @@ depend on file order; a malformed XML file becomes a quarantine entry.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterator
 from xml.etree.ElementTree import Element, ParseError
 
@@ -21,7 +31,7 @@ from defusedxml import DefusedXmlException
 
 from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
-from readers.splits import split_name
+from readers.splits import split_of_path
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
@@ -55,14 +65,19 @@ class VocSource:
     format = "voc"
 
     def __init__(self, path: str, image_root: str | None = None, label_map: LabelMap | None = None) -> None:
+        path = path.rstrip("/")
+        dataset_root = path
+        if posixpath.basename(path) == "Annotations":
+            dataset_root = posixpath.dirname(path)
+        elif fs.exists(fs.join(path, "Annotations")):
+            path = fs.join(path, "Annotations")
         self.root = path
         self.image_root = image_root
         self.xml_files = fs.list_files(path, (".xml",))
         if not self.xml_files:
             raise SourceError(f"{path}: no Pascal VOC *.xml files found")
-        listing_root = image_root or path
-        if not image_root and posixpath.basename(path.rstrip("/")) == "Annotations":
-            listing_root = posixpath.dirname(path.rstrip("/"))  # VOC2012: ../JPEGImages
+        self.split_lists = _image_sets(fs.join(dataset_root, "ImageSets", "Main"))
+        listing_root = image_root or dataset_root  # VOC2012: ../JPEGImages
         all_files = fs.list_files(listing_root, IMAGE_SUFFIXES)
         self._images_by_dir: dict[str, dict[str, str]] = {}
         for p in all_files:
@@ -115,6 +130,19 @@ class VocSource:
                 yield Reject(xml, RejectReason.DUPLICATE_IMAGE, f"{image_path} is already annotated by another XML", image=declared, boxes=len(boxes))
                 continue
             claimed.add(image_path)
+            if self.split_lists is not None:
+                stem = posixpath.splitext(posixpath.basename(xml))[0]
+                listed = self.split_lists.get(stem, ())
+                if len(listed) != 1:
+                    where = ", ".join(f"{s}.txt" for s in listed)
+                    reason, detail = (
+                        (RejectReason.SPLIT_CONFLICT, f"{stem} is listed in {where} of ImageSets/Main")
+                        if listed
+                        else (RejectReason.SPLIT_UNDECLARED, f"{stem} is in no split list of ImageSets/Main")
+                    )
+                    yield Reject(xml, reason, detail, image=posixpath.basename(image_path), boxes=len(boxes))
+                    continue
+                split = _LIST_SPLIT.get(listed[0], listed[0])
             root = posixpath.dirname(image_path)
             yield RawImage(
                 key=posixpath.splitext(rel)[0],
@@ -173,11 +201,43 @@ class VocSource:
 
 
 def _split_of(rel: str) -> str:
-    for part in reversed(posixpath.dirname(rel).split("/")):
-        name = split_name(part, default="")
-        if name:
-            return name
-    return "train"
+    return split_of_path(rel) or "train"
+
+
+_LIST_SPLIT = {"valid": "val", "validation": "val", "trainval": "train"}
+_LIST_NAME = re.compile(r"^[a-z0-9]+$")
+
+
+def _image_sets(folder: str) -> dict[str, tuple[str, ...]] | None:
+    """Image id -> the split lists naming it, from ``ImageSets/Main/*.txt``; None when there are none.
+
+    ``trainval`` only names images that no ``train`` or ``val`` list does.
+    """
+    if not fs.exists(folder):
+        return None
+    lists: dict[str, set[str]] = {}
+    for path in fs.list_files(folder, (".txt",)):
+        if posixpath.dirname(path) != folder.rstrip("/"):
+            continue
+        stem = posixpath.splitext(posixpath.basename(path))[0].lower()
+        if not _LIST_NAME.match(stem):
+            continue  # per-class lists (cat_train.txt: "id 1" lines)
+        rows = [line.split() for line in fs.read_text(path).splitlines() if line.strip()]
+        if any(len(row) != 1 for row in rows):
+            continue
+        lists[stem] = {row[0] for row in rows}
+    if not lists:
+        return None
+    named: dict[str, list[str]] = {}
+    for stem in sorted(lists, key=lambda s: (s == "trainval", s)):
+        split = _LIST_SPLIT.get(stem, stem)
+        for image_id in sorted(lists[stem]):
+            splits = named.setdefault(image_id, [])
+            if stem == "trainval" and any(_LIST_SPLIT.get(s, s) in ("train", "val") for s in splits):
+                continue  # already in train or val
+            if split not in (_LIST_SPLIT.get(s, s) for s in splits):
+                splits.append(stem)
+    return {image_id: tuple(stems) for image_id, stems in named.items()}
 
 
 def _positive(text: str) -> int | None:

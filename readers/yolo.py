@@ -1,6 +1,8 @@
 """YOLO txt: ``images/`` and ``labels/`` siblings, possibly one pair per split.
 
-Class names come from ``data.yaml`` (``names`` as a list or an index ->
+The split of an image is the ``data.yaml`` entry (``train``, ``val``,
+``test``) whose folder holds it, else its nearest folder named like a split
+(``valid/images``), else train. Class names come from ``data.yaml`` (``names`` as a list or an index ->
 name mapping, read with ``yaml.safe_load``) or ``classes.txt``. Each label
 line is ``class cx cy w h`` normalized to [0, 1]. Every image file present is
 yielded: an empty or missing label file means an image without boxes (a
@@ -9,6 +11,7 @@ negative). A label file whose image is missing is quarantined with its boxes.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Iterator
 from typing import Any
@@ -17,15 +20,14 @@ import yaml
 
 from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
-from readers.splits import split_name
+from readers.splits import split_name, split_of_path
 from readers.voc import IMAGE_SUFFIXES
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
 
 
-def class_names(root: str) -> list[str]:
-    """Names from ``data.yaml`` / ``classes.txt`` under ``root``, in id order."""
+def _dataset_yaml(root: str) -> tuple[str, dict[str, Any]] | None:
     for name in ("data.yaml", "data.yml", "dataset.yaml"):
         path = fs.join(root, name)
         if fs.exists(path):
@@ -33,8 +35,61 @@ def class_names(root: str) -> list[str]:
                 doc = yaml.safe_load(fs.read_text(path))
             except yaml.YAMLError as exc:
                 raise SourceError(f"{path}: unreadable YAML: {exc}") from exc
-            names = doc.get("names") if isinstance(doc, dict) else None
-            return _names_from(names, path)
+            return path, doc if isinstance(doc, dict) else {}
+    return None
+
+
+def declared_splits(root: str) -> list[tuple[str, str]]:
+    """(folder, split) pairs from the ``train``/``val``/``test`` entries of ``data.yaml``, longest folder first.
+
+    An entry is a folder or a list of folders, relative to ``path:`` or to the
+    YAML's folder; Roboflow writes ``../train/images`` for a folder beside the
+    YAML, so leading ``../`` are dropped when the path does not exist as
+    written. Entries that name no folder under ``root`` are ignored (their
+    images keep the split of their folder names).
+    """
+    found = _dataset_yaml(root)
+    if found is None:
+        return []
+    yaml_path, doc = found
+    here = posixpath.dirname(yaml_path)
+    base = here
+    if isinstance(doc.get("path"), str) and doc["path"] and not doc["path"].startswith(("/", "\\")) and "://" not in doc["path"]:
+        base = fs.join(here, doc["path"])
+    pairs: list[tuple[str, str]] = []
+    for key in ("train", "val", "test"):
+        entries = doc.get(key)
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if not isinstance(entry, str) or not entry.strip():
+                continue
+            folder = _existing_folder(entry.strip(), (base, here))
+            if folder is not None and all(folder != f for f, _ in pairs):
+                pairs.append((folder, split_name(key)))
+    return sorted(pairs, key=lambda p: -len(p[0]))
+
+
+def _existing_folder(entry: str, bases: tuple[str, ...]) -> str | None:
+    rel = posixpath.normpath(entry.replace("\\", "/"))
+    if rel.startswith("/"):
+        return None  # an absolute path from the machine that exported it
+    candidates = [rel]
+    while rel.startswith("../"):
+        rel = rel[3:]
+        candidates.append(rel)
+    for base in bases:
+        for candidate in candidates:
+            folder = posixpath.normpath(fs.join(base, candidate))
+            if os.path.isdir(folder) if "://" not in folder else fs.exists(folder):
+                return folder
+    return None
+
+
+def class_names(root: str) -> list[str]:
+    """Names from ``data.yaml`` / ``classes.txt`` under ``root``, in id order."""
+    found = _dataset_yaml(root)
+    if found is not None:
+        path, doc = found
+        return _names_from(doc.get("names"), path)
     path = fs.join(root, "classes.txt")
     if fs.exists(path):
         return [line.strip() for line in fs.read_text(path).splitlines() if line.strip()]
@@ -63,6 +118,7 @@ class YoloSource:
     def __init__(self, path: str, image_root: str | None = None) -> None:
         self.root = path
         self.names = class_names(path)
+        self.declared = declared_splits(path)
         self.label_map = LabelMap.from_names(self.names)
         files = fs.list_files(image_root or path, IMAGE_SUFFIXES + (".txt",))
         self.images = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES) and "/images/" in f]
@@ -91,7 +147,7 @@ class YoloSource:
                 file_name=posixpath.basename(image_path),
                 image_root=posixpath.dirname(image_path),
                 source=label_path if label_path in claimed else image_path,
-                split=_split_of(rel),
+                split=self._split_of(image_path, rel),
                 boxes=tuple(boxes),
             )
         for label_path in sorted(self.labels - claimed):
@@ -99,6 +155,13 @@ class YoloSource:
             self._parse(label_path, boxes, rejects)
             yield from rejects
             yield Reject(label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/", image=fs.relpath(label_path, self.root), boxes=len(boxes))
+
+    def _split_of(self, image_path: str, rel: str) -> str:
+        """The split data.yaml declares for the image's folder, else the nearest folder named like a split, else train."""
+        for folder, split in self.declared:
+            if image_path.startswith(folder.rstrip("/") + "/"):
+                return split
+        return split_of_path(rel, skip=("images",)) or "train"
 
     def _parse(self, label_path: str, boxes: list[RawBox], rejects: list[Reject]) -> None:
         try:
@@ -131,12 +194,3 @@ class YoloSource:
             )
 
 
-def _split_of(rel: str) -> str:
-    parts = rel.split("/")
-    for part in parts[:-1]:
-        if part == "images":
-            continue
-        name = split_name(part, default="")
-        if name:
-            return name
-    return "train"

@@ -21,6 +21,8 @@ class RejectReason(str, enum.Enum):
     DUPLICATE_IMAGE = "duplicate_image"
     ANNOTATION_MALFORMED = "annotation_malformed"
     ANNOTATION_MISSING = "annotation_missing"
+    SPLIT_UNDECLARED = "split_undeclared"  # the source lists its splits, and not this image
+    SPLIT_CONFLICT = "split_conflict"  # the source lists this image in two splits
     # Box level: one box is dropped, the image is kept.
     BOX_NON_FINITE = "box_non_finite"
     BOX_ZERO_AREA = "box_zero_area"
@@ -47,6 +49,8 @@ _IMAGE_LEVEL = frozenset(
         RejectReason.DUPLICATE_IMAGE,
         RejectReason.ANNOTATION_MALFORMED,
         RejectReason.ANNOTATION_MISSING,
+        RejectReason.SPLIT_UNDECLARED,
+        RejectReason.SPLIT_CONFLICT,
     }
 )
 

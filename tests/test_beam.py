@@ -19,11 +19,11 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_jobs import prepare
 from beam_jobs.options import JobError
 from beam_jobs.transforms import ClassStatistics, SplitTrainVal, Validate, stable_hash, val_count
-from schemas.manifest import shard_name
 from readers import RawBox, RawImage
 from schemas.annotations import Box, ImageRecord
 from schemas.features import decode_example
 from schemas.label_map import LabelMap
+from schemas.manifest import shard_name
 from tests.conftest import shared
 
 IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]

@@ -129,11 +129,11 @@ class JobOutput:
         """
         directory = directory.rstrip("/") or "/"
         path = _join(directory, MANIFEST_NAME)
-        if not _exists(directory):
-            raise DataError(f"{directory}: no such folder")
         if not _exists(path):
             if _exists(directory + STAGING_SUFFIX) or _exists(_join(directory, PARTIAL_MARKER)):
-                why = "a boxweight prepare job is writing it or was stopped; rerun the job"
+                why = "a boxweight prepare job is writing it or was stopped before it finished; rerun the job"
+            elif not _exists(directory):
+                raise DataError(f"{directory}: no such folder")
             else:
                 why = "it is not a complete boxweight prepare output; rerun the job, or pass the shard files or a glob of them"
             raise DataError(f"{directory} has no {MANIFEST_NAME}: {why}")
@@ -240,7 +240,7 @@ def resolve(data: str | Sequence[str], split: str | None, default_split: str) ->
     outputs: dict[str, JobOutput] = {}
     for part in parts:
         part = str(part)
-        if _isdir(part):
+        if _isdir(part) or _exists(part.rstrip("/") + STAGING_SUFFIX):
             folder = JobOutput.open(part)
             outputs[folder.directory] = folder
             files.extend(folder.files(split or default_split))

@@ -1,0 +1,283 @@
+"""A job output is one unit, read through its manifest; no flag, split or class set is silently wrong.
+
+Each test names the case of the "Trustworthy outputs" issue it covers; the
+commands run the way a user types them (``boxweight ...``, ``python -m ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from beam_jobs import prepare
+from beam_jobs.options import PrepareOptions, scheme_params
+from schemas.label_map import LabelMap
+from schemas.manifest import MANIFEST_NAME
+from weighting.input_fn import ReweightSpec, create_input_fn
+from weighting.job_output import DataError, JobOutput
+from weighting.stats import SplitStats
+
+BOXWEIGHT = str(Path(sys.executable).with_name("boxweight"))
+IN_PROCESS = "--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _boxweight(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BOXWEIGHT, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def _count(ds: tf.data.Dataset) -> int:
+    return sum(int(labels["num_groundtruth_boxes"].shape[0]) for _, labels in ds)
+
+
+@pytest.fixture(scope="module")
+def demo_out(demo_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("job") / "out"
+    done = _boxweight("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), "--num-shards", "2", "--val-fraction", "0.25", IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_manifest_lists_every_file_with_split_records_and_checksum(demo_out):
+    manifest = json.loads((demo_out / MANIFEST_NAME).read_text())
+    listed = {e["name"] for e in manifest["shards"] + manifest["files"]}
+    assert listed | {MANIFEST_NAME} == {p.name for p in demo_out.iterdir()}
+    stats = json.loads((demo_out / "stats.json").read_text())
+    for split, entry in stats["splits"].items():
+        shards = [s for s in manifest["shards"] if s["split"] == split]
+        assert len(shards) == 2
+        assert sum(s["records"] for s in shards) == entry["images"]
+        for s in shards:
+            assert s["records"] == sum(1 for _ in tf.data.TFRecordDataset(str(demo_out / s["name"])))
+    assert JobOutput.open(str(demo_out)).verify() == []
+    (demo_out / "stats.json").write_bytes((demo_out / "stats.json").read_bytes().replace(b'"images"', b'"imageZ"', 1))
+    try:
+        assert JobOutput.open(str(demo_out)).verify() == [f"stats.json: crc32c {_crc(demo_out / 'stats.json')}, manifest.json says {_listed_crc(manifest, 'stats.json')}"]
+    finally:
+        (demo_out / "stats.json").write_bytes((demo_out / "stats.json").read_bytes().replace(b'"imageZ"', b'"images"', 1))
+
+
+def _crc(path: Path) -> str:
+    import google_crc32c
+
+    return f"{google_crc32c.value(path.read_bytes()):08x}"
+
+
+def _listed_crc(manifest: dict, name: str) -> str:
+    return next(f["crc32c"] for f in manifest["files"] if f["name"] == name)
+
+
+# Case 1: old shards stay beside new ones; a killed job leaves shards that look complete.
+def test_second_run_into_a_full_folder_is_refused_and_overwrite_replaces_it_whole(demo_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), IN_PROCESS]
+    assert _boxweight(*args, "--num-shards", "1").returncode == 0
+    refused = _boxweight(*args, "--num-shards", "3")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"boxweight prepare: error: output {str(out)!r} is not empty (8 entries); add --overwrite to replace a previous boxweight output as a whole, or choose a new folder"
+    ]
+    assert (out / "train-00000-of-00001.tfrecord").exists()
+    assert _boxweight(*args, "--num-shards", "3", "--overwrite").returncode == 0
+    assert sorted(p.name for p in out.glob("train-*")) == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
+    train = JobOutput.open(str(out)).records_in(JobOutput.open(str(out)).files("train"))
+    assert _count(create_input_fn(str(out / "train-*"), 1, False, augment=False, image_size=(32, 32))()) == train
+    assert not Path(str(out) + ".incomplete").exists()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_boxweight_output(demo_dir, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    done = _boxweight("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path), "--overwrite", IN_PROCESS)
+    assert done.returncode == 2
+    assert "it holds no manifest.json or stats.json, so it is not a boxweight output" in done.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_glob_matching_shards_the_manifest_does_not_list_is_refused(demo_out, tmp_path):
+    stray = demo_out / "train-00000-of-00001.tfrecord"
+    stray.write_bytes((demo_out / "train-00000-of-00002.tfrecord").read_bytes())
+    try:
+        with pytest.raises(DataError, match=r"train-00000-of-00001.tfrecord is not listed in .*manifest.json \(left from another run\?\)"):
+            create_input_fn(str(demo_out / "train-*"), 4, True)
+        # the folder itself reads only what the manifest lists
+        files = JobOutput.open(str(demo_out)).files("train")
+        assert [Path(f).name for f in files] == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    finally:
+        stray.unlink()
+
+
+@pytest.mark.slow
+def test_a_killed_job_leaves_nothing_a_reader_accepts_and_a_rerun_succeeds(demo_dir, tmp_path):
+    out = tmp_path / "out"
+    staging = Path(str(out) + ".incomplete")
+    cmd = [BOXWEIGHT, "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), IN_PROCESS]
+    job = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    _wait_for(staging, job)
+    job.kill()
+    job.wait()
+    assert not out.exists()
+    with pytest.raises(DataError, match="has no manifest.json: a boxweight prepare job is writing it or was stopped before it finished"):
+        create_input_fn(str(out), 4, True)
+    done = _boxweight("prepare", *cmd[2:])
+    assert done.returncode == 0, done.stderr
+    assert not staging.exists()
+    assert JobOutput.open(str(out)).splits == ["train", "val"]
+
+
+def _wait_for(path: Path, job: subprocess.Popen, seconds: float = 120) -> None:
+    end = time.monotonic() + seconds
+    while not path.exists():
+        assert job.poll() is None, "the job ended before it started writing"
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_a_folder_without_manifest_is_refused_in_one_line(tmp_path):
+    (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"")
+    with pytest.raises(DataError, match=r"has no manifest.json: it is not a complete boxweight prepare output; rerun the job, or pass the shard files"):
+        create_input_fn(str(tmp_path), 4, True)
+    done = _boxweight("report", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"boxweight report: error: {tmp_path} has no manifest.json: it is not a complete boxweight prepare output; rerun the job, or pass the shard files or a glob of them"]
+
+
+def test_a_listed_file_that_changed_is_refused(demo_out, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_out, copy)
+    with open(copy / "val-00001-of-00002.tfrecord", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(DataError, match=r"val-00001-of-00002.tfrecord has \d+ bytes, manifest.json says \d+; the folder changed after the job"):
+        JobOutput.open(str(copy))
+
+
+# Case 2: a folder meant every split.
+def test_a_folder_reads_one_split_train_when_training_else_val(demo_out):
+    output = JobOutput.open(str(demo_out))
+    train, val = (output.records_in(output.files(s)) for s in ("train", "val"))
+    assert train > val > 0
+    assert _count(create_input_fn(str(demo_out), 1, False, image_size=(32, 32))()) == val
+    assert _count(create_input_fn(str(demo_out), 1, False, split="train", image_size=(32, 32))()) == train
+    training = create_input_fn(str(demo_out), 1, True, image_size=(32, 32), augment=False, shuffle_buffer=1)()
+    ids = {bytes(x) for x in tf.data.TFRecordDataset(output.files("train")).map(lambda s: tf.io.parse_single_example(s, {"image/source_id": tf.io.FixedLenFeature([], tf.string)})["image/source_id"]).as_numpy_iterator()}
+    assert len(ids) == train
+    assert sum(1 for _ in training.take(train)) == train  # repeats forever; the first pass is train only
+    with pytest.raises(DataError, match=r"no split 'test' here; splits: train, val"):
+        create_input_fn(str(demo_out), 1, False, split="test")
+    with pytest.raises(DataError, match=r"split='train' picks a split of an output folder; .* names files already"):
+        create_input_fn(str(demo_out / "val-*"), 1, False, split="train")
+    files = output.files("val")
+    assert _count(create_input_fn(tuple(files), 1, False, image_size=(32, 32))()) == val  # a tuple, as tf.data users pass
+
+
+def test_readme_example_reads_the_train_split(demo_out):
+    spec = ReweightSpec(str(demo_out), "effective_number", params={"beta": 0.999})
+    train_fn = create_input_fn(str(demo_out), 32, True, weights=spec, repeat_factor_sampling=False, image_size=(32, 32))
+    images, labels = next(iter(train_fn()))
+    assert images.shape == (32, 32, 32, 3)
+    weights = spec.class_weights()
+    stats = JobOutput.open(str(demo_out)).stats()
+    assert set(weights) == {c["name"] for c in stats["splits"]["train"]["classes"]}
+
+
+# Case 3: a misspelled flag was ignored.
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--shceme", "inverse"], "unknown flag --shceme; did you mean --scheme?"),
+        (["--val_fractoin=0.2"], "unknown flag --val_fractoin; did you mean --val_fraction?"),
+        (["--zzz"], "unknown flag --zzz; see 'boxweight prepare --help'"),
+        (["stray.json"], "unexpected argument 'stray.json': every value follows its flag (--input PATH); quote globs so the shell does not expand them"),
+    ],
+)
+def test_unknown_arguments_stop_the_job_before_it_starts(demo_dir, tmp_path, extra, message):
+    out = tmp_path / "out"
+    done = _boxweight("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), *extra)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"boxweight prepare: error: {message}"]
+    assert not out.exists() and not Path(str(out) + ".incomplete").exists()
+
+
+def test_beam_pipeline_options_are_still_accepted():
+    from beam_jobs.options import check_known_flags
+
+    check_known_flags(["--input", "x", "--runner=DataflowRunner", "--project", "my-project-123", "--no_auth", "--direct_num_workers=2", "--experiments=a", "--overwrite"])
+
+
+# Case 6: python -m beam_jobs.prepare failed on every input.
+def test_python_dash_m_runs_the_job(demo_dir, tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "beam_jobs.prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out)],
+        capture_output=True, text=True, timeout=300, env=ENV,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert JobOutput.open(str(out)).splits == ["train", "val"]
+    helped = subprocess.run([sys.executable, "-m", "beam_jobs.prepare", "--help"], capture_output=True, text=True, timeout=60, env=ENV)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: boxweight prepare --input PATH --output DIR")
+
+
+# Case 7: --manual-weights was read again on a worker.
+def test_manual_weights_reach_the_job_as_values(tmp_path):
+    weights = tmp_path / "w.yaml"
+    weights.write_text("a: 3.0\n")
+    opts = PrepareOptions(["--scheme", "manual", "--manual-weights", str(weights), "--normalize", "none"])
+    params = scheme_params(opts)
+    job = prepare.Prepare(opts, LabelMap(("a", "b")), "cmd", params, str(tmp_path / "out"))
+    weights.unlink()  # what a worker sees when the launcher's path is not on it
+    shipped = pickle.loads(pickle.dumps(job))
+    plan = shipped._plan([("train", SplitStats(images=2, class_boxes={"a": 1, "b": 1}, class_images={"a": 1, "b": 1}))])
+    assert dict(plan.class_weights) == {"a": 3.0, "b": 1.0}
+
+
+def test_unreadable_manual_weights_fail_on_the_launcher_in_one_line(demo_dir, tmp_path):
+    done = _boxweight("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "o"), "--scheme", "manual", "--manual-weights", str(tmp_path / "nope.yaml"))
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith(f"boxweight prepare: error: --manual-weights {tmp_path / 'nope.yaml'}:")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+# Ctrl-C
+@pytest.mark.slow
+def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tmp_path):
+    from boxweight.demo_data import generate
+
+    generate(str(tmp_path / "demo"), num_images=3000, image_size=96, seed=1)  # a job of several seconds
+    out = tmp_path / "out"
+    job = subprocess.Popen(
+        [BOXWEIGHT, "prepare", "--input", str(tmp_path / "demo" / "annotations.json"), "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True,
+    )
+    _wait_for(Path(str(out) + ".incomplete"), job)
+    time.sleep(1.0)  # into the pipeline, workers started
+    os.killpg(job.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 130, stderr[-3000:]
+    said = [line for line in stderr.strip().splitlines() if not line.startswith("INFO beam_jobs.prepare: prepare: ")]  # the start line
+    assert said == ["boxweight prepare: interrupted; the output folder was left as it was"]
+    assert not out.exists() and not Path(str(out) + ".incomplete").exists()
+    time.sleep(1.0)
+    assert _live_processes_in_group(job.pid) == []  # no worker left behind
+
+
+def _live_processes_in_group(pgid: int) -> list[str]:
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while we looked
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":  # a zombie has ended; only its parent's wait is missing
+            live.append(stat.parent.name)
+    return live
