@@ -18,10 +18,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/boxweight demo-data --out $(DEMO_DIR)
-	$(BIN)/boxweight prepare --input $(DEMO_DIR)/annotations.json --output $(DEMO_OUT) \
+	$(BIN)/boxweight prepare --input $(DEMO_DIR)/annotations.json --output $(DEMO_OUT) --overwrite \
 		--scheme balanced --repeat-threshold 0.1 --val-fraction 0.2
 	@echo
-	@echo "Outputs in $(DEMO_OUT)/: train-*.tfrecord, val-*.tfrecord, stats.json, report.csv, report.html, rejects.jsonl, label_map.pbtxt"
+	@echo "Outputs in $(DEMO_OUT)/: train-*.tfrecord, val-*.tfrecord, stats.json, report.csv, report.html, rejects.jsonl, label_map.pbtxt, manifest.json"
 
 test: $(STAMP)
 	$(BIN)/ruff check .

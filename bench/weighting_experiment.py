@@ -56,7 +56,7 @@ def main() -> None:
 
     start = time.perf_counter()
     data, records = os.path.join(args.out, "demo"), os.path.join(args.out, "records")
-    if not os.path.exists(os.path.join(records, "stats.json")):
+    if not os.path.exists(os.path.join(records, "manifest.json")):
         generate(data, seed=0)
         prepare.run(["--input", os.path.join(data, "annotations.json"), "--output", records, "--scheme=balanced",
                      "--repeat-threshold=0.1", "--val-fraction=0.2"], print_report=False)
@@ -65,8 +65,8 @@ def main() -> None:
         for name, options in configs.items():
             run_dir = os.path.join(args.out, f"{name}-seed{seed}")
             t = time.perf_counter()
-            train(TrainConfig(train=os.path.join(records, "train-*"), out=run_dir, epochs=args.epochs, seed=seed, **options))
-            ev = run_model(run_dir, os.path.join(records, "val-*"))
+            train(TrainConfig(train=records, out=run_dir, epochs=args.epochs, seed=seed, **options))  # its train split
+            ev = run_model(run_dir, records)  # its val split
             ev["train_seconds"] = time.perf_counter() - t
             results[name].append(ev)
             print(f"{name} seed {seed}: mAP50 {ev['map50']:.3f} ({ev['train_seconds']:.0f} s)", flush=True)

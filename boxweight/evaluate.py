@@ -144,7 +144,9 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
             det_b.append(out["boxes"][i].numpy()[keep])
             det_s.append(out["scores"][i].numpy()[keep])
             det_c.append(out["classes"][i].numpy()[keep])
-    return evaluate_detections(gt_b, gt_c, det_b, det_s, det_c, config["class_names"])
+    result = evaluate_detections(gt_b, gt_c, det_b, det_s, det_c, config["class_names"])
+    result["data"] = {"output": output.directory, "shards": [os.path.basename(f) for f in shards.files]}
+    return result
 
 
 def render(result: dict[str, Any]) -> str:

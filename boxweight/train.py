@@ -158,7 +158,8 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         print(f"resumed from {manager.latest_checkpoint} at epoch {int(epoch.numpy())}")
     with open(config_path, "w") as f:
         label_map = [list(e) for e in data.label_map]
-        json.dump({**dataclasses.asdict(cfg), "class_names": names, "label_map": label_map, "num_classes": num_classes}, f, indent=2)
+        trained_on = {"output": data.directory, "shards": [os.path.basename(f) for f in shards.files]}
+        json.dump({**dataclasses.asdict(cfg), "class_names": names, "label_map": label_map, "num_classes": num_classes, "data": trained_on}, f, indent=2)
     callback = _EpochCheckpoint(manager, epoch, optimizer, history, history_path, cfg.epochs)
     try:
         if int(epoch.numpy()) < cfg.epochs:

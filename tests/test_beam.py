@@ -224,6 +224,12 @@ def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
         ],
         print_report=False,
     )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.incomplete").exists()  # a dry run writes nothing
+
+
+def test_dataflow_job_with_a_local_output_is_refused(tmp_path, demo_dir):
+    with pytest.raises(JobError, match="is a local path; Dataflow workers need gs://"):
+        prepare.run(["--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out"), "--runner=DataflowRunner", "--project=my-project-123"])
 
 
 def test_read_attach_weights_and_write_shards_transforms(tmp_path):

@@ -281,3 +281,70 @@ def _live_processes_in_group(pgid: int) -> list[str]:
         if group == pgid and state != "Z":  # a zombie has ended; only its parent's wait is missing
             live.append(stat.parent.name)
     return live
+
+
+# Case 2 (train and evaluate read one split) and case 5 (classes are checked).
+@pytest.fixture(scope="module")
+def other_classes_out(tmp_path_factory) -> Path:
+    from tests.test_splits import bccd_like
+
+    root = tmp_path_factory.mktemp("bccd")
+    bccd_like(root / "BCCD", n=12)
+    prepare.run(["--input", str(root / "BCCD"), "--output", str(root / "out"), IN_PROCESS], print_report=False)
+    return root / "out"
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_read_one_split_and_refuse_other_classes(demo_out, other_classes_out, tmp_path):
+    run = tmp_path / "run"
+    done = _boxweight("train", "--train", str(demo_out), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--image-size", "96")
+    assert done.returncode == 0, done.stderr[-2000:]
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["shards"] == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    demo_classes = ", ".join(f"{i} {n}" for i, n in JobOutput.open(str(demo_out)).label_map)
+    assert config["label_map"] == [list(e) for e in JobOutput.open(str(demo_out)).label_map]
+
+    evaluated = _boxweight("evaluate", "--model", str(run), "--data", str(demo_out), "--json", str(tmp_path / "eval.json"))
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["data"]["shards"] == ["val-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"]
+    val = JobOutput.open(str(demo_out)).stats()["splits"]["val"]
+    assert {c["name"]: c["ground_truth"] for c in result["classes"]} == {c["name"]: c["boxes"] for c in val["classes"]}
+
+    wrong = _boxweight("evaluate", "--model", str(run), "--data", str(other_classes_out))
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines() == [
+        f"boxweight evaluate: error: classes differ: model {run} has [{demo_classes}], {other_classes_out} has [1 Platelets, 2 RBC, 3 WBC]"
+    ]
+    resumed = _boxweight("train", "--train", str(other_classes_out), "--out", str(run), "--resume", "--epochs", "2")
+    assert resumed.returncode == 2
+    assert resumed.stderr.strip().splitlines()[-1] == f"boxweight train: error: classes differ: run {run} has [{demo_classes}], {other_classes_out} has [1 Platelets, 2 RBC, 3 WBC]"
+    unknown = _boxweight("evaluate", "--model", str(run), "--data", str(demo_out), "--split", "test")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [f"boxweight evaluate: error: {demo_out}: no split 'test' here; splits: train, val"]
+    missing = _boxweight("evaluate", "--model", str(tmp_path / "nope"), "--data", str(demo_out))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [f"boxweight evaluate: error: {tmp_path / 'nope'} is not a finished boxweight train run (no config.json or model.keras)"]
+
+
+def test_reweighting_with_another_jobs_statistics_is_refused(demo_out, other_classes_out):
+    spec = ReweightSpec(str(other_classes_out), "inverse")
+    with pytest.raises(DataError, match=r"classes differ: ReweightSpec\('.*out'\) has \[1 Platelets, 2 RBC, 3 WBC\], .* has \[1 "):
+        create_input_fn(str(demo_out), 4, True, weights=spec)
+
+
+def test_readme_training_input_snippet_runs_as_written(demo_out, tmp_path, monkeypatch):
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Training input and losses", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "demo-out").symlink_to(demo_out)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    train, val = (JobOutput.open(str(demo_out)).files(s) for s in ("train", "val"))
+    assert scope["images"].shape == (32, 512, 512, 3)
+    assert _count(scope["val_fn"]()) == sum(1 for _ in tf.data.TFRecordDataset(val))
+    assert _count(scope["train_eval_fn"]()) == sum(1 for _ in tf.data.TFRecordDataset(train))
