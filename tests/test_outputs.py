@@ -348,3 +348,20 @@ def test_readme_training_input_snippet_runs_as_written(demo_out, tmp_path, monke
     assert scope["images"].shape == (32, 512, 512, 3)
     assert _count(scope["val_fn"]()) == sum(1 for _ in tf.data.TFRecordDataset(val))
     assert _count(scope["train_eval_fn"]()) == sum(1 for _ in tf.data.TFRecordDataset(train))
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_train_saves_a_checkpoint_says_so_in_one_line_and_exits_130(demo_out, tmp_path):
+    run = tmp_path / "run"
+    job = subprocess.Popen(
+        [BOXWEIGHT, "train", "--train", str(demo_out), "--out", str(run), "--epochs", "50", "--batch-size", "8", "--image-size", "96"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True,
+    )
+    _wait_for(run / "config.json", job)
+    time.sleep(3.0)  # inside fit
+    os.killpg(job.pid, signal.SIGINT)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    ours = [line for line in stderr.splitlines() if line.startswith("boxweight")]
+    assert len(ours) == 1 and ours[0].startswith(f"boxweight train: interrupted; saved {run}/checkpoints/ckpt-") and ours[0].endswith("continue with --resume")
