@@ -83,6 +83,8 @@ def detect_format(path: str) -> str:
         return "coco"
     if lower.endswith(".csv"):
         return "csv"
+    if lower.endswith((".yaml", ".yml")):
+        return "yolo"
     if lower.endswith(".xml"):
         raise SourceError(f"{path}: give the folder of VOC XML files, not one file")
     if lower.endswith(TFRECORD_SUFFIXES) or "-of-" in base:

@@ -133,6 +133,7 @@ class CocoSource:
     format = "coco"
 
     def __init__(self, path: str, image_root: str | None = None) -> None:
+        self.explicit_root = image_root is not None  # absolute file names are then looked up there by base name
         self.files = [dataclasses.replace(af, non_finite=_has_non_finite(af.path)) for af in find_files(path, image_root)]
         if not self.files:
             raise SourceError(
@@ -201,9 +202,12 @@ class CocoSource:
             seen.add(key)
             seen_names.add(name)
             own = boxes.pop(key, [])
+            # Colab and Windows exports write '/content/drive/...' or 'C:\...': never opened as given
+            by_base_name = self.explicit_root and fs.is_absolute(name)
             yield RawImage(
                 key=str(img["id"]),
-                file_name=str(img["file_name"]),
+                file_name=fs.base_name(name) if by_base_name else name,
+                by_base_name=by_base_name,
                 image_root=af.image_root,
                 source=where,
                 split=split,

@@ -32,12 +32,25 @@ def safe_join(root: str, name: str) -> str:
     """
     if not name or "\x00" in name:
         raise UnsafePath(f"file name {name!r} is empty or contains NUL")
-    if name.startswith(("/", "\\")) or _WINDOWS_ABS.match(name) or "://" in name:
-        raise UnsafePath(f"file name {name!r} is absolute; it must be relative to {root!r}")
+    if is_absolute(name):
+        raise UnsafePath(
+            f"file name {name!r} is absolute; it must be relative to {root!r}, "
+            "or pass --image-root FOLDER to look it up there by its base name"
+        )
     norm = posixpath.normpath(name.replace("\\", "/"))
     if norm == ".." or norm.startswith("../"):
         raise UnsafePath(f"file name {name!r} escapes the dataset root {root!r}")
     return join(root, norm)
+
+
+def is_absolute(name: str) -> bool:
+    """An annotation's file name written as an absolute path (POSIX, Windows drive or share, URL)."""
+    return name.startswith(("/", "\\")) or bool(_WINDOWS_ABS.match(name)) or "://" in name
+
+
+def base_name(name: str) -> str:
+    """The last component of a POSIX or Windows path (``C:\\data\\x.jpg`` -> ``x.jpg``)."""
+    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def _is_local(path: str) -> bool:

@@ -1,7 +1,9 @@
 """Image probing with Pillow: real format, real size, EXIF orientation, truncation.
 
 Only the header and the last bytes are read (no pixel decode, and from a
-file only those bytes are fetched) unless the image must be rotated.
+file only those bytes are fetched) unless the image must be rotated, or its
+last bytes hold no end marker: then its segments are walked to find the end
+(a JPEG padded after its end is complete; one cut short is not).
 Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is kept, and its warning is treated as an error.
 
 EXIF orientation: TensorFlow's ``decode_jpeg`` ignores EXIF, while annotation
@@ -47,6 +49,7 @@ class ImageInfo:
     orientation: int = 1
     stored_width: int = 0
     stored_height: int = 0
+    trailing_bytes: int = 0  # after the end-of-image marker or IEND chunk (phones pad JPEGs); kept as they are
 
 
 def probe(data: bytes, name: str) -> ImageInfo:
@@ -95,20 +98,79 @@ def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
         )
     if width <= 0 or height <= 0:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: size {width}x{height}")
-    _check_complete(tail, fmt, name)
+    trailing = _trailing_bytes(f, size, tail, fmt, name)
     if not isinstance(orientation, int) or not 1 <= orientation <= 8:
         orientation = 1
     shown = (height, width) if orientation in _SWAPS_AXES else (width, height)
-    return ImageInfo(_FORMATS[fmt], shown[0], shown[1], orientation, width, height)
+    return ImageInfo(_FORMATS[fmt], shown[0], shown[1], orientation, width, height, trailing)
 
 
-def _check_complete(tail: bytes, fmt: str, name: str) -> None:
-    # A truncated download or copy loses the end marker; checking the tail
-    # finds it without decoding every pixel.
-    if fmt == "JPEG" and b"\xff\xd9" not in tail:
-        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated JPEG (no end-of-image marker)")
-    if fmt == "PNG" and b"IEND" not in tail:
-        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated PNG (no IEND chunk)")
+_END = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+
+
+def _trailing_bytes(f: BinaryIO, size: int, tail: bytes, fmt: str, name: str) -> int:
+    """Bytes after the image's end; raises when the image has no end (truncated).
+
+    A truncated download or copy loses the end marker. The tail shows it at
+    once for nearly every file; a file padded after its end (phones write
+    zeros after a JPEG's end marker) is walked segment by segment, so an end
+    marker inside the data (an EXIF thumbnail's) is never taken for the end.
+    """
+    marker = _END[fmt]
+    at = tail.rfind(marker)
+    if at >= 0:
+        return len(tail) - at - len(marker)
+    f.seek(0)
+    data = f.read()
+    end = _jpeg_end(data) if fmt == "JPEG" else _png_end(data)
+    if end is None:
+        what = "no end-of-image marker" if fmt == "JPEG" else "no IEND chunk"
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated {fmt} ({what})")
+    return size - end
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """Offset just past the EOI marker, found by walking the marker segments; None if the file ends first."""
+    pos, n = 2, len(data)  # after SOI
+    while pos + 1 < n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xD9:
+            return pos + 2
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+        else:
+            if pos + 4 > n:
+                return None
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if marker == 0xDA:  # start of scan: entropy-coded data up to the next real marker
+                while True:
+                    pos = data.find(b"\xff", pos)
+                    if pos < 0 or pos + 1 >= n:
+                        return None
+                    following = data[pos + 1]
+                    if following == 0x00 or 0xD0 <= following <= 0xD7:  # stuffed 0xFF, restart marker
+                        pos += 2
+                    elif following == 0xFF:
+                        pos += 1
+                    else:
+                        break
+    return None
+
+
+def _png_end(data: bytes) -> int | None:
+    """Offset just past the IEND chunk, found by walking the chunks; None if the file ends first."""
+    pos, n = 8, len(data)  # after the signature
+    while pos + 8 <= n:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos if pos <= n else None
+    return None
 
 
 def rotate_upright(data: bytes, name: str) -> bytes:

@@ -11,7 +11,9 @@ class RawBox:
     """A box as found in the source, not yet checked.
 
     Coordinates are corners; in pixels unless ``normalized`` (YOLO and
-    TFRecord sources give fractions of the image size). ``class_name`` is
+    TFRecord sources give fractions of the image size). ``from_polygon``
+    marks the bounding box of a polygon (YOLO segmentation exports), which
+    validation counts as a repair. ``class_name`` is
     None when the source's class id has no name in the label set;
     ``class_ref`` is how the source spelled the class, for messages.
     """
@@ -27,6 +29,7 @@ class RawBox:
     is_crowd: bool = False
     difficult: bool = False
     truncated: bool = False
+    from_polygon: bool = False  # the source gave a polygon; this is its bounding box
 
     def __reduce__(self) -> tuple[type, tuple]:  # Beam pickles these between stages; twice as fast as slots' default
         return RawBox, _raw_box_values(self)
@@ -50,6 +53,7 @@ class RawImage:
     declared_width: int | None = None
     declared_height: int | None = None
     encoded: bytes | None = None
+    by_base_name: bool = False  # file_name is the base name of an absolute path in the source, under --image-root
 
     def __reduce__(self) -> tuple[type, tuple]:
         return RawImage, _raw_image_values(self)

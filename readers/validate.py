@@ -14,7 +14,9 @@ a named reason:
   and later copies are dropped, because a duplicate doubles that object's
   weight in the loss;
 * declared size differs from the file: the file wins (boxes are taken to be
-  in the file's pixels), counted as a repair.
+  in the file's pixels), counted as a repair;
+* a polygon (YOLO segmentation line) is kept as its bounding box, counted
+  as a repair.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
         repairs.append(Repair.SIZE_MISMATCH)
     if not _extension_matches(raw.file_name, info.format):
         repairs.append(Repair.FORMAT_MISNAMED)
+    if info.trailing_bytes:
+        repairs.append(Repair.TRAILING_BYTES)
+    if raw.by_base_name:
+        repairs.append(Repair.ABSOLUTE_PATH)
 
     boxes, rejects, box_repairs = _check_boxes(raw, label_map, width, height)
     repairs.extend(box_repairs)
@@ -197,4 +203,6 @@ def _check_boxes(
             drop(rb, RejectReason.BOX_ZERO_AREA, str(exc))
             continue
         kept.append(box)
+        if rb.from_polygon:
+            repairs.append(Repair.POLYGON_TO_BOX)
     return kept, rejects, repairs

@@ -1,7 +1,12 @@
 """Pascal VOC XML, parsed with ``defusedxml`` (entity expansion and external entities refused).
 
-A folder of ``*.xml`` files; each image is beside its XML or in a sibling
-``JPEGImages/`` folder (the VOC2012 layout). ``<filename>`` may lack its
+A folder of ``*.xml`` files; each image is in ``--image-root``, beside its
+XML, or in a ``JPEGImages/`` or ``images/`` folder (any case) beside the
+XML's folder or mirroring it (``annotations/train/x.xml`` ->
+``images/train/x.jpg``). An image not found there is quarantined once,
+with the folders searched and, if a file of that name exists elsewhere, its
+path; an absolute ``<filename>`` (labelImg on Windows, Colab) is looked up
+by its base name, never opened as written. ``<filename>`` may lack its
 extension or differ in case from the file on disk. ``<size>`` may be missing
 or zero (the file's size is used).
 
@@ -67,10 +72,13 @@ class VocSource:
     def __init__(self, path: str, image_root: str | None = None, label_map: LabelMap | None = None) -> None:
         path = path.rstrip("/")
         dataset_root = path
-        if posixpath.basename(path) == "Annotations":
+        if posixpath.basename(path).lower() == "annotations":
             dataset_root = posixpath.dirname(path)
-        elif fs.exists(fs.join(path, "Annotations")):
-            path = fs.join(path, "Annotations")
+        else:
+            for name in ("Annotations", "annotations"):
+                if fs.exists(fs.join(path, name)):
+                    path = fs.join(path, name)
+                    break
         self.root = path
         self.image_root = image_root
         self.xml_files = fs.list_files(path, (".xml",))
@@ -80,8 +88,11 @@ class VocSource:
         listing_root = image_root or dataset_root  # VOC2012: ../JPEGImages
         all_files = fs.list_files(listing_root, IMAGE_SUFFIXES)
         self._images_by_dir: dict[str, dict[str, str]] = {}
+        self._images_by_name: dict[str, list[str]] = {}
         for p in all_files:
             self._images_by_dir.setdefault(posixpath.dirname(p), {})[posixpath.basename(p).lower()] = p
+            self._images_by_name.setdefault(posixpath.basename(p).lower(), []).append(p)
+        self._dirs = {d.lower(): d for d in self._images_by_dir}
         self._parsed: dict[str, Element | VocError] = {}
         if label_map is None:
             names: set[str] = set()
@@ -105,13 +116,14 @@ class VocSource:
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
         claimed: set[str] = set()
+        missing: list[tuple[str, str, str, int, list[str]]] = []
         for xml in self.xml_files:
             tree = self._parse(xml)
             self._parsed.pop(xml, None)  # parsed once for labels, used once here
             rel = fs.relpath(xml, self.root)
             split = _split_of(rel)
             if isinstance(tree, VocError):
-                beside = self._find_image(xml, "")
+                beside, _ = self._find_image(xml, "")
                 if beside:  # the image is accounted for by this entry, not again as unannotated
                     claimed.add(beside)
                 yield Reject(xml, RejectReason.ANNOTATION_MALFORMED, str(tree), image=rel)
@@ -119,12 +131,12 @@ class VocSource:
             boxes = tuple(self._boxes(tree, xml))
             declared = _text(tree, "filename")
             try:
-                image_path = self._find_image(xml, declared)
+                image_path, searched = self._find_image(xml, declared)
             except fs.UnsafePath as exc:
                 yield Reject(xml, RejectReason.PATH_UNSAFE, str(exc), image=declared, boxes=len(boxes))
                 continue
-            if image_path is None:
-                yield Reject(xml, RejectReason.IMAGE_MISSING, f"no image file for <filename>{declared!r}", image=declared or rel, boxes=len(boxes))
+            if image_path is None:  # reported once every XML has claimed its image
+                missing.append((xml, declared, rel, len(boxes), searched))
                 continue
             if image_path in claimed:
                 yield Reject(xml, RejectReason.DUPLICATE_IMAGE, f"{image_path} is already annotated by another XML", image=declared, boxes=len(boxes))
@@ -151,9 +163,17 @@ class VocSource:
                 source=xml,
                 split=split,
                 boxes=boxes,
+                by_base_name=fs.is_absolute(declared),
                 declared_width=_positive(_text(tree, "size/width")),
                 declared_height=_positive(_text(tree, "size/height")),
             )
+        for xml, declared, rel, count, searched in missing:
+            detail = f"no image file for <filename>{declared!r} in {', '.join(searched)}"
+            elsewhere = [p for p in self._elsewhere(xml, declared) if p not in claimed]
+            if elsewhere:  # the same image: counted here, not again as an image without XML
+                claimed.add(elsewhere[0])
+                detail += f"; {elsewhere[0]} has that name: pass --image-root {posixpath.dirname(elsewhere[0])}"
+            yield Reject(xml, RejectReason.IMAGE_MISSING, detail, image=declared or rel, boxes=count)
         for _, files in sorted(self._images_by_dir.items()):
             for image_path in sorted(files.values()):
                 if image_path not in claimed:
@@ -176,34 +196,61 @@ class VocSource:
                 truncated=_flag(obj, "truncated"),
             )
 
-    def _find_image(self, xml: str, declared: str) -> str | None:
-        here = posixpath.dirname(xml)
-        stem = posixpath.splitext(posixpath.basename(xml))[0]
+    def _candidates(self, xml: str, declared: str) -> list[str]:
+        """Image names to look for: <filename> (its base name if absolute) and the XML's stem."""
         candidates = []
         if declared:
-            fs.safe_join(here, declared)  # refuses traversal before any lookup
-            candidates.append(posixpath.basename(declared))
-        candidates.append(stem)
-        dirs = [here, posixpath.join(posixpath.dirname(here), "JPEGImages")]
-        if self.image_root:
-            dirs.insert(0, self.image_root.rstrip("/"))
-        for directory in dirs:
+            if fs.is_absolute(declared):
+                # labelImg on Windows, Colab: only the base name is looked up, among the listed files
+                candidates.append(fs.base_name(declared))
+            else:
+                fs.safe_join(posixpath.dirname(xml), declared)  # refuses traversal before any lookup
+                candidates.append(posixpath.basename(declared))
+        candidates.append(posixpath.splitext(posixpath.basename(xml))[0])
+        return candidates
+
+    def _folders(self, xml: str) -> list[str]:
+        """Where an XML's image may be: --image-root, beside it, and the image folders of the VOC layouts."""
+        here = posixpath.dirname(xml)
+        parent = posixpath.dirname(here)
+        folders = [self.image_root.rstrip("/")] if self.image_root else []
+        folders.append(here)
+        for name in _IMAGE_FOLDERS:
+            folders.append(posixpath.join(parent, name))  # Annotations/ beside JPEGImages/ or images/
+            parts = here.split("/")
+            for i in range(len(parts) - 1, -1, -1):  # annotations/train/ mirrored as images/train/
+                if parts[i].lower() == "annotations":
+                    folders.append("/".join(parts[:i] + [name] + parts[i + 1 :]))
+                    break
+        return list(dict.fromkeys(self._dirs.get(f.lower(), f) for f in folders))
+
+    def _find_image(self, xml: str, declared: str) -> tuple[str | None, list[str]]:
+        """The image file of an XML, and the folders searched."""
+        candidates = self._candidates(xml, declared)
+        folders = self._folders(xml)
+        for directory in folders:
             files = self._images_by_dir.get(directory, {})
             for name in candidates:
                 hit = files.get(name.lower())
                 if hit:
-                    return hit
+                    return hit, folders
                 for suffix in IMAGE_SUFFIXES:  # <filename> without extension
                     hit = files.get(name.lower() + suffix)
                     if hit:
-                        return hit
-        return None
+                        return hit, folders
+        return None, [f for f in folders if f in self._images_by_dir] or folders[:1]
+
+    def _elsewhere(self, xml: str, declared: str) -> list[str]:
+        """Listed image files with the XML's image name, in folders that were not searched."""
+        names = [n.lower() for n in self._candidates(xml, declared)]
+        return sorted(p for n in names for p in self._images_by_name.get(n, []))
 
 
 def _split_of(rel: str) -> str:
     return split_of_path(rel) or "train"
 
 
+_IMAGE_FOLDERS = ("JPEGImages", "images")  # matched in any case
 _LIST_SPLIT = {"valid": "val", "validation": "val", "trainval": "train"}
 _LIST_NAME = re.compile(r"^[a-z0-9]+$")
 

@@ -3,14 +3,21 @@
 The split of an image is the ``data.yaml`` entry (``train``, ``val``,
 ``test``) whose folder holds it, else its nearest folder named like a split
 (``valid/images``), else train. Class names come from ``data.yaml`` (``names`` as a list or an index ->
-name mapping, read with ``yaml.safe_load``) or ``classes.txt``. Each label
-line is ``class cx cy w h`` normalized to [0, 1]. Every image file present is
+name mapping, read with ``yaml.safe_load``) or ``classes.txt`` (beside
+``data.yaml`` or, as labelImg writes it, in ``labels/``); ``--input`` may
+name the folder or its ``data.yaml``. Each label line is ``class cx cy w h``
+normalized to [0, 1]; a segmentation line ``class x1 y1 x2 y2 x3 y3 ...``
+(Ultralytics and Roboflow ``-seg`` exports) is read as its polygon's
+bounding box and counted as a repair, as Ultralytics and supervision read
+it; a class id written as ``7.0`` is 7. In a pose dataset (``kpt_shape`` in
+``data.yaml``) the box is the line's first four values. Every image file present is
 yielded: an empty or missing label file means an image without boxes (a
 negative). A label file whose image is missing is quarantined with its boxes.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 from collections.abc import Iterator
@@ -90,10 +97,10 @@ def class_names(root: str) -> list[str]:
     if found is not None:
         path, doc = found
         return _names_from(doc.get("names"), path)
-    path = fs.join(root, "classes.txt")
-    if fs.exists(path):
-        return [line.strip() for line in fs.read_text(path).splitlines() if line.strip()]
-    raise SourceError(f"{root}: no class names (looked for data.yaml, data.yml, dataset.yaml, classes.txt)")
+    for path in (fs.join(root, "classes.txt"), fs.join(root, "labels", "classes.txt")):  # labelImg writes it among the labels
+        if fs.exists(path):
+            return [line.strip() for line in fs.read_text(path).splitlines() if line.strip()]
+    raise SourceError(f"{root}: no class names (looked for data.yaml, data.yml, dataset.yaml, classes.txt, labels/classes.txt)")
 
 
 def _names_from(names: Any, path: str) -> list[str]:
@@ -116,43 +123,55 @@ class YoloSource:
     format = "yolo"
 
     def __init__(self, path: str, image_root: str | None = None) -> None:
+        if path.lower().endswith((".yaml", ".yml")):  # --input data.yaml: the dataset is its folder
+            path = posixpath.dirname(path) or "."
         self.root = path
         self.names = class_names(path)
         self.declared = declared_splits(path)
+        found = _dataset_yaml(path)
+        # pose datasets: "class cx cy w h px py [v] ..."; the box is the first four values
+        self.keypoints = found is not None and "kpt_shape" in found[1]
         self.label_map = LabelMap.from_names(self.names)
         files = fs.list_files(image_root or path, IMAGE_SUFFIXES + (".txt",))
         self.images = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES) and "/images/" in f]
-        self.labels = {f for f in files if f.endswith(".txt") and "/labels/" in f}
+        # by path without extension: labels/x.TXT belongs to images/x.jpg as labels/x.txt does
+        self.labels = {
+            posixpath.splitext(f)[0]: f
+            for f in files
+            if f.lower().endswith(".txt") and "/labels/" in f and posixpath.basename(f).lower() != "classes.txt"
+        }
         if not self.images and not self.labels:
             raise SourceError(f"{path}: no images/ and labels/ folders with files")
 
     @staticmethod
-    def label_path(image_path: str) -> str:
+    def label_key(image_path: str) -> str:
         head, _, tail = image_path.rpartition("/images/")
-        return f"{head}/labels/{posixpath.splitext(tail)[0]}.txt"
+        return f"{head}/labels/{posixpath.splitext(tail)[0]}"
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
         claimed: set[str] = set()
         for image_path in self.images:
-            label_path = self.label_path(image_path)
+            key = self.label_key(image_path)
+            label_path = self.labels.get(key, key + ".txt")
             boxes: list[RawBox] = []
             rejects: list[Reject] = []
-            if label_path in self.labels:
-                claimed.add(label_path)
-                self._parse(label_path, boxes, rejects)
+            if key in self.labels:
+                claimed.add(key)
+                self._parse(label_path, posixpath.basename(image_path), boxes, rejects)
             yield from rejects
             rel = fs.relpath(image_path, self.root)
             yield RawImage(
                 key=posixpath.splitext(rel)[0],
                 file_name=posixpath.basename(image_path),
                 image_root=posixpath.dirname(image_path),
-                source=label_path if label_path in claimed else image_path,
+                source=label_path if key in claimed else image_path,
                 split=self._split_of(image_path, rel),
                 boxes=tuple(boxes),
             )
-        for label_path in sorted(self.labels - claimed):
+        for key in sorted(set(self.labels) - claimed):
+            label_path = self.labels[key]
             boxes, rejects = [], []
-            self._parse(label_path, boxes, rejects)
+            self._parse(label_path, posixpath.splitext(posixpath.basename(label_path))[0], boxes, rejects)
             yield from rejects
             yield Reject(label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/", image=fs.relpath(label_path, self.root), boxes=len(boxes))
 
@@ -163,11 +182,11 @@ class YoloSource:
                 return split
         return split_of_path(rel, skip=("images",)) or "train"
 
-    def _parse(self, label_path: str, boxes: list[RawBox], rejects: list[Reject]) -> None:
+    def _parse(self, label_path: str, image: str, boxes: list[RawBox], rejects: list[Reject]) -> None:
         try:
             text = fs.read_text(label_path)
         except UnicodeDecodeError as exc:
-            rejects.append(Reject(label_path, RejectReason.BOX_MALFORMED, f"not UTF-8 text: {exc}", boxes=0))
+            rejects.append(Reject(label_path, RejectReason.BOX_MALFORMED, f"not UTF-8 text: {exc}", image=image, boxes=0))
             return
         for lineno, line in enumerate(text.splitlines(), start=1):
             fields = line.split()
@@ -175,22 +194,42 @@ class YoloSource:
                 continue
             where = f"{label_path}:{lineno}"
             try:
-                if len(fields) != 5:
-                    raise ValueError(f"{len(fields)} fields, expected 5 (class cx cy w h)")
-                cls = int(fields[0])
-                cx, cy, w, h = (float(v) for v in fields[1:])
+                cls = _class_index(fields[0])
+                box = self._corners([float(v) for v in fields[1:]], len(fields))
             except ValueError as exc:
-                rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"line {line.strip()[:80]!r}: {exc}", boxes=1))
+                rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"line {line.strip()[:80]!r}: {exc}", image=image, boxes=1))
                 continue
             name = self.names[cls] if 0 <= cls < len(self.names) else None
             boxes.append(
                 RawBox(
-                    cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
+                    *box[0],
                     class_name=name,
                     class_ref=f"index {cls}",
                     source=where,
                     normalized=True,
+                    from_polygon=box[1],
                 )
             )
 
+    def _corners(self, values: list[float], fields: int) -> tuple[tuple[float, float, float, float], bool]:
+        """Corners of a ``cx cy w h`` box, of a keypoint line's box, or of a polygon's bounding box."""
+        if len(values) == 4 or (self.keypoints and len(values) > 4):
+            cx, cy, w, h = values[:4]
+            return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), False
+        if len(values) >= 6 and len(values) % 2 == 0:  # segmentation: x1 y1 x2 y2 ... (Ultralytics, Roboflow)
+            if not all(math.isfinite(v) for v in values):
+                return (math.nan,) * 4, True  # dropped as non-finite, with its reason
+            xs, ys = values[0::2], values[1::2]
+            return (min(xs), min(ys), max(xs), max(ys)), True
+        raise ValueError(f"{fields} fields, expected 5 (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...)")
 
+
+def _class_index(text: str) -> int:
+    """``7`` or ``7.0`` (some exporters write floats) -> 7."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)  # ValueError names the text
+        if not value.is_integer():
+            raise ValueError(f"class id {text!r} is not an integer") from None
+        return int(value)

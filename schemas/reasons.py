@@ -63,3 +63,6 @@ class Repair(str, enum.Enum):
     EXIF_ROTATED = "exif_rotated"
     FORMAT_MISNAMED = "format_misnamed"
     RESIZED = "resized"
+    POLYGON_TO_BOX = "polygon_to_box"  # a segmentation polygon read as its bounding box
+    ABSOLUTE_PATH = "absolute_path"  # an absolute file name found by its base name under --image-root
+    TRAILING_BYTES = "trailing_bytes"  # bytes after the image's end marker, kept (TensorFlow ignores them)
