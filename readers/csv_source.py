@@ -4,7 +4,8 @@ Header-driven (column order free, extra columns ignored), one row per box,
 pixel corners. A CSV's split is named in its file name (``train_labels.csv``)
 or by its folder (``valid/_annotations.csv``), else train. Images are looked
 up in ``--image-root``, else in the folder named like the CSV's first word
-(``train_labels.csv`` -> ``train/``), else beside the CSV. Rows are grouped by file name in order of first appearance.
+(``train_labels.csv`` -> ``train/``), else beside the CSV. An image annotated in two CSVs is kept from the first (CSVs that
+name a split come first) and the other's rows are rejected as a duplicate. Rows are grouped by file name in order of first appearance.
 """
 
 from __future__ import annotations
@@ -62,13 +63,29 @@ class CsvSource:
         split_dir = fs.join(here, stem.split("_")[0])
         return (split_dir if fs.exists(split_dir) else here), split
 
+    def _declares_split(self, csv_path: str) -> bool:
+        stem = posixpath.splitext(posixpath.basename(csv_path))[0]
+        return bool(split_in_name(stem) or split_name(posixpath.basename(posixpath.dirname(csv_path)), default=""))
+
     def __iter__(self) -> Iterator[RawImage | Reject]:
-        for csv_path, rows in self._rows.items():
+        # CSVs that name a split first: the tutorial's full raccoon_labels.csv beside
+        # train_labels.csv and test_labels.csv repeats their images, which keep their split
+        ordered = sorted(self._rows, key=lambda f: (not self._declares_split(f), f))
+        first_in: dict[str, str] = {}  # image path -> the CSV that annotated it
+        for csv_path in ordered:
+            rows = self._rows[csv_path]
             root, split = self._root_for(csv_path)
             grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
             for lineno, row in rows:
                 grouped.setdefault(row["filename"], []).append((lineno, row))
             for name, image_rows in grouped.items():
+                image_path = posixpath.normpath(fs.join(root, name))
+                if image_path in first_in:
+                    where = f"{csv_path}:{image_rows[0][0]}"
+                    detail = f"{name} is already annotated in {first_in[image_path]}; the first is kept"
+                    yield Reject(where, RejectReason.DUPLICATE_IMAGE, detail, image=name, boxes=len(image_rows))
+                    continue
+                first_in[image_path] = csv_path
                 boxes, rejects = [], []
                 for lineno, row in image_rows:
                     where = f"{csv_path}:{lineno}"

@@ -85,15 +85,44 @@ def read_text(path: str) -> str:
 
 
 def list_files(root: str, suffixes: tuple[str, ...] = ()) -> list[str]:
-    """All files under ``root`` (recursively), sorted, with one of ``suffixes`` (any case)."""
-    pattern = root.rstrip("/") + "/**"
-    try:
-        matches = FileSystems.match([pattern])[0].metadata_list
-    except Exception:  # Beam raises BeamIOError when nothing matches
-        return []
+    """All files under ``root`` (recursively), sorted, with one of ``suffixes`` (any case).
+
+    Locally, linked folders are followed when they resolve inside ``root``
+    (a ``test -> ../exports/test`` link inside the dataset folder is read).
+
+    Raises:
+        UnsafePath: a linked folder under ``root`` resolves outside it.
+    """
     lowered = tuple(s.lower() for s in suffixes)
-    paths = (m.path for m in matches)
+    if _is_local(root):
+        paths = _walk(root)
+    else:
+        try:
+            paths = [m.path for m in FileSystems.match([root.rstrip("/") + "/**"])[0].metadata_list]
+        except Exception:  # Beam raises BeamIOError when nothing matches
+            return []
     return sorted(p for p in paths if not lowered or p.lower().endswith(lowered))
+
+
+def _walk(root: str) -> list[str]:
+    if not os.path.isdir(root):
+        return []
+    real_root = os.path.realpath(root)
+    seen: set[str] = set()
+    paths: list[str] = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+            raise UnsafePath(
+                f"{folder} is a link to {real}, outside the dataset folder {root}; boxweight reads only "
+                "inside it: move or copy that folder in, or give the folder that holds both as --input"
+            )
+        if real in seen:  # a link back up the tree
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        paths.extend(os.path.join(folder, name) for name in names)
+    return paths
 
 
 def relpath(path: str, root: str) -> str:
