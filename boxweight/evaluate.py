@@ -72,10 +72,15 @@ def evaluate_detections(
     det_classes: Sequence[np.ndarray],
     class_names: Sequence[str],
     score_threshold: float = 0.3,
+    class_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Per-class AP50, AP[.5:.95] and recall@score_threshold; means over classes with ground truth."""
+    """Per-class AP50, AP[.5:.95] and recall@score_threshold; means over classes with ground truth.
+
+    ``class_ids``: the label-map id of each of ``class_names`` (default 1..N).
+    """
     per_class = []
-    for cid, name in enumerate(class_names, start=1):
+    ids = class_ids or range(1, len(class_names) + 1)
+    for cid, name in zip(ids, class_names):
         gts = [b[c == cid] for b, c in zip(gt_boxes, gt_classes)]
         dets = [(b[c == cid], s[c == cid]) for b, s, c in zip(det_boxes, det_scores, det_classes)]
         aps = [_class_ap(gts, dets, t)[0] for t in IOU_THRESHOLDS]
@@ -144,7 +149,8 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
             det_b.append(out["boxes"][i].numpy()[keep])
             det_s.append(out["scores"][i].numpy()[keep])
             det_c.append(out["classes"][i].numpy()[keep])
-    result = evaluate_detections(gt_b, gt_c, det_b, det_s, det_c, config["class_names"])
+    ids, names = zip(*model_label_map)
+    result = evaluate_detections(gt_b, gt_c, det_b, det_s, det_c, names, class_ids=ids)
     result["data"] = {"output": output.directory, "shards": [os.path.basename(f) for f in shards.files]}
     return result
 

@@ -126,12 +126,13 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
     gpus = tf.config.list_physical_devices("GPU")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     shards, data = one_output(cfg.train, cfg.train_split, "train")
-    names = data.class_names()
+    labels = data.labels()
+    names = list(labels.names)
     config_path = os.path.join(cfg.out, "config.json")
     if cfg.resume and os.path.exists(config_path):
         with open(config_path) as f:
             data.check_classes([tuple(e) for e in json.load(f)["label_map"]], f"run {cfg.out}")
-    num_classes, size = len(names), cfg.image_size
+    num_classes, size = labels.max_id, cfg.image_size  # ids may have gaps (a TF OD API label map)
     steps = cfg.steps_per_epoch or max(1, data.records_in(shards.files) // cfg.batch_size)
     dataset = create_input_fn(
         shards.files, cfg.batch_size, True, image_size=(size, size), max_boxes=50,

@@ -23,7 +23,7 @@ from typing import Any
 import ijson
 
 from readers import fs
-from readers.raw import RawBox, RawImage, SourceError
+from readers.raw import RawBox, RawImage, SourceError, classes_of
 from readers.splits import split_in_name, split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap, LabelMapError
@@ -172,16 +172,17 @@ class CocoSource:
         except ijson.JSONError as exc:
             raise SourceError(f"{af.path}: malformed JSON in 'images': {exc}") from exc
         boxes: dict[Any, list[RawBox]] = {}
-        image_ids = {_key(img["id"]) for img in images if _usable(img)}
+        file_names = {_key(img["id"]): str(img["file_name"]) for img in images if _usable(img)}
+        image_ids = file_names.keys()
         try:
             for index, ann in enumerate(_items(af.path, "annotations.item", af.non_finite)):
-                item = self._box(ann, af.path, index)
+                item = self._box(ann, af.path, index, file_names)
                 if isinstance(item, Reject):
                     yield item
                     continue
                 image_id = _key(ann.get("image_id"))
                 if image_id not in image_ids:
-                    yield Reject(item.source, RejectReason.BOX_ORPHAN, f"image_id {ann.get('image_id')!r} is not in 'images'", boxes=1)
+                    yield Reject(item.source, RejectReason.BOX_ORPHAN, f"image_id {ann.get('image_id')!r} is not in 'images'", boxes=1, classes=classes_of((item,)))
                     continue
                 boxes.setdefault(image_id, []).append(item)
         except ijson.JSONError as exc:
@@ -217,21 +218,27 @@ class CocoSource:
             )
         for leftovers in boxes.values():  # boxes of duplicate or malformed image entries
             for rb in leftovers:
-                yield Reject(rb.source, RejectReason.BOX_ORPHAN, "its image entry was refused", boxes=1)
+                yield Reject(rb.source, RejectReason.BOX_ORPHAN, "its image entry was refused", boxes=1, classes=classes_of((rb,)))
 
-    def _box(self, ann: Any, path: str, index: int) -> RawBox | Reject:
+    def _box(self, ann: Any, path: str, index: int, file_names: dict[Any, str]) -> RawBox | Reject:
         where = f"{path}: annotations[{index}]"
         if isinstance(ann, dict) and "id" in ann:
             where += f" (id {ann['id']})"
+        cid = ann.get("category_id") if isinstance(ann, dict) else None
         try:
-            x, y, w, h = map(float, ann["bbox"])
-            cid = ann["category_id"]
-        except (KeyError, TypeError, ValueError) as exc:
-            return Reject(where, RejectReason.BOX_MALFORMED, f"bbox/category_id unusable: {exc!r}", boxes=1)
-        try:
-            name = self._categories.get(int(cid))
+            name = self._categories.get(int(cid))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             name = None
+        try:
+            bbox = ann["bbox"]
+            if not isinstance(bbox, list) or len(bbox) != 4:  # "1234" would iterate as four digits
+                raise ValueError(f"bbox {bbox!r} is not [x, y, width, height]")
+            x, y, w, h = map(float, bbox)
+            if cid is None:
+                raise KeyError("category_id")
+        except (KeyError, TypeError, ValueError) as exc:
+            image = file_names.get(_key(ann.get("image_id")), "") if isinstance(ann, dict) else ""
+            return Reject(where, RejectReason.BOX_MALFORMED, f"bbox/category_id unusable: {exc!r}", image=image, boxes=1, classes=(name or f"category_id {cid!r}",))
         return RawBox(
             x, y, x + w, y + h,
             class_name=name,

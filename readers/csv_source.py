@@ -83,7 +83,7 @@ class CsvSource:
                 if image_path in first_in:
                     where = f"{csv_path}:{image_rows[0][0]}"
                     detail = f"{name} is already annotated in {first_in[image_path]}; the first is kept"
-                    yield Reject(where, RejectReason.DUPLICATE_IMAGE, detail, image=name, boxes=len(image_rows))
+                    yield Reject(where, RejectReason.DUPLICATE_IMAGE, detail, image=name, boxes=len(image_rows), classes=tuple(r["class"] for _, r in image_rows))
                     continue
                 first_in[image_path] = csv_path
                 boxes, rejects = [], []
@@ -92,7 +92,7 @@ class CsvSource:
                     try:
                         coords = [float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
                     except ValueError as exc:
-                        rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"{exc}", image=name, boxes=1))
+                        rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"{exc}", image=name, boxes=1, classes=(row["class"],)))
                         continue
                     cls = row["class"]
                     boxes.append(RawBox(coords[0], coords[1], coords[2], coords[3], class_name=cls if self.label_map.id_of(cls) else None, class_ref=repr(cls), source=where))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+from collections.abc import Iterable
 
 
 @dataclasses.dataclass(frozen=True, slots=True)  # a million of these may be in memory at once
@@ -62,6 +63,11 @@ class RawImage:
 # every field's value as one tuple, in C
 _raw_box_values = operator.attrgetter(*(f.name for f in dataclasses.fields(RawBox)))
 _raw_image_values = operator.attrgetter(*(f.name for f in dataclasses.fields(RawImage)))
+
+
+def classes_of(boxes: Iterable[RawBox]) -> tuple[str, ...]:
+    """Each box's class for a reject: its name, or how the source spelled an unknown one."""
+    return tuple(b.class_name or b.class_ref for b in boxes)
 
 
 class SourceError(ValueError):

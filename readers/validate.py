@@ -26,7 +26,7 @@ import math
 from collections import Counter
 
 from readers import fs, probe
-from readers.raw import RawBox, RawImage
+from readers.raw import RawBox, RawImage, classes_of
 from schemas.annotations import AnnotationError, Box, ImageRecord, Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason, Repair
@@ -128,7 +128,7 @@ def _read_all(path: str) -> bytes:
 
 
 def _quarantine(raw: RawImage, reason: RejectReason, detail: str) -> Validated:
-    reject = Reject(raw.source, reason, detail, image=raw.file_name, boxes=len(raw.boxes))
+    reject = Reject(raw.source, reason, detail, image=raw.file_name, boxes=len(raw.boxes), classes=classes_of(raw.boxes))
     return Validated(None, (reject,))
 
 
@@ -153,7 +153,7 @@ def _check_boxes(
     seen: Counter[tuple[int, float, float, float, float]] = Counter()
 
     def drop(rb: RawBox, reason: RejectReason, detail: str) -> None:
-        rejects.append(Reject(rb.source, reason, detail, image=raw.file_name, boxes=1))
+        rejects.append(Reject(rb.source, reason, detail, image=raw.file_name, boxes=1, classes=classes_of((rb,))))
 
     for rb in raw.boxes:
         coords = (rb.x0, rb.y0, rb.x1, rb.y1)

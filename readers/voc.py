@@ -35,7 +35,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from readers import fs
-from readers.raw import RawBox, RawImage, SourceError
+from readers.raw import RawBox, RawImage, SourceError, classes_of
 from readers.splits import split_of_path
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
@@ -116,7 +116,7 @@ class VocSource:
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
         claimed: set[str] = set()
-        missing: list[tuple[str, str, str, int, list[str]]] = []
+        missing: list[tuple[str, str, str, tuple[RawBox, ...], list[str]]] = []
         for xml in self.xml_files:
             tree = self._parse(xml)
             self._parsed.pop(xml, None)  # parsed once for labels, used once here
@@ -133,13 +133,13 @@ class VocSource:
             try:
                 image_path, searched = self._find_image(xml, declared)
             except fs.UnsafePath as exc:
-                yield Reject(xml, RejectReason.PATH_UNSAFE, str(exc), image=declared, boxes=len(boxes))
+                yield Reject(xml, RejectReason.PATH_UNSAFE, str(exc), image=declared, boxes=len(boxes), classes=classes_of(boxes))
                 continue
             if image_path is None:  # reported once every XML has claimed its image
-                missing.append((xml, declared, rel, len(boxes), searched))
+                missing.append((xml, declared, rel, boxes, searched))
                 continue
             if image_path in claimed:
-                yield Reject(xml, RejectReason.DUPLICATE_IMAGE, f"{image_path} is already annotated by another XML", image=declared, boxes=len(boxes))
+                yield Reject(xml, RejectReason.DUPLICATE_IMAGE, f"{image_path} is already annotated by another XML", image=declared, boxes=len(boxes), classes=classes_of(boxes))
                 continue
             claimed.add(image_path)
             if self.split_lists is not None:
@@ -152,7 +152,7 @@ class VocSource:
                         if listed
                         else (RejectReason.SPLIT_UNDECLARED, f"{stem} is in no split list of ImageSets/Main")
                     )
-                    yield Reject(xml, reason, detail, image=posixpath.basename(image_path), boxes=len(boxes))
+                    yield Reject(xml, reason, detail, image=posixpath.basename(image_path), boxes=len(boxes), classes=classes_of(boxes))
                     continue
                 split = _LIST_SPLIT.get(listed[0], listed[0])
             root = posixpath.dirname(image_path)
@@ -167,13 +167,13 @@ class VocSource:
                 declared_width=_positive(_text(tree, "size/width")),
                 declared_height=_positive(_text(tree, "size/height")),
             )
-        for xml, declared, rel, count, searched in missing:
+        for xml, declared, rel, lost, searched in missing:
             detail = f"no image file for <filename>{declared!r} in {', '.join(searched)}"
             elsewhere = [p for p in self._elsewhere(xml, declared) if p not in claimed]
             if elsewhere:  # the same image: counted here, not again as an image without XML
                 claimed.add(elsewhere[0])
                 detail += f"; {elsewhere[0]} has that name: pass --image-root {posixpath.dirname(elsewhere[0])}"
-            yield Reject(xml, RejectReason.IMAGE_MISSING, detail, image=declared or rel, boxes=count)
+            yield Reject(xml, RejectReason.IMAGE_MISSING, detail, image=declared or rel, boxes=len(lost), classes=classes_of(lost))
         for _, files in sorted(self._images_by_dir.items()):
             for image_path in sorted(files.values()):
                 if image_path not in claimed:

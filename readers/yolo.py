@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from readers import fs
-from readers.raw import RawBox, RawImage, SourceError
+from readers.raw import RawBox, RawImage, SourceError, classes_of
 from readers.splits import split_name, split_of_path
 from readers.voc import IMAGE_SUFFIXES
 from schemas.annotations import Reject
@@ -173,7 +173,10 @@ class YoloSource:
             boxes, rejects = [], []
             self._parse(label_path, posixpath.splitext(posixpath.basename(label_path))[0], boxes, rejects)
             yield from rejects
-            yield Reject(label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/", image=fs.relpath(label_path, self.root), boxes=len(boxes))
+            yield Reject(
+                label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/",
+                image=fs.relpath(label_path, self.root), boxes=len(boxes), classes=classes_of(boxes),
+            )
 
     def _split_of(self, image_path: str, rel: str) -> str:
         """The split data.yaml declares for the image's folder, else the nearest folder named like a split, else train."""
@@ -197,7 +200,7 @@ class YoloSource:
                 cls = _class_index(fields[0])
                 box = self._corners([float(v) for v in fields[1:]], len(fields))
             except ValueError as exc:
-                rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"line {line.strip()[:80]!r}: {exc}", image=image, boxes=1))
+                rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"line {line.strip()[:80]!r}: {exc}", image=image, boxes=1, classes=(self._class_of(fields[0]),)))
                 continue
             name = self.names[cls] if 0 <= cls < len(self.names) else None
             boxes.append(
@@ -210,6 +213,13 @@ class YoloSource:
                     from_polygon=box[1],
                 )
             )
+
+    def _class_of(self, text: str) -> str:
+        try:
+            index = _class_index(text)
+        except ValueError:
+            return f"index {text!r}"
+        return self.names[index] if 0 <= index < len(self.names) else f"index {index}"
 
     def _corners(self, values: list[float], fields: int) -> tuple[tuple[float, float, float, float], bool]:
         """Corners of a ``cx cy w h`` box, of a keypoint line's box, or of a polygon's bounding box."""

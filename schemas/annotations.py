@@ -136,7 +136,9 @@ class Reject:
 
     ``boxes`` is how many boxes this entry accounts for: 1 for a dropped box,
     the image's box count for a quarantined image, so that
-    boxes in = boxes written + sum of ``boxes`` over rejects.
+    boxes in = boxes written + sum of ``boxes`` over rejects. ``classes``
+    names the class of each of those boxes, as the source spelled it when
+    it is not in the label map, for per-class accounting.
     """
 
     source: str
@@ -144,6 +146,7 @@ class Reject:
     detail: str
     image: str = ""
     boxes: int = 0
+    classes: tuple[str, ...] = ()
 
     @property
     def is_image(self) -> bool:
@@ -156,6 +159,7 @@ class Reject:
             "kind": "image" if self.is_image else "box",
             "reason": self.reason.value,
             "boxes": self.boxes,
+            "classes": list(self.classes),
             "detail": self.detail,
         }
 

@@ -20,9 +20,15 @@ class LabelMapError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class LabelMap:
-    """Class names in id order; ``names[i]`` has id ``i + 1``."""
+    """Class names and their ids, in id order.
+
+    ``ids`` defaults to 1..N. A label map read from a file keeps its ids,
+    gaps included (the TF OD API's ``mscoco_label_map.pbtxt`` has 80 classes
+    with ids up to 90): a model's class axis then has ``max_id`` entries.
+    """
 
     names: tuple[str, ...]
+    ids_in_order: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -32,30 +38,46 @@ class LabelMap:
             if name in seen:
                 raise LabelMapError(f"class name {name!r} appears twice in the label map")
             seen.add(name)
+        if not self.ids_in_order:
+            object.__setattr__(self, "ids_in_order", tuple(range(1, len(self.names) + 1)))
+        ids = self.ids_in_order
+        if len(ids) != len(self.names):
+            raise LabelMapError(f"{len(ids)} ids for {len(self.names)} names")
+        if any(not isinstance(i, int) or i < 1 for i in ids) or list(ids) != sorted(set(ids)):
+            raise LabelMapError(f"ids {list(ids)} must be distinct integers >= 1 in increasing order")
 
     @classmethod
     def from_names(cls, names: Iterable[str]) -> LabelMap:
         return cls(tuple(names))
 
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[int, str]]) -> LabelMap:
+        """From (id, name) pairs in any order."""
+        ordered = sorted(pairs)
+        return cls(tuple(n for _, n in ordered), tuple(i for i, _ in ordered))
+
     def id_of(self, name: str) -> int | None:
-        try:
-            return self.names.index(name) + 1
-        except ValueError:
-            return None
+        return self.ids().get(name)
 
     def ids(self) -> dict[str, int]:
-        return {name: i + 1 for i, name in enumerate(self.names)}
+        return dict(zip(self.names, self.ids_in_order))
 
     def name_of(self, label: int) -> str:
-        if not 1 <= label <= len(self.names):
-            raise LabelMapError(f"label id {label} is outside 1..{len(self.names)}")
-        return self.names[label - 1]
+        for i, name in zip(self.ids_in_order, self.names):
+            if i == label:
+                return name
+        raise LabelMapError(f"label id {label} is not in the label map (ids {_span(self.ids_in_order)})")
+
+    @property
+    def max_id(self) -> int:
+        """The largest id: the size of a model's class axis (ids start at 1)."""
+        return self.ids_in_order[-1] if self.ids_in_order else 0
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
-        return iter(enumerate(self.names, start=1))
+        return iter(zip(self.ids_in_order, self.names))
 
     def to_pbtxt(self) -> str:
         """Render in the TF OD API format (ids from 1, stable order)."""
@@ -63,11 +85,7 @@ class LabelMap:
 
     @classmethod
     def from_pbtxt(cls, text: str, source: str = "label_map.pbtxt") -> LabelMap:
-        """Parse the TF OD API format; ids may be sparse but must be >= 1 and unique.
-
-        Gaps in ids are refused, because label ids index the class axis of
-        the model's logits; a map with holes is almost always a mistake.
-        """
+        """Parse the TF OD API format; ids must be >= 1 and unique, and are kept as written (gaps too)."""
         items: dict[int, str] = {}
         for fields in _items(text, source):
             if "id" not in fields or "name" not in fields:
@@ -83,10 +101,11 @@ class LabelMap:
             items[item_id] = fields["name"]
         if not items:
             raise LabelMapError(f"{source}: no items")
-        expected = list(range(1, len(items) + 1))
-        if sorted(items) != expected:
-            raise LabelMapError(f"{source}: ids {sorted(items)} are not 1..{len(items)}")
-        return cls(tuple(items[i] for i in expected))
+        names = [items[i] for i in sorted(items)]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise LabelMapError(f"{source}: names {twice} have more than one id")
+        return cls.from_pairs((i, items[i]) for i in items)
 
 
 def _escape(name: str) -> str:
@@ -140,3 +159,9 @@ def _items(text: str, source: str) -> Iterator[dict[str, str]]:
                 raise LabelMapError(f"{source}: field {key!r} has no value")
             fields[key] = val[1]
         yield fields
+
+
+def _span(ids: tuple[int, ...]) -> str:
+    if ids == tuple(range(1, len(ids) + 1)):
+        return f"1..{len(ids)}"
+    return ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")

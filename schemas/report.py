@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: totals.classes, per-class boxes in, written and dropped by reason
 
 #: COCO box-size buckets, by box area in pixels.
 SIZE_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -43,6 +43,13 @@ class SplitEntry(TypedDict):
     classes: list[ClassEntry]
 
 
+class ClassTotals(TypedDict):
+    boxes_in: int
+    boxes_written: int
+    boxes_dropped: int
+    boxes_dropped_by_reason: dict[str, int]
+
+
 class Totals(TypedDict):
     images_in: int
     images_written: int
@@ -53,6 +60,7 @@ class Totals(TypedDict):
     images_quarantined_by_reason: dict[str, int]
     boxes_dropped_by_reason: dict[str, int]
     repairs: dict[str, int]
+    classes: dict[str, ClassTotals]  # by class as the source named it, unknown classes included
 
 
 class Stats(TypedDict):
@@ -100,6 +108,11 @@ def check_stats(doc: dict[str, Any], source: str = "stats.json") -> Stats:
         raise StatsLayoutError(f"{source}: images_in != images_written + images_quarantined")
     if totals["boxes_in"] != totals["boxes_written"] + totals["boxes_dropped"]:
         raise StatsLayoutError(f"{source}: boxes_in != boxes_written + boxes_dropped")
+    for name, c in totals["classes"].items():
+        if c["boxes_in"] != c["boxes_written"] + c["boxes_dropped"] or c["boxes_dropped"] != sum(c["boxes_dropped_by_reason"].values()):
+            raise StatsLayoutError(f"{source}: class {name!r}: boxes_in != boxes_written + boxes_dropped")
+    if sum(c["boxes_in"] for c in totals["classes"].values()) != totals["boxes_in"]:
+        raise StatsLayoutError(f"{source}: per-class boxes_in do not add up to boxes_in")
     for split, entry in doc["splits"].items():
         for key in SplitEntry.__annotations__:
             if key not in entry:

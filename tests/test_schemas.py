@@ -120,16 +120,26 @@ def test_label_map_reads_tf_od_api_style_with_comments_and_double_quotes():
     assert LabelMap.from_pbtxt(text).names == ("dog", "/m/01g317")
 
 
+def test_label_map_keeps_ids_with_gaps_as_the_tf_od_api_coco_map_has():
+    text = "item { name: '/m/01g317' id: 1 display_name: 'person' }\nitem { id: 90 name: 'toothbrush' }\nitem { id: 3 name: 'car' }\n"
+    lm = LabelMap.from_pbtxt(text)
+    assert list(lm) == [(1, "/m/01g317"), (3, "car"), (90, "toothbrush")]
+    assert (lm.id_of("car"), lm.name_of(90), lm.max_id, len(lm)) == (3, "toothbrush", 90, 3)
+    assert LabelMap.from_pbtxt(lm.to_pbtxt()) == lm
+    with pytest.raises(LabelMapError, match=r"label id 2 is not in the label map \(ids 1, 3, 90\)"):
+        lm.name_of(2)
+    assert LabelMap(("a", "b")) == LabelMap.from_pairs([(2, "b"), (1, "a")])
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("item { id: 0 name: 'a' }", "id 0 < 1"),
         ("item { id: 1 name: 'a' } item { id: 1 name: 'b' }", "id 1 appears twice"),
-        ("item { id: 1 name: 'a' } item { id: 3 name: 'b' }", r"ids \[1, 3\] are not 1..2"),
         ("item { id: 1 }", "lacks id or name"),
         ("item { id: 1 name: 'a' ", "unterminated item"),
         ("", "no items"),
-        ("item { id: 1 name: 'a' } item { id: 2 name: 'a' }", "'a' appears twice"),
+        ("item { id: 1 name: 'a' } item { id: 2 name: 'a' }", r"names \['a'\] have more than one id"),
     ],
 )
 def test_label_map_errors(text, message):
@@ -146,10 +156,17 @@ def test_check_stats_refuses_totals_that_do_not_add_up():
         "stats_version": 1, "schema_version": 1, "command": "", "input": {}, "scheme": {}, "label_map": [], "splits": {},
         "totals": {
             "images_in": 3, "images_written": 2, "images_quarantined": 0, "boxes_in": 0, "boxes_written": 0,
-            "boxes_dropped": 0, "images_quarantined_by_reason": {}, "boxes_dropped_by_reason": {}, "repairs": {},
+            "boxes_dropped": 0, "images_quarantined_by_reason": {}, "boxes_dropped_by_reason": {}, "repairs": {}, "classes": {},
         },
     }
     with pytest.raises(StatsLayoutError, match="images_in != images_written"):
+        check_stats(doc)
+    doc["totals"]["images_in"] = 2
+    doc["totals"]["classes"] = {"cat": {"boxes_in": 2, "boxes_written": 1, "boxes_dropped": 0, "boxes_dropped_by_reason": {}}}
+    with pytest.raises(StatsLayoutError, match="class 'cat': boxes_in != boxes_written \\+ boxes_dropped"):
+        check_stats(doc)
+    doc["totals"]["classes"]["cat"].update(boxes_dropped=1, boxes_dropped_by_reason={"box_zero_area": 1})
+    with pytest.raises(StatsLayoutError, match="per-class boxes_in do not add up to boxes_in"):
         check_stats(doc)
     del doc["splits"]
     with pytest.raises(StatsLayoutError, match="missing key 'splits'"):

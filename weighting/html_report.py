@@ -157,6 +157,19 @@ def _reasons(title: str, counts: Mapping[str, int]) -> str:
     return f"<h3>{_e(title)}</h3><table><tr><th>reason</th><th>count</th></tr>{rows}</table>"
 
 
+def _class_losses(classes: Mapping[str, Mapping[str, Any]]) -> str:
+    lossy = sorted(((n, c) for n, c in classes.items() if c["boxes_dropped"]), key=lambda nc: (-nc[1]["boxes_dropped"], nc[0]))
+    if not lossy:
+        return "<p class='muted'>No class lost a box.</p>"
+    rows = "".join(
+        f"<tr><td class='name'>{_e(n)}</td><td>{c['boxes_in']}</td><td>{c['boxes_written']}</td><td>{c['boxes_dropped']}</td>"
+        f"<td class='name'>{_e(', '.join(f'{k} {v}' for k, v in c['boxes_dropped_by_reason'].items()))}</td></tr>"
+        for n, c in lossy
+    )
+    head = "<tr><th class='name'>class</th><th>boxes in</th><th>written</th><th>dropped</th><th class='name'>why</th></tr>"
+    return f"<h3>Dropped boxes by class</h3><table>{head}{rows}</table>"
+
+
 def render(doc: Mapping[str, Any]) -> str:
     """The whole page for one ``stats.json`` document."""
     t = doc["totals"]
@@ -196,6 +209,7 @@ def render(doc: Mapping[str, Any]) -> str:
 {_reasons('Images quarantined', t['images_quarantined_by_reason'])}
 {_reasons('Boxes dropped', t['boxes_dropped_by_reason'])}
 {_reasons('Repairs (kept)', t['repairs'])}
+{_class_losses(t['classes'])}
 <p class="muted">One line per quarantined image or dropped box in <code>rejects.jsonl</code>.</p></section>
 <section class="card" id="command"><h2>Command</h2><code>{_e(doc.get('command', ''))}</code>
 <p class="muted">stats version {doc['stats_version']}, record schema version {doc['schema_version']}</p></section>

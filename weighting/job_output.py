@@ -174,8 +174,9 @@ class JobOutput:
         """(id, name) pairs, as written to ``label_map.pbtxt``."""
         return self.manifest.label_map
 
-    def class_names(self) -> list[str]:
-        return list(LabelMap.from_names(n for _, n in self.label_map).names)
+    def labels(self) -> LabelMap:
+        """The label map, ids as written (a model's class axis has ``max_id`` entries)."""
+        return LabelMap.from_pairs(self.label_map)
 
     def stats(self) -> Stats:
         """``stats.json``, checked against its layout and accounting identities."""

@@ -159,6 +159,12 @@ def render_table(doc: Mapping[str, Any]) -> str:
     for title, key in (("quarantined", "images_quarantined_by_reason"), ("dropped", "boxes_dropped_by_reason"), ("repaired", "repairs")):
         if t[key]:
             lines.append(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in t[key].items()))
+    lossy = sorted(((name, c) for name, c in t["classes"].items() if c["boxes_dropped"]), key=lambda nc: (-nc[1]["boxes_dropped"], nc[0]))
+    if lossy:
+        lines.append("  dropped by class:")
+        for name, c in lossy:
+            reasons = ", ".join(f"{k} {v}" for k, v in c["boxes_dropped_by_reason"].items())
+            lines.append(f"    {name[:24]:<24} {c['boxes_in']:>7} in = {c['boxes_written']:>7} written + {c['boxes_dropped']:>6} dropped ({reasons})")
     return "\n".join(lines) + "\n"
 
 
