@@ -20,6 +20,7 @@ from readers import fs
 from readers.coco import CocoSource
 from readers.csv_source import CsvSource
 from readers.raw import RawBox, RawImage, SourceError
+from readers.splits import split_in_name
 from readers.tfrecord import SUFFIXES as TFRECORD_SUFFIXES
 from readers.tfrecord import TfRecordSource
 from readers.validate import Validated, validate_image
@@ -60,8 +61,8 @@ FORMATS: dict[str, Callable[..., Source]] = {
 }
 
 _LOOKED_FOR = (
-    "coco: *.json, */_annotations.coco.json, annotations/instances_*.json; "
-    "voc: **/*.xml; yolo: data.yaml or classes.txt with images/ and labels/; "
+    "coco: a *.json file, or a folder with */_annotations.coco.json, annotations/instances_*.json or *_train.json; "
+    "voc: **/*.xml; yolo: data.yaml, or classes.txt (or labels/classes.txt) with images/ and labels/; "
     "csv: *.csv; tfrecord: *.tfrecord, *.record, *-of-*"
 )
 
@@ -94,7 +95,7 @@ def detect_format(path: str) -> str:
     rels = [fs.relpath(f, path) for f in files]
     if names & {"data.yaml", "data.yml", "dataset.yaml", "classes.txt"} and any("labels/" in r for r in rels):
         return "yolo"
-    if "_annotations.coco.json" in names or any(n.startswith("instances_") and n.endswith(".json") for n in names):
+    if "_annotations.coco.json" in names or any(n.endswith(".json") and (n.startswith("instances_") or split_in_name(n[:-5])) for n in names):
         return "coco"
     if any(n.endswith(".xml") for n in names):
         return "voc"
@@ -102,7 +103,9 @@ def detect_format(path: str) -> str:
         return "csv"
     if any(n.endswith(TFRECORD_SUFFIXES) or "-of-" in n for n in names):
         return "tfrecord"
-    raise SourceError(f"{path}: no known annotation format found; looked for {_LOOKED_FOR}")
+    kinds = Counter(posixpath.splitext(n)[1] or n for n in names)
+    found = ", ".join(f"{n} {ext}" for ext, n in kinds.most_common(5)) or "no files"
+    raise SourceError(f"{path}: no known annotation format found ({found}); looked for {_LOOKED_FOR}; or pass --format")
 
 
 def open_source(path: str, format: str = "auto", image_root: str | None = None, label_map: LabelMap | None = None) -> Source:

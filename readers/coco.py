@@ -136,9 +136,12 @@ class CocoSource:
         self.explicit_root = image_root is not None  # absolute file names are then looked up there by base name
         self.files = [dataclasses.replace(af, non_finite=_has_non_finite(af.path)) for af in find_files(path, image_root)]
         if not self.files:
+            found = [fs.relpath(f, path) for f in fs.list_files(path, (".json",))]
+            seen = f"found {', '.join(found[:5])}{' ...' if len(found) > 5 else ''}" if found else "found no .json file"
             raise SourceError(
-                f"{path}: no COCO annotation file found (looked for *.json, "
-                "*/_annotations.coco.json, annotations/instances_*.json)"
+                f"{path}: no COCO annotation file: in a folder, boxweight reads */_annotations.coco.json, "
+                f"annotations/instances_<split>.json and *.json named with a split (custom_train.json); {seen}. "
+                "Give the file itself as --input"
             )
         self._categories: dict[int, str] = {}
         for af in self.files:

@@ -117,7 +117,8 @@ def _walk(root: str) -> list[str]:
                 f"{folder} is a link to {real}, outside the dataset folder {root}; boxweight reads only "
                 "inside it: move or copy that folder in, or give the folder that holds both as --input"
             )
-        if real in seen:  # a link back up the tree
+        subfolders.sort()  # listing order is the file system's; the walk's must not be
+        if real in seen:  # a folder reached twice (a link to it, or back up the tree)
             subfolders[:] = []
             continue
         seen.add(real)

@@ -1,0 +1,141 @@
+"""Small generated datasets in the dialects real exports use; the dialect tests build them with these.
+
+``python -m tests.dialects OUT`` writes every one of them under ``OUT/`` to
+look at. Each function writes one dataset and returns what a correct reader
+must find, so the tests compare against values computed here, by hand.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+W, H = 64, 48
+
+
+def jpeg(color: tuple[int, int, int] = (10, 200, 30), exif_thumbnail: bool = False) -> bytes:
+    img = Image.new("RGB", (W, H), color)
+    out = io.BytesIO()
+    kwargs = {}
+    if exif_thumbnail:  # an EXIF block that holds a whole JPEG, end marker included, as cameras write
+        thumb = io.BytesIO()
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(thumb, format="JPEG")
+        exif = Image.Exif()
+        exif[0x010E] = "camera"
+        kwargs["exif"] = exif.tobytes() + thumb.getvalue()
+    img.save(out, format="JPEG", quality=90, **kwargs)
+    return out.getvalue()
+
+
+def png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (W, H), (5, 6, 7)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def yolo_segmentation(root: Path) -> dict[str, list[tuple[str, float, float, float, float]]]:
+    """Ultralytics/Roboflow ``-seg`` export: polygon lines, one class id written as ``1.0``.
+
+    Returns the expected boxes per image stem: (class, xmin, ymin, xmax, ymax), normalized.
+    """
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "labels").mkdir(parents=True)
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../train/images\nnc: 2\nnames: ['fish', 'shark']\n")
+    lines = {
+        "a": ["0 0.1 0.2 0.4 0.2 0.3 0.6", "1.0 0.5 0.5 0.9 0.5 0.9 0.8 0.5 0.8"],
+        "b": ["1 0.5 0.5 0.2 0.2"],  # a plain box beside polygons
+    }
+    for stem, text in lines.items():
+        (root / "train" / "images" / f"{stem}.jpg").write_bytes(jpeg())
+        (root / "train" / "labels" / f"{stem}.txt").write_text("\n".join(text) + "\n")
+    return {
+        "a": [("fish", 0.1, 0.2, 0.4, 0.6), ("shark", 0.5, 0.5, 0.9, 0.8)],
+        "b": [("shark", 0.4, 0.4, 0.6, 0.6)],
+    }
+
+
+def csv_tutorial_folder(root: Path) -> dict[str, str]:
+    """The raccoon tutorial's ``data/``: train and test CSVs plus the full CSV that repeats them.
+
+    Returns image -> the split it must land in.
+    """
+    header = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+    (root / "images").mkdir(parents=True)
+    splits = {"raccoon-1.jpg": "train", "raccoon-2.jpg": "train", "raccoon-3.jpg": "test"}
+    rows = {name: f"{name},{W},{H},raccoon,2,3,30,40\n" for name in splits}
+    for name in splits:
+        (root / "images" / name).write_bytes(jpeg())
+    (root / "train_labels.csv").write_text(header + rows["raccoon-1.jpg"] + rows["raccoon-2.jpg"])
+    (root / "test_labels.csv").write_text(header + rows["raccoon-3.jpg"])
+    (root / "raccoon_labels.csv").write_text(header + "".join(rows.values()))
+    return splits
+
+
+def voc_annotations_images(root: Path) -> None:
+    """``annotations/`` + ``images/`` siblings (Kaggle layouts), one XML whose image sits in ``extra/``,
+    one ``<filename>`` written as a Windows path."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").mkdir()
+    (root / "extra").mkdir()
+    for stem, filename in (("a", "a.jpg"), ("b", "C:\\Users\\me\\Pictures\\b.jpg"), ("c", "c.png")):
+        (root / "annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{filename}</filename><object><name>cell</name>"
+            "<bndbox><xmin>2</xmin><ymin>2</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object></annotation>"
+        )
+    (root / "images" / "a.jpg").write_bytes(jpeg())
+    (root / "images" / "b.jpg").write_bytes(jpeg())
+    (root / "extra" / "c.png").write_bytes(png())  # not where VOC layouts keep images
+
+
+def coco_absolute_paths(root: Path) -> None:
+    """A Colab export: ``file_name`` is where the images were on the exporting machine."""
+    (root / "imgs").mkdir(parents=True)
+    (root / "imgs" / "x.jpg").write_bytes(jpeg())
+    (root / "imgs" / "y.jpg").write_bytes(jpeg())
+    doc = {
+        "images": [{"id": 1, "file_name": "/content/drive/MyDrive/data/x.jpg"}, {"id": 2, "file_name": "C:\\data\\y.jpg"}],
+        "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 10, 10]} for i in (1, 2)],
+        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+    }
+    (root / "export.json").write_text(json.dumps(doc))
+
+
+MSCOCO_LABEL_MAP = """item {
+  name: "/m/01g317"
+  id: 1
+  display_name: "person"
+}
+item { name: "car" id: 3 }
+item { name: "toothbrush" id: 90 }
+"""
+
+
+def labelimg_yolo(root: Path) -> None:
+    """labelImg's YOLO output: ``classes.txt`` among the label files."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "images" / "p.jpg").write_bytes(jpeg())
+    (root / "labels" / "p.txt").write_text("1 0.5 0.5 0.25 0.25\n")
+    (root / "labels" / "classes.txt").write_text("dog\ncat\n")
+
+
+def main(out: str) -> None:
+    root = Path(out)
+    for name, make in (
+        ("yolo-seg", yolo_segmentation),
+        ("csv-tutorial", csv_tutorial_folder),
+        ("voc-annotations-images", voc_annotations_images),
+        ("coco-absolute", coco_absolute_paths),
+        ("labelimg-yolo", labelimg_yolo),
+    ):
+        make(root / name)
+    (root / "mscoco_label_map.pbtxt").write_text(MSCOCO_LABEL_MAP)
+    print(f"wrote the dialect datasets under {root}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
