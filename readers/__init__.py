@@ -10,6 +10,7 @@ job runs the same two steps as its read and validate stages.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import posixpath
 from collections import Counter
@@ -19,6 +20,8 @@ from typing import Any, Protocol
 from readers import fs
 from readers.coco import CocoSource
 from readers.csv_source import CsvSource
+from readers.cvat import CvatSource, is_cvat
+from readers.labelme import LabelMeSource, is_labelme
 from readers.raw import RawBox, RawImage, SourceError
 from readers.splits import split_in_name
 from readers.tfrecord import SUFFIXES as TFRECORD_SUFFIXES
@@ -58,12 +61,15 @@ FORMATS: dict[str, Callable[..., Source]] = {
     "yolo": YoloSource,
     "csv": CsvSource,
     "tfrecord": TfRecordSource,
+    "labelme": LabelMeSource,
+    "cvat": CvatSource,
 }
 
 _LOOKED_FOR = (
     "coco: a *.json file, or a folder with */_annotations.coco.json, annotations/instances_*.json or *_train.json; "
     "voc: **/*.xml; yolo: data.yaml, or classes.txt (or labels/classes.txt) with images/ and labels/; "
-    "csv: *.csv; tfrecord: *.tfrecord, *.record, *-of-*"
+    "csv: *.csv; tfrecord: *.tfrecord, *.record, *-of-*; labelme: one *.json with 'shapes' per image; "
+    "cvat: annotations.xml (CVAT for images 1.1)"
 )
 
 
@@ -81,11 +87,13 @@ def detect_format(path: str) -> str:
     if not fs.exists(path):
         raise SourceError(f"input {path!r} does not exist")
     if lower.endswith(".json"):
-        return "coco"
+        return "labelme" if is_labelme(_peek_json(path)) else "coco"
     if lower.endswith(".csv"):
         return "csv"
     if lower.endswith((".yaml", ".yml")):
         return "yolo"
+    if lower.endswith(".xml") and is_cvat(_head(path)):
+        return "cvat"
     if lower.endswith(".xml"):
         raise SourceError(f"{path}: give the folder of VOC XML files, not one file")
     if lower.endswith(TFRECORD_SUFFIXES) or "-of-" in base:
@@ -95,6 +103,11 @@ def detect_format(path: str) -> str:
     rels = [fs.relpath(f, path) for f in files]
     if names & {"data.yaml", "data.yml", "dataset.yaml", "classes.txt"} and any("labels/" in r for r in rels):
         return "yolo"
+    if "annotations.xml" in rels and is_cvat(_head(fs.join(path, "annotations.xml"))):
+        return "cvat"
+    jsons = [f for f in files if f.lower().endswith(".json")]
+    if jsons and is_labelme(_peek_json(jsons[0])):
+        return "labelme"
     if "_annotations.coco.json" in names or any(n.endswith(".json") and (n.startswith("instances_") or split_in_name(n[:-5])) for n in names):
         return "coco"
     if any(n.endswith(".xml") for n in names):
@@ -106,6 +119,23 @@ def detect_format(path: str) -> str:
     kinds = Counter(posixpath.splitext(n)[1] or n for n in names)
     found = ", ".join(f"{n} {ext}" for ext, n in kinds.most_common(5)) or "no files"
     raise SourceError(f"{path}: no known annotation format found ({found}); looked for {_LOOKED_FOR}; or pass --format")
+
+
+def _head(path: str, size: int = 4096) -> bytes:
+    with fs.open_binary(path) as f:
+        return f.read(size)  # type: ignore[no-any-return]
+
+
+def _peek_json(path: str) -> Any:
+    """The parsed file when it is small enough to be one image's annotation, else None."""
+    with fs.open_binary(path) as f:
+        data = f.read(8 << 20)  # a LabelMe file embeds at most one image; --format labelme reads larger ones
+        if f.read(1):
+            return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def open_source(path: str, format: str = "auto", image_root: str | None = None, label_map: LabelMap | None = None) -> Source:
@@ -125,7 +155,7 @@ def open_source(path: str, format: str = "auto", image_root: str | None = None, 
     if not any(c in path for c in "*?[") and not fs.exists(path):
         raise SourceError(f"input {path!r} does not exist")
     kwargs: dict[str, Any] = {"image_root": image_root}
-    if label_map is not None and format in ("voc", "csv", "tfrecord"):
+    if label_map is not None and format in ("voc", "csv", "tfrecord", "labelme", "cvat"):
         kwargs["label_map"] = label_map
     return FORMATS[format](path, **kwargs)
 

@@ -31,6 +31,7 @@ class RejectReason(str, enum.Enum):
     BOX_DUPLICATE = "box_duplicate"
     BOX_MALFORMED = "box_malformed"
     BOX_ORPHAN = "box_orphan"
+    SHAPE_NOT_A_BOX = "shape_not_a_box"  # a point, line or other annotation that has no box
     # The boxes of a quarantined image, counted under one reason.
     IMAGE_QUARANTINED = "image_quarantined"
 

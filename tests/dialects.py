@@ -123,6 +123,64 @@ def labelimg_yolo(root: Path) -> None:
     (root / "labels" / "classes.txt").write_text("dog\ncat\n")
 
 
+def labelme_folder(root: Path) -> dict[str, list[tuple[str, float, float, float, float]]]:
+    """LabelMe 5 files: rectangle, polygon, circle, a point; one image only embedded (``imageData``).
+
+    Returns the expected boxes (class, corners in pixels) per image.
+    """
+    import base64
+
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "one.jpg").write_bytes(jpeg())
+    shapes = [
+        {"label": "cat", "points": [[30, 20], [5, 4]], "shape_type": "rectangle"},  # corners in either order
+        {"label": "dog", "points": [[10, 10], [40, 12], [25, 30]], "shape_type": "polygon"},
+        {"label": "cat", "points": [[20, 20], [23, 24]], "shape_type": "circle"},  # radius 5
+        {"label": "dog", "points": [[3, 3]], "shape_type": "point"},
+    ]
+    doc = {"version": "5.2.1", "flags": {}, "shapes": shapes, "imagePath": "..\\train\\one.jpg", "imageData": None, "imageHeight": H, "imageWidth": W}
+    (root / "train" / "one.json").write_text(json.dumps(doc))
+    embedded = {"version": "5.2.1", "shapes": [shapes[0]], "imagePath": "gone.jpg", "imageData": base64.b64encode(jpeg()).decode(), "imageHeight": H, "imageWidth": W}
+    (root / "train" / "two.json").write_text(json.dumps(embedded))
+    return {
+        "one.jpg": [("cat", 5, 4, 30, 20), ("dog", 10, 10, 40, 30), ("cat", 15, 15, 25, 25)],
+        "gone.jpg": [("cat", 5, 4, 30, 20)],
+    }
+
+
+CVAT_XML = """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta><task><name>t</name><labels>
+    <label><name>car</name><attributes></attributes></label>
+    <label><name>person</name><attributes></attributes></label>
+  </labels></task></meta>
+  <image id="0" name="f0.jpg" width="64" height="48" subset="Train">
+    <box label="car" occluded="1" xtl="1.5" ytl="2" xbr="20" ybr="30" z_order="0"><attribute name="color">red</attribute></box>
+    <polygon label="person" occluded="0" points="10,5;30,8.5;12,40" z_order="0"></polygon>
+    <tag label="car"></tag>
+  </image>
+  <image id="1" name="f1.jpg" width="64" height="48" subset="Validation">
+    <ellipse label="person" cx="30" cy="20" rx="5" ry="4"></ellipse>
+    <polyline label="car" points="1,1;5,5"></polyline>
+    <mask label="car" rle="3, 4" left="2" top="3" width="10" height="6"></mask>
+  </image>
+</annotations>
+"""
+
+
+def cvat_export(root: Path) -> dict[str, tuple[str, list[tuple[str, float, float, float, float]]]]:
+    """CVAT for images 1.1: ``annotations.xml`` and ``images/``. Returns image -> (split, boxes in pixels)."""
+    (root / "images").mkdir(parents=True)
+    for name in ("f0.jpg", "f1.jpg"):
+        (root / "images" / name).write_bytes(jpeg())
+    (root / "annotations.xml").write_text(CVAT_XML)
+    return {
+        "f0.jpg": ("train", [("car", 1.5, 2, 20, 30), ("person", 10, 5, 30, 40)]),
+        "f1.jpg": ("val", [("person", 25, 16, 35, 24), ("car", 2, 3, 12, 9)]),
+    }
+
+
 def main(out: str) -> None:
     root = Path(out)
     for name, make in (
@@ -131,6 +189,8 @@ def main(out: str) -> None:
         ("voc-annotations-images", voc_annotations_images),
         ("coco-absolute", coco_absolute_paths),
         ("labelimg-yolo", labelimg_yolo),
+        ("labelme", labelme_folder),
+        ("cvat", cvat_export),
     ):
         make(root / name)
     (root / "mscoco_label_map.pbtxt").write_text(MSCOCO_LABEL_MAP)

@@ -218,4 +218,49 @@ def test_stats_and_report_carry_per_class_losses(tmp_path):
 def test_the_fixture_script_writes_every_dialect(tmp_path):
     done = subprocess.run([sys.executable, "-m", "tests.dialects", str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
-    assert {p.name for p in tmp_path.iterdir()} == {"yolo-seg", "csv-tutorial", "voc-annotations-images", "coco-absolute", "labelimg-yolo", "mscoco_label_map.pbtxt"}
+    assert {p.name for p in tmp_path.iterdir()} == {"yolo-seg", "csv-tutorial", "voc-annotations-images", "coco-absolute", "labelimg-yolo", "labelme", "cvat", "mscoco_label_map.pbtxt"}
+
+
+def _pixel_boxes(record: ImageRecord) -> list[tuple]:
+    return [(b.text, b.xmin * record.width, b.ymin * record.height, b.xmax * record.width, b.ymax * record.height) for b in record.boxes]
+
+
+# LabelMe and CVAT, the annotation tools' own exports
+def test_labelme_shapes_become_boxes_and_other_shapes_are_dropped_with_a_reason(tmp_path):
+    expected = dialects.labelme_folder(tmp_path)
+    assert readers.detect_format(str(tmp_path)) == "labelme"
+    records, rejects, acc = _read(tmp_path)
+    for r in records:
+        assert r.split == "train"
+        for have, want in zip(_pixel_boxes(r), expected[r.filename], strict=True):
+            assert have[0] == want[0] and have[1:] == pytest.approx(want[1:], abs=1e-4)
+    assert sorted(r.filename for r in records) == ["gone.jpg", "one.jpg"]
+    assert [(r.reason.value, r.image, r.classes) for r in rejects] == [("shape_not_a_box", "one.jpg", ("dog",))]
+    assert acc.repairs == {"polygon_to_box": 2}
+
+
+def test_cvat_export_boxes_splits_and_shapes(tmp_path):
+    expected = dialects.cvat_export(tmp_path)
+    assert readers.detect_format(str(tmp_path)) == "cvat"
+    assert readers.detect_format(str(tmp_path / "annotations.xml")) == "cvat"
+    source = readers.open_source(str(tmp_path))
+    assert source.label_map.names == ("car", "person")
+    records, rejects, acc = _read(tmp_path)
+    for r in records:
+        split, boxes = expected[r.filename]
+        assert r.split == split
+        for have, want in zip(_pixel_boxes(r), boxes, strict=True):
+            assert have[0] == want[0] and have[1:] == pytest.approx(want[1:], abs=1e-4)
+    assert next(r for r in records if r.filename == "f0.jpg").boxes[0].truncated  # occluded
+    assert [(r.reason.value, r.image, r.classes) for r in rejects] == [("shape_not_a_box", "f1.jpg", ("car",))]
+    assert acc.repairs == {"polygon_to_box": 3}
+
+
+@pytest.mark.slow
+def test_labelme_and_cvat_run_through_the_job(tmp_path):
+    dialects.labelme_folder(tmp_path / "lm")
+    dialects.cvat_export(tmp_path / "cvat")
+    for name in ("lm", "cvat"):
+        doc = prepare.run(["--input", str(tmp_path / name), "--output", str(tmp_path / f"out-{name}"), "--val-fraction=0", *IN_PROCESS], print_report=False)
+        t = doc["totals"]
+        assert (t["images_written"], t["boxes_dropped_by_reason"]) == (2, {"shape_not_a_box": 1})

@@ -1,0 +1,154 @@
+"""CVAT for images 1.1 XML (``annotations.xml``), parsed as a stream with ``defusedxml``.
+
+Each ``<image name= width= height= [subset=]>`` holds its objects: ``<box>``
+(``xtl ytl xbr ybr`` in pixels, ``occluded`` read as truncated) is a box;
+``<polygon>`` and ``<ellipse>`` are read as their bounding box and a
+``<mask>`` as its ``left top width height`` rectangle, each counted as a
+repair; ``<polyline>``, ``<points>``, ``<cuboid>`` and ``<skeleton>`` are no
+boxes and are dropped with that reason; ``<tag>`` is an image label, not an
+object. Image names are relative to ``--image-root``, else to the XML's
+folder, else to its ``images/`` folder (how CVAT exports them). The split is
+the image's ``subset`` (CVAT projects), else the nearest folder named like a
+split, else train. Class names are the task's or project's ``<labels>``, in
+their order, else every label used, sorted.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+from collections.abc import Iterator
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from readers import fs
+from readers.raw import RawBox, RawImage, SourceError
+from readers.splits import split_name
+from schemas.annotations import Reject
+from schemas.label_map import LabelMap
+from schemas.reasons import RejectReason
+
+_NOT_BOXES = ("polyline", "points", "cuboid", "skeleton")
+
+
+def is_cvat(head: bytes) -> bool:
+    """Whether a file's first bytes look like a CVAT export."""
+    return b"<annotations" in head and (b"<version>1.1</version>" in head or b"<meta>" in head)
+
+
+def _events(path: str) -> Iterator[tuple[str, Element]]:
+    try:
+        with fs.open_binary(path) as f:
+            yield from SafeET.iterparse(f, events=("end",), forbid_dtd=True)
+    except (ParseError, DefusedXmlException, ValueError) as exc:
+        raise SourceError(f"{path}: unreadable CVAT XML ({exc.__class__.__name__}: {exc})") from None
+
+
+class CvatSource:
+    """Images and boxes from a CVAT for images 1.1 export."""
+
+    format = "cvat"
+
+    def __init__(self, path: str, image_root: str | None = None, label_map: LabelMap | None = None) -> None:
+        if not path.lower().endswith(".xml"):
+            path = fs.join(path, "annotations.xml")
+        if not fs.exists(path):
+            raise SourceError(f"{path}: no CVAT annotations.xml")
+        self.path, self.image_root = path, image_root
+        if label_map is None:
+            declared: list[str] = []
+            used: set[str] = set()
+            for _, node in _events(path):
+                if node.tag == "label" and node.find("name") is not None:
+                    declared.append((node.findtext("name") or "").strip())
+                elif node.tag in ("box", "polygon", "ellipse", "mask"):
+                    used.add(node.get("label", ""))
+                elif node.tag == "image":
+                    node.clear()
+            names = [n for n in dict.fromkeys(declared) if n] or sorted(n for n in used if n)
+            if not names:
+                raise SourceError(f"{path}: no <labels> and no labelled box; no label set")
+            label_map = LabelMap.from_names(names)
+        self.label_map = label_map
+
+    def _root(self) -> str:
+        if self.image_root:
+            return self.image_root
+        here = posixpath.dirname(self.path)
+        images = fs.join(here, "images")
+        return images if fs.exists(images) else here
+
+    def __iter__(self) -> Iterator[RawImage | Reject]:
+        root = self._root()
+        folder_split = split_name(posixpath.basename(posixpath.dirname(self.path)), default="")
+        for _, node in _events(self.path):
+            if node.tag != "image":
+                continue
+            name = node.get("name", "")
+            where = f"{self.path}: image id {node.get('id', '?')}"
+            boxes: list[RawBox] = []
+            for index, shape in enumerate(node):
+                item = self._box(shape, f"{where} <{shape.tag}>[{index}]", name)
+                if isinstance(item, Reject):
+                    yield item
+                elif item is not None:
+                    boxes.append(item)
+            subset = split_name(node.get("subset", ""), default="")
+            yield RawImage(
+                key=posixpath.splitext(name)[0] or where,
+                file_name=fs.base_name(name) if fs.is_absolute(name) else name,
+                by_base_name=fs.is_absolute(name),
+                image_root=root,
+                source=where,
+                split=subset or folder_split or "train",
+                boxes=tuple(boxes),
+                declared_width=_positive(node.get("width")),
+                declared_height=_positive(node.get("height")),
+            )
+            node.clear()  # a large export streams in constant memory
+
+    def _box(self, shape: Element, where: str, image: str) -> RawBox | Reject | None:
+        label = shape.get("label", "")
+        if shape.tag == "tag":
+            return None
+        if shape.tag in _NOT_BOXES:
+            return Reject(where, RejectReason.SHAPE_NOT_A_BOX, f"a <{shape.tag}> is not a box", image=image, boxes=1, classes=(label,))
+        try:
+            if shape.tag == "box":
+                x0, y0, x1, y1 = (float(shape.get(k, "nan")) for k in ("xtl", "ytl", "xbr", "ybr"))
+            elif shape.tag == "polygon":
+                points = [tuple(map(float, p.split(","))) for p in shape.get("points", "").split(";") if p]
+                if len(points) < 3 or any(len(p) != 2 for p in points):
+                    raise ValueError(f"{len(points)} points")
+                xs, ys = [p[0] for p in points], [p[1] for p in points]
+                x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
+            elif shape.tag == "ellipse":
+                cx, cy, rx, ry = (float(shape.get(k, "nan")) for k in ("cx", "cy", "rx", "ry"))
+                x0, y0, x1, y1 = cx - rx, cy - ry, cx + rx, cy + ry
+            elif shape.tag == "mask":
+                left, top, width, height = (float(shape.get(k, "nan")) for k in ("left", "top", "width", "height"))
+                x0, y0, x1, y1 = left, top, left + width, top + height
+            else:
+                return Reject(where, RejectReason.SHAPE_NOT_A_BOX, f"unknown element <{shape.tag}>", image=image, boxes=1, classes=(label,))
+        except ValueError as exc:
+            return Reject(where, RejectReason.BOX_MALFORMED, f"<{shape.tag}> coordinates unusable: {exc}", image=image, boxes=1, classes=(label,))
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            x0 = y0 = x1 = y1 = math.nan  # dropped as non-finite, with its reason
+        return RawBox(
+            x0, y0, x1, y1,
+            class_name=label if self.label_map.id_of(label) else None,
+            class_ref=repr(label),
+            source=where,
+            truncated=shape.get("occluded") == "1",
+            from_polygon=shape.tag != "box",
+        )
+
+
+def _positive(value: str | None) -> int | None:
+    try:
+        v = int(float(value or ""))
+    except (ValueError, OverflowError):
+        return None
+    return v if v > 0 else None
