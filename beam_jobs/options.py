@@ -55,6 +55,7 @@ class PrepareOptions(PipelineOptions):
         add("num-shards", type=int, default=0, help="shards per split; 0 = about 64 MiB each")
         add("compression", default="none", help="none|gzip")
         add("max-side", type=int, default=0, help="re-encode images whose longer side exceeds this (0 = never)")
+        add("max-image-mb", type=int, default=100, help="image files larger than this are quarantined, never read")
 
 
 def _all_pipeline_flags() -> argparse.ArgumentParser:
@@ -133,6 +134,8 @@ def check_options(opts: PrepareOptions) -> None:
         raise JobError(f"--val-fraction {opts.val_fraction} must be in [0, 1)")
     if opts.num_shards < 0 or opts.max_side < 0:
         raise JobError("--num-shards and --max-side must be >= 0")
+    if opts.max_image_mb <= 0:
+        raise JobError(f"--max-image-mb {opts.max_image_mb} must be > 0")
     try:
         BoxMultipliers(opts.difficult_weight, opts.crowd_weight, opts.truncated_weight)
     except WeightingError as exc:

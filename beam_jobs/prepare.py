@@ -98,7 +98,7 @@ class Prepare(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> None:
         o, lm = self.opts, self.label_map
         raw = pbegin | "ReadAnnotations" >> ReadAnnotations(o.input, o.format, o.image_root, lm)
-        checked = raw | "Validate" >> Validate(lm)
+        checked = raw | "Validate" >> Validate(lm, o.max_image_mb << 20)
         records = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
         stats = records | "ClassStatistics" >> ClassStatistics()
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)

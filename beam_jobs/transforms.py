@@ -92,8 +92,8 @@ class ReadAnnotations(beam.PTransform):
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, label_map: LabelMap) -> None:
-        self.label_map = label_map
+    def __init__(self, label_map: LabelMap, max_bytes: int) -> None:
+        self.label_map, self.max_bytes = label_map, max_bytes
         self.read = Metrics.counter(NAMESPACE, "images_read")
         self.quarantined = Metrics.counter(NAMESPACE, "images_quarantined")
         self.boxes_dropped = Metrics.counter(NAMESPACE, "boxes_dropped")
@@ -107,7 +107,7 @@ class _ValidateFn(beam.DoFn):
                 record: ImageRecord | None = None
                 repairs: tuple[Repair, ...] = ()
             else:
-                result = readers.validate_image(item, self.label_map)
+                result = readers.validate_image(item, self.label_map, self.max_bytes)
                 rejects, record, repairs = result.rejects, result.record, result.repairs
             for reject in rejects:
                 acc.add_reject(reject)
@@ -139,12 +139,12 @@ class Validate(beam.PTransform):
     boxes in, written, dropped by reason, repairs).
     """
 
-    def __init__(self, label_map: LabelMap) -> None:
+    def __init__(self, label_map: LabelMap, max_bytes: int = readers.MAX_IMAGE_BYTES) -> None:
         super().__init__()
-        self.label_map = label_map
+        self.label_map, self.max_bytes = label_map, max_bytes
 
     def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return raw | "Check" >> beam.ParDo(_ValidateFn(self.label_map)).with_outputs(REJECTS, ACCOUNTS, main="records")
+        return raw | "Check" >> beam.ParDo(_ValidateFn(self.label_map, self.max_bytes)).with_outputs(REJECTS, ACCOUNTS, main="records")
 
 
 def stratum(record: ImageRecord, class_images: dict[str, int]) -> str:

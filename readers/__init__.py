@@ -22,11 +22,11 @@ from readers.coco import CocoSource
 from readers.csv_source import CsvSource
 from readers.cvat import CvatSource, is_cvat
 from readers.labelme import LabelMeSource, is_labelme
-from readers.raw import RawBox, RawImage, SourceError
+from readers.raw import RawBox, RawImage, SourceError, classes_of
 from readers.splits import split_in_name
 from readers.tfrecord import SUFFIXES as TFRECORD_SUFFIXES
 from readers.tfrecord import TfRecordSource
-from readers.validate import Validated, validate_image
+from readers.validate import MAX_IMAGE_BYTES, Validated, validate_image
 from readers.voc import VocSource
 from readers.yolo import YoloSource
 from schemas.annotations import ImageRecord, Reject
@@ -35,6 +35,7 @@ from schemas.reasons import RejectReason, Repair
 
 __all__ = [
     "FORMATS",
+    "MAX_IMAGE_BYTES",
     "Accounting",
     "RawBox",
     "RawImage",
@@ -82,7 +83,7 @@ def detect_format(path: str) -> str:
     """
     lower = path.lower()
     base = posixpath.basename(lower)
-    if any(c in path for c in "*?["):
+    if any(c in path for c in "*?[") and not fs.exists(path):  # a path that exists is taken literally
         return "tfrecord"
     if not fs.exists(path):
         raise SourceError(f"input {path!r} does not exist")
@@ -157,7 +158,39 @@ def open_source(path: str, format: str = "auto", image_root: str | None = None, 
     kwargs: dict[str, Any] = {"image_root": image_root}
     if label_map is not None and format in ("voc", "csv", "tfrecord", "labelme", "cvat"):
         kwargs["label_map"] = label_map
-    return FORMATS[format](path, **kwargs)
+    return UniqueImages(FORMATS[format](path, **kwargs))
+
+
+class UniqueImages:
+    """A source whose images are unique by key (within a split) and by file: a second
+    image with the key or the file of an earlier one is rejected as a duplicate, naming
+    the first (so one file listed in two splits is written once).
+
+    COCO ids ``5`` and ``"5"``, ``x.jpg`` beside ``x.png`` (one label file for both),
+    ``./x.jpg`` and ``x.jpg``, two shard sets with the same source ids: written twice,
+    they would make the shards depend on arrival order and so on the worker count.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self.source, self.format, self.label_map = source, source.format, source.label_map
+
+    def __iter__(self) -> Iterator[RawImage | Reject]:
+        first_by_key: dict[str, str] = {}
+        first_by_file: dict[str, str] = {}
+        for item in self.source:
+            if isinstance(item, RawImage):
+                key = f"{item.split}/{posixpath.normpath(item.key)}"  # records are keyed by split and source id
+                path = posixpath.normpath(fs.join(item.image_root, item.file_name)) if item.encoded is None else ""
+                first = first_by_key.get(key) or first_by_file.get(path)
+                if first is not None:
+                    what = f"key {key!r}" if key in first_by_key else f"file {path}"
+                    detail = f"image {what} is also {first}; the first is kept"
+                    yield Reject(item.source, RejectReason.DUPLICATE_IMAGE, detail, image=item.file_name, boxes=len(item.boxes), classes=classes_of(item.boxes))
+                    continue
+                first_by_key[key] = item.source
+                if path:
+                    first_by_file[path] = item.source
+            yield item
 
 
 #: The class of a dropped box whose class the source did not give (a line that did not parse).

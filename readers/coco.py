@@ -67,40 +67,72 @@ def find_files(path: str, image_root: str | None) -> list[_AnnotationFile]:
     return files
 
 
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|-?Infinity|NaN', re.DOTALL)
 _KEYWORD_MAX = len(b"-Infinity")
 
 
 class _NonFiniteAsStrings:
     """File wrapper that turns bare ``NaN``/``Infinity`` (which Python's json
     writes and strict JSON parsers refuse) into strings, so a NaN box becomes a
-    dropped box with a reason instead of a parse failure of the whole file."""
+    dropped box with a reason instead of a parse failure of the whole file.
+
+    Linear in the file's size: each chunk is rewritten by one C-level regex
+    pass, and a string still open at a chunk's end is emitted as it is and
+    followed into the next chunk (the state is "inside a string"), rather
+    than carried and scanned again with every chunk that follows.
+    """
 
     def __init__(self, f: Any) -> None:
-        self.f, self.carry, self.eof = f, b"", False
+        self.f, self.carry, self.in_string = f, b"", False
 
     def read(self, n: int = 1 << 16) -> bytes:
         if n == 0:  # ijson probes read(0) to tell bytes from text
             return b""
-        while not self.eof:
+        while True:
             chunk = self.f.read(max(n, 1 << 16))
-            self.eof = not chunk
-            data = self.carry + chunk
-            cut = len(data) if self.eof else self._safe_cut(data)
-            self.carry = data[cut:]
-            if cut:
-                return _TOKENS.sub(_quote_keyword, data[:cut])
-        out, self.carry = self.carry, b""
-        return _TOKENS.sub(_quote_keyword, out)
+            eof = not chunk
+            data, self.carry = self.carry + chunk, b""
+            out = bytearray()
+            pos = 0
+            if self.in_string:
+                body = _STRING_BODY.match(data).end()  # type: ignore[union-attr]  # always matches
+                if body == len(data) or data[body:body + 1] == b"\\":  # no closing quote here (a lone \\ waits for its pair)
+                    out += data[:body]
+                    self.carry = data[body:]
+                    if eof:
+                        out += self.carry
+                        self.carry = b""
+                    if out or eof:
+                        return bytes(out)
+                    continue
+                out += data[: body + 1]
+                pos = body + 1
+                self.in_string = False
+            cut = len(data) if eof else _safe_cut(data, pos)
+            out += _TOKENS.sub(_quote_keyword, data[pos:cut])
+            rest = data[cut:]
+            if rest.startswith(b'"'):  # a string that this chunk does not close: emit it, then follow it
+                body = _STRING_BODY.match(rest, 1).end()  # type: ignore[union-attr]
+                out += rest[:body]
+                self.carry, self.in_string = rest[body:], True
+            else:
+                self.carry = rest  # a keyword that may go on in the next chunk
+            if out or eof:
+                return bytes(out)
 
-    @staticmethod
-    def _safe_cut(data: bytes) -> int:
-        # Cut outside any string and before any keyword that may be incomplete.
-        last = 0
-        for m in _TOKENS.finditer(data):
-            last = m.end()
-        quote = data.find(b'"', last)
-        return quote if quote >= 0 else max(last, len(data) - _KEYWORD_MAX)
+
+_STRING_BODY = re.compile(rb'(?:[^"\\]|\\.)*', re.DOTALL)
+
+
+def _safe_cut(data: bytes, pos: int) -> int:
+    """Where the complete tokens of ``data[pos:]`` end: before an open string or a keyword that may be cut."""
+    last = pos
+    for m in _TOKENS.finditer(data, pos):
+        if data.find(b'"', last, m.start()) >= 0:
+            break  # a quote no complete string matched opens one this chunk does not close: all after it is inside
+        last = m.end()
+    quote = data.find(b'"', last)
+    return quote if quote >= 0 else max(last, len(data) - _KEYWORD_MAX)
 
 
 def _quote_keyword(m: re.Match[bytes]) -> bytes:
@@ -108,16 +140,16 @@ def _quote_keyword(m: re.Match[bytes]) -> bytes:
     return token if token.startswith(b'"') else b'"' + token + b'"'
 
 
-def _has_non_finite(path: str) -> bool:
-    """Whether the bytes ``NaN`` or ``Infinity`` occur at all (a fast C-level scan)."""
-    tail = b""
+def _scan(path: str) -> tuple[bool, bool]:
+    """Whether the bytes ``NaN`` or ``Infinity``, and ``"annotations"``, occur at all (a fast C-level scan)."""
+    tail, non_finite, annotations = b"", False, False
     with fs.open_binary(path) as f:
-        while chunk := f.read(1 << 22):
+        while (chunk := f.read(1 << 22)) and not (non_finite and annotations):
             data = tail + chunk
-            if b"NaN" in data or b"Infinity" in data:
-                return True
-            tail = data[-_KEYWORD_MAX:]
-    return False
+            non_finite = non_finite or b"NaN" in data or b"Infinity" in data
+            annotations = annotations or b'"annotations"' in data
+            tail = data[-len(b'"annotations"') :]
+    return non_finite, annotations
 
 
 def _items(path: str, prefix: str, non_finite: bool = True) -> Iterator[Any]:
@@ -134,7 +166,19 @@ class CocoSource:
 
     def __init__(self, path: str, image_root: str | None = None) -> None:
         self.explicit_root = image_root is not None  # absolute file names are then looked up there by base name
-        self.files = [dataclasses.replace(af, non_finite=_has_non_finite(af.path)) for af in find_files(path, image_root)]
+        self.files = []
+        for af in find_files(path, image_root):
+            non_finite, has_annotations = _scan(af.path)
+            try:
+                images = not has_annotations and next(_items(af.path, "images.item", non_finite), None) is not None
+            except ijson.JSONError as exc:
+                raise SourceError(f"{af.path}: malformed JSON: {exc}") from None
+            if images:
+                raise SourceError(
+                    f"{af.path}: images but no 'annotations' key (misspelled?); they would be written without "
+                    'boxes. A dataset without boxes says "annotations": []'
+                )
+            self.files.append(dataclasses.replace(af, non_finite=non_finite))
         if not self.files:
             found = [fs.relpath(f, path) for f in fs.list_files(path, (".json",))]
             seen = f"found {', '.join(found[:5])}{' ...' if len(found) > 5 else ''}" if found else "found no .json file"
@@ -174,6 +218,7 @@ class CocoSource:
             images = [img for img in _items(af.path, "images.item", af.non_finite)]
         except ijson.JSONError as exc:
             raise SourceError(f"{af.path}: malformed JSON in 'images': {exc}") from exc
+
         boxes: dict[Any, list[RawBox]] = {}
         file_names = {_key(img["id"]): str(img["file_name"]) for img in images if _usable(img)}
         image_ids = file_names.keys()

@@ -35,23 +35,39 @@ class CsvSource:
         if not self.files:
             raise SourceError(f"{path}: no *.csv files found")
         self.image_root = image_root
-        self._rows = {f: self._read(f) for f in self.files}
+        read = {f: self._read(f) for f in self.files}
+        self._unreadable = [r for r in read.values() if isinstance(r, Reject)]
+        self._rows = {f: rows for f, rows in read.items() if not isinstance(rows, Reject)}
         if label_map is None:
-            names = sorted({row["class"] for rows in self._rows.values() for _, row in rows if row.get("class")})
+            names = sorted({row["class"] for rows in self._rows.values() for _, row in rows if row.get("class") and "_lines" not in row})
             if not names:
                 raise SourceError(f"{path}: no class names in the 'class' column")
             label_map = LabelMap.from_names(names)
         self.label_map = label_map
 
     @staticmethod
-    def _read(path: str) -> list[tuple[int, dict[str, str]]]:
-        reader = csv.DictReader(io.StringIO(fs.read_text(path)))
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise SourceError(f"{path}: CSV header {header} lacks columns {missing}")
-        reader.fieldnames = header
-        return [(i, {k: (v or "").strip() for k, v in row.items() if k}) for i, row in enumerate(reader, start=2)]
+    def _read(path: str) -> list[tuple[int, dict[str, str]]] | Reject:
+        """(line, row) pairs; a row that spans several lines (an unbalanced quote merges
+        the lines after it) gets the key ``_lines`` with its line count; a file the CSV
+        parser gives up on is one reject."""
+        try:
+            reader = csv.DictReader(io.StringIO(fs.read_text(path)))
+            header = [h.strip() for h in reader.fieldnames or []]
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                raise SourceError(f"{path}: CSV header {header} lacks columns {missing}")
+            reader.fieldnames = header
+            rows = []
+            for row in reader:
+                values = [v for v in row.values() if isinstance(v, str)]
+                span = 1 + sum(v.count("\n") for v in values)  # lines merged into this row by a quote
+                clean = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
+                if span > 1:
+                    clean["_lines"] = str(span)
+                rows.append((reader.line_num - span + 1, clean))
+            return rows
+        except (csv.Error, UnicodeDecodeError) as exc:  # a field over the size limit, a NUL byte, not UTF-8
+            return Reject(path, RejectReason.ANNOTATION_MALFORMED, f"unreadable CSV ({exc.__class__.__name__}: {exc}); none of its rows were read")
 
     def _root_for(self, csv_path: str) -> tuple[str, str]:
         stem = posixpath.splitext(posixpath.basename(csv_path))[0]
@@ -68,6 +84,7 @@ class CsvSource:
         return bool(split_in_name(stem) or split_name(posixpath.basename(posixpath.dirname(csv_path)), default=""))
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
+        yield from self._unreadable
         # CSVs that name a split first: the tutorial's full raccoon_labels.csv beside
         # train_labels.csv and test_labels.csv repeats their images, which keep their split
         ordered = sorted(self._rows, key=lambda f: (not self._declares_split(f), f))
@@ -77,6 +94,11 @@ class CsvSource:
             root, split = self._root_for(csv_path)
             grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
             for lineno, row in rows:
+                if "_lines" in row:  # each of those lines was meant as a row: a box each
+                    span = int(row["_lines"])
+                    detail = f"lines {lineno}-{lineno + span - 1} were read as one row (an unbalanced quote?)"
+                    yield Reject(f"{csv_path}:{lineno}", RejectReason.BOX_MALFORMED, detail, image=row.get("filename", "")[:80], boxes=span)
+                    continue
                 grouped.setdefault(row["filename"], []).append((lineno, row))
             for name, image_rows in grouped.items():
                 image_path = posixpath.normpath(fs.join(root, name))
@@ -113,6 +135,6 @@ class CsvSource:
 def _int(text: str) -> int | None:
     try:
         value = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'inf', '1e999'
         return None
     return value if value > 0 else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import re
@@ -9,6 +10,7 @@ from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
 
+log = logging.getLogger(__name__)
 _WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]|^\\\\")
 
 
@@ -122,6 +124,10 @@ def _walk(root: str) -> list[str]:
             subfolders[:] = []
             continue
         seen.add(real)
+        if "manifest.json" in names and "stats.json" in names and folder != root:
+            log.warning("not reading %s: it is a boxweight prepare output", folder)  # its shards and report.csv are no input
+            subfolders[:] = []
+            continue
         paths.extend(os.path.join(folder, name) for name in names)
     return paths
 

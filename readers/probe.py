@@ -22,11 +22,11 @@ import io
 import warnings
 from typing import BinaryIO
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from schemas.reasons import RejectReason
 
-_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
+_FORMATS = {"JPEG": "jpeg", "PNG": "png", "MPO": "jpeg"}  # MPO: phones' multi-frame JPEG; decoders read frame 1
 _TAIL = 64
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
@@ -50,6 +50,8 @@ class ImageInfo:
     stored_width: int = 0
     stored_height: int = 0
     trailing_bytes: int = 0  # after the end-of-image marker or IEND chunk (phones pad JPEGs); kept as they are
+    multi_frame: bool = False  # an MPO: the record keeps the file, decoders read its first frame
+    exif_unreadable: bool = False  # an EXIF block Pillow cannot parse: the stored frame is taken as shown
 
 
 def probe(data: bytes, name: str) -> ImageInfo:
@@ -84,13 +86,13 @@ def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
             img = Image.open(f)
             fmt = img.format or ""
             width, height = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if fmt == "JPEG" else 1
+            orientation, exif_unreadable = _orientation(img) if fmt in ("JPEG", "MPO") else (1, False)
         f.seek(max(0, size - _TAIL))
         tail = f.read(_TAIL)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ProbeError(RejectReason.IMAGE_TOO_LARGE, f"{name}: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: not a readable image: {exc}") from None
+    except Exception as exc:  # Pillow's parsers raise many types on hostile headers; each is a bad file, not a bad job
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: not a readable image: {exc.__class__.__name__}: {exc}") from None
     if fmt not in _FORMATS:
         raise ProbeError(
             RejectReason.IMAGE_FORMAT_UNSUPPORTED,
@@ -99,13 +101,20 @@ def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
     if width <= 0 or height <= 0:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: size {width}x{height}")
     trailing = _trailing_bytes(f, size, tail, fmt, name)
-    if not isinstance(orientation, int) or not 1 <= orientation <= 8:
-        orientation = 1
     shown = (height, width) if orientation in _SWAPS_AXES else (width, height)
-    return ImageInfo(_FORMATS[fmt], shown[0], shown[1], orientation, width, height, trailing)
+    return ImageInfo(_FORMATS[fmt], shown[0], shown[1], orientation, width, height, trailing, fmt == "MPO", exif_unreadable)
 
 
-_END = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+def _orientation(img: Image.Image) -> tuple[int, bool]:
+    """EXIF orientation, and whether the EXIF block was unreadable (then 1: the stored frame)."""
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # malformed EXIF: struct.error, TypeError, ... (TensorFlow ignores EXIF anyway)
+        return 1, True
+    return (value, False) if isinstance(value, int) and 1 <= value <= 8 else (1, False)
+
+
+_END = {"JPEG": b"\xff\xd9", "MPO": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 
 
 def _trailing_bytes(f: BinaryIO, size: int, tail: bytes, fmt: str, name: str) -> int:
@@ -122,10 +131,10 @@ def _trailing_bytes(f: BinaryIO, size: int, tail: bytes, fmt: str, name: str) ->
         return len(tail) - at - len(marker)
     f.seek(0)
     data = f.read()
-    end = _jpeg_end(data) if fmt == "JPEG" else _png_end(data)
+    end = _png_end(data) if fmt == "PNG" else _jpeg_end(data)
     if end is None:
-        what = "no end-of-image marker" if fmt == "JPEG" else "no IEND chunk"
-        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated {fmt} ({what})")
+        what = "no IEND chunk" if fmt == "PNG" else "no end-of-image marker"
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated {'PNG' if fmt == 'PNG' else 'JPEG'} ({what})")
     return size - end
 
 
@@ -173,15 +182,34 @@ def _png_end(data: bytes) -> int | None:
     return None
 
 
-def rotate_upright(data: bytes, name: str) -> bytes:
-    """Apply the EXIF orientation to the pixels and re-encode as JPEG (quality 95)."""
+# EXIF orientation -> the transposition that shows the image upright (as ImageOps.exif_transpose)
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def rotate_upright(data: bytes, orientation: int, name: str) -> bytes:
+    """Turn the pixels upright for ``orientation`` (read by :func:`probe`) and re-encode as JPEG (quality 95).
+
+    The orientation is applied directly rather than through the rest of the EXIF
+    block, which a malformed entry elsewhere would make fail.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+            img: Image.Image = Image.open(io.BytesIO(data))
+            img.load()
+            if orientation in _UPRIGHT:
+                img = img.transpose(_UPRIGHT[orientation])
             return _encode_jpeg(img)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to rotate: {exc}") from None
+    except Exception as exc:  # any decoder failure is this file's, never the job's
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to rotate: {exc.__class__.__name__}: {exc}") from None
 
 
 def resize_to(data: bytes, max_side: int, fmt: str, name: str) -> tuple[bytes, int, int]:
@@ -189,8 +217,8 @@ def resize_to(data: bytes, max_side: int, fmt: str, name: str) -> tuple[bytes, i
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to resize: {exc}") from None
+    except Exception as exc:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to resize: {exc.__class__.__name__}: {exc}") from None
     scale = max_side / max(img.size)
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
     resized = img.resize(size, Image.Resampling.BILINEAR)

@@ -59,7 +59,7 @@ class TfRecordSource:
 
     def __init__(self, path: str, image_root: str | None = None, label_map: LabelMap | None = None) -> None:
         del image_root  # bytes are embedded
-        if any(c in path for c in "*?["):
+        if any(c in path for c in "*?[") and not fs.exists(path):
             self.files = sorted(m.path for m in fs.FileSystems.match([path])[0].metadata_list)
         elif path.lower().endswith(SUFFIXES) or "-of-" in posixpath.basename(path):
             self.files = [path]

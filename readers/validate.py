@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import stat
 from collections import Counter
 
 from readers import fs, probe
@@ -39,8 +41,17 @@ class Validated:
     repairs: tuple[Repair, ...] = ()
 
 
-def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
+#: Largest image file read, unless the job says otherwise (--max-image-mb).
+MAX_IMAGE_BYTES = 100 << 20
+
+
+def validate_image(raw: RawImage, label_map: LabelMap, max_bytes: int = MAX_IMAGE_BYTES) -> Validated:
     """Check one image and its boxes.
+
+    Only a regular file whose real path (links resolved) lies inside the
+    image root is opened, and only when it is at most ``max_bytes`` long: a
+    named pipe would hang the job, a link could read outside the dataset, and
+    a sparse file of gigabytes would pass a header check.
 
     Returns:
         The record (None when the image is quarantined), the rejects (one per
@@ -48,7 +59,7 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
         repairs applied.
     """
     try:
-        path, info, nbytes, data = _probe(raw)
+        path, info, nbytes, data = _probe(raw, max_bytes)
     except (fs.UnsafePath, probe.ProbeError) as exc:
         reason = exc.reason if isinstance(exc, probe.ProbeError) else RejectReason.PATH_UNSAFE
         return _quarantine(raw, reason, str(exc))
@@ -63,7 +74,7 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
             width, height = stored  # annotated on the raw frame, which TF also sees
         else:
             try:
-                encoded = probe.rotate_upright(data if data is not None else _read_all(path), raw.file_name)
+                encoded = probe.rotate_upright(data if data is not None else _read_all(path), info.orientation, raw.file_name)
             except probe.ProbeError as exc:
                 return _quarantine(raw, exc.reason, exc.detail)
             repairs.append(Repair.EXIF_ROTATED)
@@ -73,6 +84,10 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
         repairs.append(Repair.FORMAT_MISNAMED)
     if info.trailing_bytes:
         repairs.append(Repair.TRAILING_BYTES)
+    if info.multi_frame:
+        repairs.append(Repair.MULTI_FRAME)
+    if info.exif_unreadable:
+        repairs.append(Repair.EXIF_UNREADABLE)
     if raw.by_base_name:
         repairs.append(Repair.ABSOLUTE_PATH)
 
@@ -96,15 +111,18 @@ def validate_image(raw: RawImage, label_map: LabelMap) -> Validated:
     return Validated(record, tuple(rejects), tuple(repairs))
 
 
-def _probe(raw: RawImage) -> tuple[str, probe.ImageInfo, int, bytes | None]:
+def _probe(raw: RawImage, max_bytes: int) -> tuple[str, probe.ImageInfo, int, bytes | None]:
     """Path, probe result, size in bytes, and the bytes when the source embeds them.
 
     A file is not read whole here: only its header and tail (the writer reads
     it once, when it encodes the record).
     """
     if raw.encoded is not None:
+        _check_size(len(raw.encoded), max_bytes, raw.file_name)
         return raw.source, probe.probe(raw.encoded, raw.file_name), len(raw.encoded), raw.encoded
     path = fs.safe_join(raw.image_root, raw.file_name)
+    if "://" not in path:
+        _check_local_file(path, raw.image_root, max_bytes)
     try:
         f = fs.open_binary(path)
     except Exception as exc:  # FileSystems raises BeamIOError, OSError, ...
@@ -117,7 +135,29 @@ def _probe(raw: RawImage) -> tuple[str, probe.ImageInfo, int, bytes | None]:
             f.seek(0)
         except Exception as exc:
             raise probe.ProbeError(RejectReason.IMAGE_UNREADABLE, f"{path}: {exc.__class__.__name__}: {exc}") from None
+        _check_size(size, max_bytes, path)
         return path, probe.probe_stream(f, size, raw.file_name), size, None
+
+
+def _check_local_file(path: str, root: str, max_bytes: int) -> None:
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise fs.UnsafePath(f"{path} is a link to {real}, outside the image folder {root}; it is not read")
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        reason = RejectReason.IMAGE_MISSING if isinstance(exc, FileNotFoundError) else RejectReason.IMAGE_UNREADABLE
+        raise probe.ProbeError(reason, f"{path}: {exc.__class__.__name__}: {exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise probe.ProbeError(RejectReason.IMAGE_UNREADABLE, f"{path} is not a regular file (a folder, pipe or device); it is not read")
+    _check_size(st.st_size, max_bytes, path)
+
+
+def _check_size(size: int, max_bytes: int, name: str) -> None:
+    if size > max_bytes:
+        raise probe.ProbeError(
+            RejectReason.IMAGE_TOO_LARGE, f"{name}: {size:,} bytes, above the {max_bytes:,}-byte limit (--max-image-mb raises it)"
+        )
 
 
 def _read_all(path: str) -> bytes:

@@ -290,6 +290,6 @@ def _image_sets(folder: str) -> dict[str, tuple[str, ...]] | None:
 def _positive(text: str) -> int | None:
     try:
         value = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'inf', '1e999'
         return None
     return value if value > 0 else None

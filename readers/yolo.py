@@ -155,10 +155,13 @@ class YoloSource:
             label_path = self.labels.get(key, key + ".txt")
             boxes: list[RawBox] = []
             rejects: list[Reject] = []
+            readable = True
             if key in self.labels:
                 claimed.add(key)
-                self._parse(label_path, posixpath.basename(image_path), boxes, rejects)
+                readable = self._parse(label_path, posixpath.basename(image_path), boxes, rejects)
             yield from rejects
+            if not readable:
+                continue
             rel = fs.relpath(image_path, self.root)
             yield RawImage(
                 key=posixpath.splitext(rel)[0],
@@ -171,7 +174,9 @@ class YoloSource:
         for key in sorted(set(self.labels) - claimed):
             label_path = self.labels[key]
             boxes, rejects = [], []
-            self._parse(label_path, posixpath.splitext(posixpath.basename(label_path))[0], boxes, rejects)
+            if not self._parse(label_path, posixpath.splitext(posixpath.basename(label_path))[0], boxes, rejects):
+                yield from rejects  # the unreadable file is this entry already
+                continue
             yield from rejects
             yield Reject(
                 label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/",
@@ -185,12 +190,19 @@ class YoloSource:
                 return split
         return split_of_path(rel, skip=("images",)) or "train"
 
-    def _parse(self, label_path: str, image: str, boxes: list[RawBox], rejects: list[Reject]) -> None:
+    def _parse(self, label_path: str, image: str, boxes: list[RawBox], rejects: list[Reject]) -> bool:
+        """Fill ``boxes`` and ``rejects`` from one label file; False (and one reject for the image) if it is not text.
+
+        An image whose label file cannot be read is quarantined, not written as
+        a negative: its objects would be trained as background.
+        """
         try:
             text = fs.read_text(label_path)
         except UnicodeDecodeError as exc:
-            rejects.append(Reject(label_path, RejectReason.BOX_MALFORMED, f"not UTF-8 text: {exc}", image=image, boxes=0))
-            return
+            lines = sum(1 for line in fs.read_bytes(label_path).splitlines() if line.strip())
+            detail = f"label file is not UTF-8 text ({exc}); its {lines} lines are counted as lost boxes"
+            rejects.append(Reject(label_path, RejectReason.ANNOTATION_MALFORMED, detail, image=image, boxes=lines))
+            return False
         for lineno, line in enumerate(text.splitlines(), start=1):
             fields = line.split()
             if not fields:
@@ -213,6 +225,7 @@ class YoloSource:
                     from_polygon=box[1],
                 )
             )
+        return True
 
     def _class_of(self, text: str) -> str:
         try:

@@ -66,4 +66,6 @@ class Repair(str, enum.Enum):
     RESIZED = "resized"
     POLYGON_TO_BOX = "polygon_to_box"  # a segmentation polygon read as its bounding box
     ABSOLUTE_PATH = "absolute_path"  # an absolute file name found by its base name under --image-root
+    MULTI_FRAME = "multi_frame"  # an MPO (phone) image: kept whole, decoders read its first frame
+    EXIF_UNREADABLE = "exif_unreadable"  # orientation unknown: the stored frame is taken as the one annotated
     TRAILING_BYTES = "trailing_bytes"  # bytes after the image's end marker, kept (TensorFlow ignores them)
