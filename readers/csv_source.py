@@ -60,7 +60,7 @@ class CsvSource:
             rows = []
             for row in reader:
                 values = [v for v in row.values() if isinstance(v, str)]
-                span = 1 + sum(v.count("\n") for v in values)  # lines merged into this row by a quote
+                span = 1 + sum(v.rstrip("\r\n").count("\n") for v in values)  # lines merged into this row by a quote
                 clean = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
                 if span > 1:
                     clean["_lines"] = str(span)

@@ -1,0 +1,286 @@
+"""Hostile input and faults: each case of the "Hostile input and faults" issue as a generated fixture.
+
+Every case ends in a record or a reject with its reason (never a crash, a
+hang or a read outside the dataset), or in a one-line refusal of the whole
+job where the input as a whole is unusable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import readers
+from beam_jobs import prepare
+from beam_jobs.options import JobError
+from readers.coco import _NonFiniteAsStrings
+from readers.raw import RawBox, RawImage
+from schemas.annotations import ImageRecord, Reject
+from schemas.label_map import LabelMap
+from tests import dialects
+from weighting.job_output import JobOutput
+
+IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
+
+
+def _read(path, **kw):
+    acc = readers.Accounting()
+    items = list(readers.read(str(path), accounting=acc, **kw))
+    assert acc.balanced()
+    return [r for r in items if isinstance(r, ImageRecord)], [r for r in items if isinstance(r, Reject)], acc
+
+
+def _coco(folder: Path, names: list, ids: list | None = None) -> Path:
+    doc = {
+        "images": [{"id": i if ids is None else ids[k], "file_name": n} for k, (i, n) in enumerate(enumerate(names))],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "x"}],
+    }
+    (folder / "a.json").write_text(json.dumps(doc))
+    return folder / "a.json"
+
+
+# 1. links inside the image folder that lead outside it
+def test_a_linked_image_that_leads_outside_the_image_folder_is_never_read(tmp_path):
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "secret.jpg").write_bytes(dialects.jpeg(color=(255, 0, 0)))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "ok.jpg").write_bytes(dialects.jpeg())
+    (data / "link.jpg").symlink_to(tmp_path / "secret" / "secret.jpg")
+    records, rejects, _ = _read(_coco(data, ["ok.jpg", "link.jpg"]))
+    assert [r.filename for r in records] == ["ok.jpg"]
+    assert [(r.image, r.reason.value) for r in rejects] == [("link.jpg", "path_unsafe")]
+    assert "outside the image folder" in rejects[0].detail
+
+
+# 2. a named pipe called x.jpg
+def test_a_named_pipe_is_rejected_without_being_opened(tmp_path):
+    os.mkfifo(tmp_path / "x.jpg")
+    (tmp_path / "ok.jpg").write_bytes(dialects.jpeg())
+    records, rejects, _ = _read(_coco(tmp_path, ["x.jpg", "ok.jpg"]))
+    assert [r.filename for r in records] == ["ok.jpg"]
+    assert [(r.image, r.reason.value) for r in rejects] == [("x.jpg", "image_unreadable")]
+    assert "is not a regular file" in rejects[0].detail
+
+
+# 3. a sparse "JPEG": a valid header, gigabytes of zeros, an end marker
+def test_a_sparse_file_above_the_size_limit_is_rejected_before_it_is_read(tmp_path):
+    head = dialects.jpeg()
+    with open(tmp_path / "huge.jpg", "wb") as f:
+        f.write(head[:-2])
+        f.truncate(150 << 20)  # sparse: 150 MiB on paper, a few KB on disk
+        f.seek(0, 2)
+        f.write(b"\xff\xd9")
+    records, rejects, _ = _read(_coco(tmp_path, ["huge.jpg"]))
+    assert records == [] and [(r.reason.value) for r in rejects] == ["image_too_large"]
+    assert "above the 104,857,600-byte limit (--max-image-mb raises it)" in rejects[0].detail
+
+
+# 4. NaN anywhere made the COCO rewriting pass quadratic
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=30))
+@settings(max_examples=80, deadline=None)
+def test_non_finite_rewriting_is_right_at_every_chunk_boundary(sizes):
+    doc = {"s": 'NaN in a "string" \\ and Infinity', "v": [float("nan"), float("-inf"), 1.5, float("inf")], "t": "x" * 300 + "\\"}
+    text = json.dumps(doc).encode()
+
+    class Chunks:
+        def __init__(self) -> None:
+            self.f, self.k = io.BytesIO(text), 0
+
+        def read(self, n: int) -> bytes:
+            self.k += 1
+            return self.f.read(sizes[self.k % len(sizes)])
+
+    wrapper = _NonFiniteAsStrings(Chunks())
+    out = b"".join(iter(lambda: wrapper.read(1 << 16), b""))
+    assert json.loads(out) == json.loads(text, parse_constant=str)
+
+
+def test_a_long_string_with_a_nan_elsewhere_streams_through(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_bytes(b'{"info": {"description": "' + b"x" * 4_000_000 + b'"}, "images": [], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [NaN, 1, 2, 3]}], "categories": [{"id": 1, "name": "x"}]}')
+    _, rejects, _ = _read(path)
+    assert [r.reason.value for r in rejects] == ["box_orphan"]
+
+
+# 5. one bad value killed the whole job
+def test_overflowing_sizes_and_oversized_csv_fields_are_per_file_problems(tmp_path):
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    (voc / "a.jpg").write_bytes(dialects.jpeg())
+    (voc / "a.xml").write_text("<annotation><filename>a.jpg</filename><size><width>1e999</width><height>inf</height></size>"
+                               "<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    records, rejects, _ = _read(voc)
+    assert len(records) == 1 and rejects == []
+    csvs = tmp_path / "csv"
+    csvs.mkdir()
+    (csvs / "a.jpg").write_bytes(dialects.jpeg())
+    header = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+    (csvs / "train_labels.csv").write_text(header + "a.jpg,inf,1e999,x,1,1,9,9\n")
+    (csvs / "test_labels.csv").write_text(header + "b.jpg,64,48,x,1,1,9,9," + "y" * 200_000 + "\n")
+    records, rejects, _ = _read(csvs, format="csv", image_root=str(csvs))
+    assert [r.filename for r in records] == ["a.jpg"]
+    assert [(Path(r.source).name, r.reason.value) for r in rejects] == [("test_labels.csv", "annotation_malformed")]
+    assert "field larger than field limit" in rejects[0].detail
+
+
+# 6. malformed EXIF in a JPEG that asks to be rotated
+def _exif_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "maker"
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(out, format="JPEG", exif=exif.tobytes())
+    return out.getvalue()
+
+
+_EXIF = _exif_jpeg()
+_EXIF_AT = _EXIF.index(b"Exif\x00\x00")
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning", "ignore:Truncated File Read:UserWarning")
+@given(st.lists(st.tuples(st.integers(0, 120), st.integers(0, 255)), min_size=1, max_size=6))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_mutated_exif_and_headers_give_a_record_or_a_reject_never_a_crash(tmp_path, flips):
+    data = bytearray(_EXIF)
+    for offset, value in flips:
+        at = (_EXIF_AT + offset) if offset < 100 else offset - 100  # mostly the EXIF block, some the SOI/APP headers
+        data[at % len(data)] = value
+    (tmp_path / "m.jpg").write_bytes(bytes(data))
+    raw = RawImage("m", "m.jpg", str(tmp_path), "s", "train", (RawBox(1, 1, 9, 9, "x", "'x'", "s"),))
+    result = readers.validate_image(raw, LabelMap(("x",)))
+    assert (result.record is None) == bool(result.rejects and result.rejects[0].is_image)
+
+
+def test_an_exif_block_that_cannot_be_parsed_keeps_the_image_as_stored(tmp_path):
+    data = bytearray(_EXIF)
+    data[_EXIF_AT + 6 : _EXIF_AT + 8] = b"XX"  # neither II nor MM: no byte order, no EXIF
+    (tmp_path / "m.jpg").write_bytes(bytes(data))
+    raw = RawImage("m", "m.jpg", str(tmp_path), "s", "train")
+    result = readers.validate_image(raw, LabelMap(("x",)))
+    assert result.record is not None and (result.record.width, result.record.height) in ((64, 48), (48, 64))
+
+
+# 7. a CSV with one stray opening quote
+def test_rows_a_stray_quote_merged_are_counted_as_lost_boxes(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(dialects.jpeg())
+    quote = '"'
+    rows = ["a.jpg,64,48,x,1,1,9,9"] + [f"{quote if i == 2 else ''}a.jpg,64,48,x,{i},1,20,20" for i in range(2, 50)]
+    (tmp_path / "train_labels.csv").write_text("filename,width,height,class,xmin,ymin,xmax,ymax\n" + "\n".join(rows) + "\n")
+    records, rejects, acc = _read(tmp_path, format="csv", image_root=str(tmp_path))
+    assert acc.boxes_in == 49  # as many boxes as lines
+    (merged,) = rejects
+    assert merged.reason.value == "box_malformed" and merged.boxes == 48
+    assert "lines 3-50 were read as one row (an unbalanced quote?)" in merged.detail
+
+
+# 8. YOLO label files that are not UTF-8, or named .TXT
+def test_an_unreadable_yolo_label_file_quarantines_its_image(tmp_path):
+    dialects.yolo_segmentation(tmp_path)
+    (tmp_path / "train" / "labels" / "b.txt").write_bytes(b"1 0.5 0.5 0.2 0.2\n\xff\xfe 0.1\n")
+    (tmp_path / "train" / "labels" / "a.txt").rename(tmp_path / "train" / "labels" / "a.TXT")
+    records, rejects, acc = _read(tmp_path)
+    assert [(r.filename, len(r.boxes)) for r in records] == [("a.jpg", 2)]
+    assert [(r.image, r.reason.value, r.boxes) for r in rejects] == [("b.jpg", "annotation_malformed", 2)]
+    assert acc.images_in == 2
+
+
+# 9. COCO keys misspelled, a bbox that is a string
+def test_coco_without_annotations_is_refused_and_a_string_bbox_dropped(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(dialects.jpeg())
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "anotations": [], "categories": [{"id": 1, "name": "x"}]}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    with pytest.raises(readers.SourceError, match=r"images but no 'annotations' key \(misspelled\?\)"):
+        readers.open_source(str(tmp_path / "a.json"))
+    doc["annotations"] = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": "1234"}]
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    _, rejects, _ = _read(tmp_path / "a.json")
+    assert [(r.reason.value, r.image, r.classes) for r in rejects] == [("box_malformed", "a.jpg", ("x",))]
+    assert "bbox '1234' is not [x, y, width, height]" in rejects[0].detail
+
+
+# 10. glob characters in paths
+def test_paths_with_glob_characters_are_taken_literally(tmp_path):
+    for name, color in (("voc[1]", (0, 0, 255)), ("voc1", (255, 0, 0))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.jpg").write_bytes(dialects.jpeg(color=color))
+        (tmp_path / name / "a.xml").write_text(f"<annotation><filename>a.jpg</filename><object><name>{name[:3]}{len(name)}</name>"
+                                               "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    records, _, _ = _read(tmp_path / "voc[1]")
+    assert [b.text for r in records for b in r.boxes] == ["voc6"]
+    coco = tmp_path / "set [v2]"
+    coco.mkdir()
+    (coco / "a.jpg").write_bytes(dialects.jpeg())
+    assert readers.detect_format(str(_coco(coco, ["a.jpg"]))) == "coco"
+
+
+# 12. images wrongly refused: MPO (phones)
+def test_a_two_frame_mpo_is_kept_and_tensorflow_decodes_it(tmp_path):
+    first, second = Image.new("RGB", (64, 48), (200, 10, 10)), Image.new("RGB", (64, 48), (10, 10, 200))
+    out = io.BytesIO()
+    first.save(out, format="MPO", save_all=True, append_images=[second])
+    (tmp_path / "p.jpg").write_bytes(out.getvalue())
+    records, rejects, acc = _read(_coco(tmp_path, ["p.jpg"]))
+    assert rejects == [] and records[0].format == "jpeg" and acc.repairs["multi_frame"] == 1
+    pixels = tf.io.decode_jpeg(out.getvalue()).numpy()
+    assert pixels.shape == (48, 64, 3) and pixels[..., 0].mean() > 150  # the first frame
+
+
+# 13. the output folder inside an input folder
+def test_an_output_folder_inside_the_input_folder_is_refused_and_old_outputs_are_not_read(tmp_path, demo_dir):
+    csvs = tmp_path / "csvs"
+    csvs.mkdir()
+    (csvs / "a.jpg").write_bytes(dialects.jpeg())
+    (csvs / "train_labels.csv").write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.jpg,64,48,x,1,1,9,9\n")
+    with pytest.raises(JobError, match=r"is inside the input folder .*; the next run would read it as input"):
+        prepare.run(["--input", str(csvs), "--output", str(csvs / "out"), *IN_PROCESS], print_report=False)
+    prepare.run(["--input", str(csvs), "--output", str(tmp_path / "out"), *IN_PROCESS], print_report=False)
+    (tmp_path / "out").rename(csvs / "old-out")  # an earlier output moved in by hand
+    records, _, _ = _read(csvs, format="csv", image_root=str(csvs))
+    assert [r.filename for r in records] == ["a.jpg"]  # its report.csv is not read as annotations
+
+
+# 15. colliding source ids and duplicate files
+def test_colliding_ids_and_duplicate_files_are_rejected_naming_the_first(tmp_path):
+    (tmp_path / "x.jpg").write_bytes(dialects.jpeg())
+    (tmp_path / "y.jpg").write_bytes(dialects.jpeg())
+    path = _coco(tmp_path, ["x.jpg", "y.jpg", "./x.jpg"], ids=[5, "5", 7])
+    records, rejects, _ = _read(path)
+    assert [r.filename for r in records] == ["x.jpg"]
+    assert sorted(r.detail.split(" is also")[0] for r in rejects) == ["image file " + str(tmp_path / "x.jpg"), "image key 'train/5'"]
+    yolo = tmp_path / "yolo"
+    dialects.yolo_segmentation(yolo)
+    (yolo / "train" / "images" / "a.png").write_bytes(dialects.png())  # one label file, two images
+    records, rejects, _ = _read(yolo)
+    assert sorted(r.filename for r in records) == ["a.jpg", "b.jpg"]
+    assert [(r.image, r.reason.value) for r in rejects] == [("a.png", "duplicate_image")]
+
+
+@pytest.mark.slow
+def test_shards_do_not_depend_on_the_worker_count_with_colliding_ids(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    names = []
+    for i in range(40):
+        (images / f"{i}.jpg").write_bytes(dialects.jpeg(color=(random.Random(i).randrange(256), 0, 0)))
+        names.append(f"{i}.jpg")
+    path = _coco(images, names + names[:10], ids=list(range(40)) + [str(i) for i in range(10)])
+    outs = []
+    for k, workers in enumerate(("--direct_num_workers=1", "--direct_num_workers=2")):
+        out = tmp_path / f"out{k}"
+        prepare.run(["--input", str(path), "--output", str(out), "--num-shards=3", workers], print_report=False)
+        outs.append(out)
+    output = JobOutput.open(str(outs[0]))
+    assert output.stats()["totals"]["images_quarantined_by_reason"] == {"duplicate_image": 10}
+    for shard in output.manifest.shards:
+        assert (outs[0] / shard.name).read_bytes() == (outs[1] / shard.name).read_bytes()
