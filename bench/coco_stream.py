@@ -5,9 +5,11 @@ run measures, each in a fresh subprocess, the peak RSS of
 (a) ``json.load`` of the file and (b) boxweight's COCO reader parsing it into
 raw images (all images and boxes, no image files opened).
 
-    .venv/bin/python -m bench.coco_stream [--images 200000 --boxes 1000000]
+    .venv/bin/python -m bench.coco_stream [--images 200000 --boxes 1000000] [--nan-string-mb 50]
 
-Target: (b) below 1.5 GB and below (a).
+Target: (b) below 1.5 GB and below (a). Then the same two readers on a file
+with one bare ``NaN`` and one long string (``--nan-string-mb``): the case
+whose rewriting pass was once quadratic in the string's length.
 """
 
 from __future__ import annotations
@@ -43,11 +45,17 @@ def write_coco(path: str, images: int, boxes: int, seed: int = 0) -> None:
         f.write("]}")
 
 
+def write_nan_string(path: str, megabytes: int) -> None:
+    with open(path, "w") as f:
+        f.write('{"info": {"description": "' + "x" * (megabytes << 20) + '"}, "images": [{"id": 1, "file_name": "a.jpg"}], ')
+        f.write('"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [NaN, 1, 2, 3]}], "categories": [{"id": 1, "name": "x"}]}')
+
+
 def _child(mode: str, path: str) -> None:
     start = time.perf_counter()
     if mode == "json.load":
         with open(path) as f:
-            doc = json.load(f)
+            doc = json.load(f)  # Python's json reads bare NaN natively
         n_images, n_boxes = len(doc["images"]), len(doc["annotations"])
     else:
         from readers.coco import CocoSource
@@ -66,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200_000)
     parser.add_argument("--boxes", type=int, default=1_000_000)
+    parser.add_argument("--nan-string-mb", type=int, default=50)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -84,7 +93,16 @@ def main() -> None:
     for r in results:
         print(f"{r['mode']:<12} {r['peak_mb']:>12.0f} {r['seconds']:>8.1f} {r['images']:>8} {r['boxes']:>9}")
     base, ours = results
-    print(f"boxweight / json.load peak RSS: {ours['peak_mb'] / base['peak_mb']:.2f}")
+    print(f"boxweight / json.load peak RSS: {ours['peak_mb'] / base['peak_mb']:.2f}, time: {ours['seconds'] / base['seconds']:.2f}")
+    if args.nan_string_mb:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "nan_string.json")
+            write_nan_string(path, args.nan_string_mb)
+            print(f"\none NaN and a {args.nan_string_mb} MB string:")
+            for mode in ("json.load", "boxweight"):
+                out = subprocess.run([sys.executable, "-m", "bench.coco_stream", "--child", mode, path], capture_output=True, text=True, check=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"{r['mode']:<12} {r['peak_mb']:>12.0f} {r['seconds']:>8.1f} {r['images']:>8} {r['boxes']:>9}")
 
 
 if __name__ == "__main__":
