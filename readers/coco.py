@@ -23,7 +23,7 @@ from typing import Any
 import ijson
 
 from readers import fs
-from readers.raw import RawBox, RawImage, SourceError, classes_of
+from readers.raw import RawBox, RawImage, SourceError, classes_of, declared_size
 from readers.splits import split_in_name, split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap, LabelMapError
@@ -264,8 +264,8 @@ class CocoSource:
                 source=where,
                 split=split,
                 boxes=tuple(own),
-                declared_width=_int_or_none(img.get("width")),
-                declared_height=_int_or_none(img.get("height")),
+                declared_width=declared_size(img.get("width")),
+                declared_height=declared_size(img.get("height")),
             )
         for leftovers in boxes.values():  # boxes of duplicate or malformed image entries
             for rb in leftovers:
@@ -310,11 +310,3 @@ def _key(value: Any) -> Any:
     if isinstance(value, (list, dict)):  # never an image id; keep it hashable
         return ("unhashable", repr(value))
     return value
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        v = int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return v if v > 0 else None

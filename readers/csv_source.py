@@ -16,7 +16,7 @@ import posixpath
 from collections.abc import Iterator
 
 from readers import fs
-from readers.raw import RawBox, RawImage, SourceError
+from readers.raw import RawBox, RawImage, SourceError, declared_size
 from readers.splits import split_in_name, split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
@@ -127,14 +127,6 @@ class CsvSource:
                     source=f"{csv_path}:{image_rows[0][0]}",
                     split=split,
                     boxes=tuple(boxes),
-                    declared_width=_int(first["width"]),
-                    declared_height=_int(first["height"]),
+                    declared_width=declared_size(first["width"]),
+                    declared_height=declared_size(first["height"]),
                 )
-
-
-def _int(text: str) -> int | None:
-    try:
-        value = int(float(text))
-    except (ValueError, OverflowError):  # 'inf', '1e999'
-        return None
-    return value if value > 0 else None

@@ -24,7 +24,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from readers import fs
-from readers.raw import RawBox, RawImage, SourceError
+from readers.raw import RawBox, RawImage, SourceError, declared_size
 from readers.splits import split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
@@ -104,8 +104,8 @@ class CvatSource:
                 source=where,
                 split=subset or folder_split or "train",
                 boxes=tuple(boxes),
-                declared_width=_positive(node.get("width")),
-                declared_height=_positive(node.get("height")),
+                declared_width=declared_size(node.get("width")),
+                declared_height=declared_size(node.get("height")),
             )
             node.clear()  # a large export streams in constant memory
 
@@ -144,11 +144,3 @@ class CvatSource:
             truncated=shape.get("occluded") == "1",
             from_polygon=shape.tag != "box",
         )
-
-
-def _positive(value: str | None) -> int | None:
-    try:
-        v = int(float(value or ""))
-    except (ValueError, OverflowError):
-        return None
-    return v if v > 0 else None

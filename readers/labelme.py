@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from readers import fs
-from readers.raw import RawBox, RawImage, SourceError
+from readers.raw import RawBox, RawImage, SourceError, declared_size
 from readers.splits import split_of_path
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
@@ -95,8 +95,8 @@ class LabelMeSource:
                 source=path,
                 split=split_of_path(rel) or "train",
                 boxes=tuple(boxes),
-                declared_width=_positive(doc.get("imageWidth")),
-                declared_height=_positive(doc.get("imageHeight")),
+                declared_width=declared_size(doc.get("imageWidth")),
+                declared_height=declared_size(doc.get("imageHeight")),
                 encoded=encoded,
                 by_base_name=fs.is_absolute(str(doc.get("imagePath") or "")),
             )
@@ -128,11 +128,3 @@ class LabelMeSource:
             source=where,
             from_polygon=kind != "rectangle",
         )
-
-
-def _positive(value: Any) -> int | None:
-    try:
-        v = int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return v if v > 0 else None

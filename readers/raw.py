@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Iterable
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True, slots=True)  # a million of these may be in memory at once
@@ -63,6 +64,16 @@ class RawImage:
 # every field's value as one tuple, in C
 _raw_box_values = operator.attrgetter(*(f.name for f in dataclasses.fields(RawBox)))
 _raw_image_values = operator.attrgetter(*(f.name for f in dataclasses.fields(RawImage)))
+
+
+def declared_size(value: Any) -> int | None:
+    """A width or height as an annotation declares it: a positive whole number, else None
+    (absent, zero, not a number, or overflowing like ``1e999``: the file's own size is used)."""
+    try:
+        size = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return size if size > 0 else None
 
 
 def classes_of(boxes: Iterable[RawBox]) -> tuple[str, ...]:

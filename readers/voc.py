@@ -35,7 +35,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from readers import fs
-from readers.raw import RawBox, RawImage, SourceError, classes_of
+from readers.raw import RawBox, RawImage, SourceError, classes_of, declared_size
 from readers.splits import split_of_path
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
@@ -164,8 +164,8 @@ class VocSource:
                 split=split,
                 boxes=boxes,
                 by_base_name=fs.is_absolute(declared),
-                declared_width=_positive(_text(tree, "size/width")),
-                declared_height=_positive(_text(tree, "size/height")),
+                declared_width=declared_size(_text(tree, "size/width")),
+                declared_height=declared_size(_text(tree, "size/height")),
             )
         for xml, declared, rel, lost, searched in missing:
             detail = f"no image file for <filename>{declared!r} in {', '.join(searched)}"
@@ -285,11 +285,3 @@ def _image_sets(folder: str) -> dict[str, tuple[str, ...]] | None:
             if split not in (_LIST_SPLIT.get(s, s) for s in splits):
                 splits.append(stem)
     return {image_id: tuple(stems) for image_id, stems in named.items()}
-
-
-def _positive(text: str) -> int | None:
-    try:
-        value = int(float(text))
-    except (ValueError, OverflowError):  # 'inf', '1e999'
-        return None
-    return value if value > 0 else None

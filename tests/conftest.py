@@ -26,3 +26,14 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     generate(str(out), num_images=240, image_size=96, seed=7)
     return out
+
+
+def read_dataset(path, **kw):
+    """(records, rejects, accounting) of a dataset through ``readers.read``; the accounting must balance."""
+    import readers
+    from schemas.annotations import ImageRecord, Reject
+
+    acc = readers.Accounting()
+    items = list(readers.read(str(path), accounting=acc, **kw))
+    assert acc.balanced()
+    return [r for r in items if isinstance(r, ImageRecord)], [r for r in items if isinstance(r, Reject)], acc

@@ -19,20 +19,16 @@ import tensorflow as tf
 import readers
 from beam_jobs import prepare
 from beam_jobs.options import JobError
-from schemas.annotations import ImageRecord, Reject
+from schemas.annotations import ImageRecord
 from schemas.features import decode_example
 from schemas.label_map import LabelMap
 from tests import dialects
+from tests.conftest import read_dataset as _read
 from weighting.job_output import JobOutput
 
 IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
 
 
-def _read(path, **kw):
-    acc = readers.Accounting()
-    items = list(readers.read(str(path), accounting=acc, **kw))
-    assert acc.balanced()
-    return [r for r in items if isinstance(r, ImageRecord)], [r for r in items if isinstance(r, Reject)], acc
 
 
 # 1. YOLO segmentation exports and float class ids

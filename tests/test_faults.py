@@ -24,19 +24,14 @@ from beam_jobs import prepare
 from beam_jobs.options import JobError
 from readers.coco import _NonFiniteAsStrings
 from readers.raw import RawBox, RawImage
-from schemas.annotations import ImageRecord, Reject
 from schemas.label_map import LabelMap
 from tests import dialects
+from tests.conftest import read_dataset as _read
 from weighting.job_output import JobOutput
 
 IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
 
 
-def _read(path, **kw):
-    acc = readers.Accounting()
-    items = list(readers.read(str(path), accounting=acc, **kw))
-    assert acc.balanced()
-    return [r for r in items if isinstance(r, ImageRecord)], [r for r in items if isinstance(r, Reject)], acc
 
 
 def _coco(folder: Path, names: list, ids: list | None = None) -> Path:
