@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import readers
@@ -429,11 +428,6 @@ def merge_all(accumulators: Iterable[Any]) -> Any:
     for other in it:
         first.merge(other)
     return first
-
-
-def write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as f:
-        f.write(text.encode("utf-8"))
 
 
 def rejects_jsonl(rejects: Iterable[Reject]) -> str:
