@@ -15,6 +15,7 @@ import logging
 import shlex
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -274,6 +275,10 @@ def main(argv: Sequence[str] | None = None, standbys: Standbys | None = None) ->
         interrupted = True
         print("boxweight prepare: interrupted; the output folder was left as it was", file=sys.stderr)
         return 130
+    except Exception:  # a failed run (disk full, a worker error): its traceback, then what became of the output
+        traceback.print_exc()
+        print("boxweight prepare: error: the job failed (see above); the output folder was left as it was", file=sys.stderr)
+        return 1
     finally:
         threading.excepthook = previous_hook
         for args in held if not interrupted else ():
