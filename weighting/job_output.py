@@ -15,6 +15,7 @@ the report needs no TensorFlow and training no Beam.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import posixpath
@@ -153,6 +154,10 @@ class JobOutput:
     def splits(self) -> list[str]:
         return self.manifest.splits
 
+    @functools.cached_property
+    def shard_names(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.manifest.shards)
+
     def files(self, split: str) -> list[str]:
         """Paths of the shards of ``split``, in shard order.
 
@@ -203,12 +208,12 @@ class JobOutput:
             raise DataError(problem)
 
 
-def _owning_output(path: str) -> JobOutput | None:
-    """The output folder that ``path`` (a shard) lies in, if the folder has a manifest."""
+def _owning_output(path: str, opened: dict[str, JobOutput | None]) -> JobOutput | None:
+    """The output folder that ``path`` (a shard) lies in, if the folder has a manifest; ``opened`` caches by folder."""
     directory = posixpath.dirname(path) if not _is_local(path) else os.path.dirname(path)
-    if directory and _exists(_join(directory, MANIFEST_NAME)):
-        return JobOutput.open(directory)
-    return None
+    if directory not in opened:
+        opened[directory] = JobOutput.open(directory) if directory and _exists(_join(directory, MANIFEST_NAME)) else None
+    return opened[directory]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +244,7 @@ def resolve(data: str | Sequence[str], split: str | None, default_split: str) ->
         raise DataError("no data given")
     files: list[str] = []
     outputs: dict[str, JobOutput] = {}
+    opened: dict[str, JobOutput | None] = {}
     for part in parts:
         part = str(part)
         if _isdir(part) or _exists(part.rstrip("/") + STAGING_SUFFIX):
@@ -252,12 +258,11 @@ def resolve(data: str | Sequence[str], split: str | None, default_split: str) ->
         if not matches:
             raise DataError(f"no file matches {part!r}")
         for path in matches:
-            out = _owning_output(path)
+            out = _owning_output(path, opened)
             if out is None:
                 continue
             outputs[out.directory] = out
-            listed = {_join(out.directory, s.name) for s in out.manifest.shards}
-            if os.path.normpath(path) not in {os.path.normpath(p) for p in listed}:
+            if posixpath.basename(path.replace(os.sep, "/")) not in out.shard_names:
                 name = posixpath.basename(path)
                 if name == MANIFEST_NAME or name in {f.name for f in out.manifest.files}:
                     raise DataError(f"{part!r} matches {name}, a report file, not a shard")
