@@ -265,26 +265,24 @@ def main(argv: Sequence[str] | None = None, standbys: Standbys | None = None) ->
     # the interruption is reported once, below.
     held: list[threading.ExceptHookArgs] = []
     previous_hook, threading.excepthook = threading.excepthook, held.append
-    interrupted = False
+    status, message = 0, ""
     try:
         run(argv, standbys=standbys)
     except JobError as exc:
-        print(exc, file=sys.stderr)
-        return exc.exit_code
+        status, message = exc.exit_code, str(exc)
     except KeyboardInterrupt:
-        interrupted = True
-        print("boxweight prepare: interrupted; the output folder was left as it was", file=sys.stderr)
-        return 130
+        held.clear()
+        status, message = 130, "boxweight prepare: interrupted; the output folder was left as it was"
     except Exception:  # a failed run (disk full, a worker error): its traceback, then what became of the output
         traceback.print_exc()
-        print("boxweight prepare: error: the job failed (see above); the output folder was left as it was", file=sys.stderr)
-        return 1
+        status, message = 1, "boxweight prepare: error: the job failed (see above); the output folder was left as it was"
     finally:
         threading.excepthook = previous_hook
-        for args in held if not interrupted else ():
-            previous_hook(args)
-    return 0
-
+    for args in held:
+        previous_hook(args)
+    if message:  # last, after any held thread errors: the line a user reads
+        print(message, file=sys.stderr)
+    return status
 
 if __name__ == "__main__":
     # Run the module imported by name, so workers unpickle its classes by reference.

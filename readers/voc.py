@@ -215,13 +215,13 @@ class VocSource:
         parent = posixpath.dirname(here)
         folders = [self.image_root.rstrip("/")] if self.image_root else []
         folders.append(here)
+        parts = here.split("/")
+        # the last folder named annotations, mirrored: annotations/train/ -> images/train/
+        at = max((i for i, part in enumerate(parts) if part.lower() == "annotations"), default=None)
         for name in _IMAGE_FOLDERS:
             folders.append(posixpath.join(parent, name))  # Annotations/ beside JPEGImages/ or images/
-            parts = here.split("/")
-            for i in range(len(parts) - 1, -1, -1):  # annotations/train/ mirrored as images/train/
-                if parts[i].lower() == "annotations":
-                    folders.append("/".join(parts[:i] + [name] + parts[i + 1 :]))
-                    break
+            if at is not None:
+                folders.append("/".join(parts[:at] + [name] + parts[at + 1 :]))
         return list(dict.fromkeys(self._dirs.get(f.lower(), f) for f in folders))
 
     def _find_image(self, xml: str, declared: str) -> tuple[str | None, list[str]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import posixpath
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -62,7 +63,7 @@ class ReweightSpec:
 
     def output(self) -> JobOutput:
         """The job output whose statistics define the weights."""
-        directory = self.stats.rsplit("/", 1)[0] if self.stats.endswith("stats.json") else self.stats
+        directory = posixpath.dirname(self.stats) if self.stats.endswith("stats.json") else self.stats
         return JobOutput.open(directory or ".")
 
     def class_weights(self) -> dict[str, float]:
