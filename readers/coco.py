@@ -14,7 +14,10 @@ file's folder), or a folder holding one annotation file per split
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import logging
 import math
+import operator
 import posixpath
 import re
 from collections.abc import Iterator
@@ -29,6 +32,7 @@ from schemas.annotations import Reject
 from schemas.label_map import LabelMap, LabelMapError
 from schemas.reasons import RejectReason
 
+log = logging.getLogger(__name__)
 _INSTANCES = re.compile(r"instances_(\w+?)\.json$")
 
 
@@ -153,6 +157,25 @@ def _scan(path: str) -> tuple[bool, bool]:
     return non_finite, annotations
 
 
+#: The top-level keys of a COCO instances file ("type" is in COCO 2014's caption files).
+KNOWN_KEYS = frozenset({"info", "licenses", "images", "annotations", "categories", "type"})
+#: Files up to this size are checked for unknown top-level keys. Listing a file's top-level keys takes a full
+#: parse (as long as json.load: 11 s for a 380 MB file), too dear on the launcher for the big ones.
+KEY_CHECK_BYTES = 64 << 20
+
+
+def unknown_keys(path: str, non_finite: bool) -> list[str] | None:
+    """Top-level keys that are not COCO's (a misspelled ``categories``, a tool's own block), or None when not checked."""
+    if fs.size(path) > KEY_CHECK_BYTES:
+        return None
+    with fs.open_binary(path) as f:
+        stream = _NonFiniteAsStrings(f) if non_finite else f
+        # Only the top level's events have an empty prefix: filterfalse keeps them without a Python call per event.
+        events = itertools.filterfalse(operator.itemgetter(0), ijson.parse(stream, buf_size=1 << 22))
+        keys = [value for _, event, value in events if event == "map_key"]
+    return sorted(set(keys) - KNOWN_KEYS)
+
+
 def _items(path: str, prefix: str, non_finite: bool = True) -> Iterator[Any]:
     with fs.open_binary(path) as f:
         # The rewriting wrapper costs a regex pass; most files never need it.
@@ -181,6 +204,12 @@ class CocoSource:
                     f"{af.path}: images but no 'annotations' key (misspelled?); they would be written without "
                     'boxes. A dataset without boxes says "annotations": []'
                 )
+            try:
+                unknown = unknown_keys(af.path, non_finite)
+            except ijson.JSONError as exc:
+                raise SourceError(f"{af.path}: malformed JSON: {exc}") from None
+            if unknown:
+                log.warning("%s: top-level keys %s are not COCO's; they are not read", af.path, ", ".join(map(repr, unknown)))
             self.files.append(dataclasses.replace(af, non_finite=non_finite))
         if not self.files:
             found = [fs.relpath(f, path) for f in fs.list_files(path, (".json",))]

@@ -77,6 +77,12 @@ def open_binary(path: str) -> BinaryIO:
     return FileSystems.open(path, compression_type="uncompressed")  # type: ignore[no-any-return]
 
 
+def size(path: str) -> int:
+    if _is_local(path):
+        return os.path.getsize(path)
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes  # type: ignore[no-any-return]
+
+
 def read_bytes(path: str) -> bytes:
     with open_binary(path) as f:
         return f.read()  # type: ignore[no-any-return]

@@ -1,9 +1,12 @@
 """Image probing with Pillow: real format, real size, EXIF orientation, truncation.
 
-Only the header and the last bytes are read (no pixel decode, and from a
-file only those bytes are fetched) unless the image must be rotated, or its
-last bytes hold no end marker: then its segments are walked to find the end
-(a JPEG padded after its end is complete; one cut short is not).
+Pillow reads the header (format, size, EXIF orientation); the end marker is
+found from the last bytes, or, when they hold none, by walking the segments
+(a JPEG padded after its end is complete; one cut short is not). Then every
+image is decoded once by TensorFlow, the decoder training uses, so a file
+whose header and end are intact but whose pixel data is corrupt (random
+bytes mid-scan, a PNG with no image data) is refused here rather than
+failing in ``create_input_fn`` mid-training.
 Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is kept, and its warning is treated as an error.
 
 EXIF orientation: TensorFlow's ``decode_jpeg`` ignores EXIF, while annotation
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from PIL import Image
 
@@ -55,7 +58,7 @@ class ImageInfo:
 
 
 def probe(data: bytes, name: str) -> ImageInfo:
-    """Identify an image from its bytes without decoding the pixels.
+    """Identify an image from its bytes and check that its pixels decode.
 
     Args:
         data: the file's bytes.
@@ -72,11 +75,11 @@ def probe(data: bytes, name: str) -> ImageInfo:
 
 
 def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
-    """:func:`probe` on a seekable file of ``size`` bytes, reading only its header and tail.
+    """:func:`probe` on a seekable file of ``size`` bytes.
 
-    Pillow parses the markers up to the frame header (a few KB); the tail is
-    read with one seek. On ``gs://`` that is two small ranged reads instead
-    of the whole image.
+    Pillow parses the markers up to the frame header (a few KB), the tail is
+    read with one seek (a file cut short is refused before any decoding),
+    then the pixels are decoded once (see the module docstring).
     """
     if size <= 0:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: file is empty")
@@ -87,8 +90,6 @@ def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
             fmt = img.format or ""
             width, height = img.size
             orientation, exif_unreadable = _orientation(img) if fmt in ("JPEG", "MPO") else (1, False)
-        f.seek(max(0, size - _TAIL))
-        tail = f.read(_TAIL)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ProbeError(RejectReason.IMAGE_TOO_LARGE, f"{name}: {exc}") from None
     except Exception as exc:  # Pillow's parsers raise many types on hostile headers; each is a bad file, not a bad job
@@ -100,9 +101,47 @@ def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
         )
     if width <= 0 or height <= 0:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: size {width}x{height}")
+    try:
+        f.seek(max(0, size - _TAIL))
+        tail = f.read(_TAIL)
+    except Exception as exc:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: {exc.__class__.__name__}: {exc}") from None
     trailing = _trailing_bytes(f, size, tail, fmt, name)
+    try:
+        f.seek(0)
+        data = f.read()
+    except Exception as exc:
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: {exc.__class__.__name__}: {exc}") from None
+    _decode(data, fmt, name)
     shown = (height, width) if orientation in _SWAPS_AXES else (width, height)
     return ImageInfo(_FORMATS[fmt], shown[0], shown[1], orientation, width, height, trailing, fmt == "MPO", exif_unreadable)
+
+
+def _decode(data: bytes, fmt: str, name: str) -> None:
+    """Decode the pixels with TensorFlow's own decoder; raises ProbeError(IMAGE_CORRUPT) when they do not decode.
+
+    ``create_input_fn`` decodes with ``tf.io.decode_image(..., channels=3)``. A JPEG is decoded here at
+    1/8 scale (``ratio=8``, libjpeg's DCT scaling): the whole entropy-coded stream is still parsed, and a
+    test checks that it accepts and refuses exactly what the full decode does. Pillow is no substitute:
+    it skips libpng's CRC and Adler-32 checks and never asks libjpeg for the end of the image, so files
+    TensorFlow refuses pass it.
+    """
+    tf = _tensorflow()
+    try:
+        if fmt in ("JPEG", "MPO"):
+            tf.io.decode_jpeg(data, channels=3, ratio=8)
+        else:
+            tf.io.decode_image(data, channels=3, expand_animations=False)
+    except tf.errors.OpError as exc:
+        detail = exc.message.rsplit("}}", 1)[-1].split("[Op:")[0].strip()
+        raise ProbeError(RejectReason.IMAGE_CORRUPT, f"{name}: pixel data does not decode in TensorFlow: {detail}") from None
+
+
+def _tensorflow() -> Any:
+    """TensorFlow, imported on first use: a worker that validates images pays its import once (about 3 s)."""
+    import tensorflow as tf
+
+    return tf
 
 
 def _orientation(img: Image.Image) -> tuple[int, bool]:

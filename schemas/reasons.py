@@ -15,6 +15,7 @@ class RejectReason(str, enum.Enum):
     # Image level: the whole image (and its boxes) is quarantined.
     IMAGE_MISSING = "image_missing"
     IMAGE_UNREADABLE = "image_unreadable"
+    IMAGE_CORRUPT = "image_corrupt"  # header and end intact, pixel data does not decode
     IMAGE_TOO_LARGE = "image_too_large"
     IMAGE_FORMAT_UNSUPPORTED = "image_format_unsupported"
     PATH_UNSAFE = "path_unsafe"
@@ -44,6 +45,7 @@ _IMAGE_LEVEL = frozenset(
     {
         RejectReason.IMAGE_MISSING,
         RejectReason.IMAGE_UNREADABLE,
+        RejectReason.IMAGE_CORRUPT,
         RejectReason.IMAGE_TOO_LARGE,
         RejectReason.IMAGE_FORMAT_UNSUPPORTED,
         RejectReason.PATH_UNSAFE,

@@ -11,8 +11,13 @@ import io
 import json
 import os
 import random
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +27,8 @@ from PIL import Image
 import readers
 from beam_jobs import prepare
 from beam_jobs.options import JobError
-from readers.coco import _NonFiniteAsStrings
+from readers import probe
+from readers.coco import _NonFiniteAsStrings, unknown_keys
 from readers.raw import RawBox, RawImage
 from schemas.label_map import LabelMap
 from tests import dialects
@@ -217,6 +223,90 @@ def test_paths_with_glob_characters_are_taken_literally(tmp_path):
     coco.mkdir()
     (coco / "a.jpg").write_bytes(dialects.jpeg())
     assert readers.detect_format(str(_coco(coco, ["a.jpg"]))) == "coco"
+
+
+# 9. unknown top-level COCO keys are named in a warning, as the user runs the job
+def test_unknown_top_level_coco_keys_are_named_in_a_warning(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(dialects.jpeg())
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": [{"id": 1, "name": "x"}],
+           "categoriez": [{"id": 2, "name": "y"}], "info": {"note": {"nested": "not a top-level key"}}}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    result = subprocess.run([sys.executable, "-m", "beam_jobs.prepare", "--input", str(tmp_path / "a.json"),
+                             "--output", str(tmp_path / "out"), *IN_PROCESS], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "a.json: top-level keys 'categoriez' are not COCO's; they are not read" in result.stderr
+    assert "nested" not in result.stderr
+    assert unknown_keys(str(tmp_path / "a.json"), non_finite=False) == ["categoriez"]
+
+
+# 11. pixel data that does not decode, behind an intact header and end marker
+def _photo(size: tuple[int, int] = (160, 120), progressive: bool = False, format: str = "JPEG") -> bytes:
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, size[0])[None, :, None] * np.ones((size[1], 1, 3))
+    pixels = np.clip(ramp + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype("uint8")
+    out = io.BytesIO()
+    if format == "PNG":
+        Image.fromarray(pixels).save(out, format="PNG")
+    else:
+        Image.fromarray(pixels).save(out, format="JPEG", quality=90, progressive=progressive)
+    return out.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def _decodes_in_tensorflow(data: bytes) -> bool:
+    try:
+        tf.io.decode_image(data, channels=3)
+    except tf.errors.InvalidArgumentError:
+        return False
+    return True
+
+
+def test_corrupt_pixel_data_is_quarantined_and_every_written_image_decodes_in_training(tmp_path):
+    good = _photo((640, 480))
+    mid = len(good) // 2
+    noisy = good[:mid] + random.Random(1).randbytes(2000) + good[mid + 2000 :]
+    assert noisy.endswith(b"\xff\xd9") and not _decodes_in_tensorflow(noisy)
+    header_only = _png_header_only(9000, 9000)
+    assert len(header_only) == 45 and not _decodes_in_tensorflow(header_only)
+    for name, data in (("good.jpg", good), ("noisy.jpg", noisy), ("empty.png", header_only)):
+        (tmp_path / name).write_bytes(data)
+    records, rejects, acc = _read(_coco(tmp_path, ["good.jpg", "noisy.jpg", "empty.png"]))
+    assert [r.filename for r in records] == ["good.jpg"]
+    assert sorted((r.image, r.reason.value) for r in rejects) == [("empty.png", "image_corrupt"), ("noisy.jpg", "image_corrupt")]
+    assert all("pixel data does not decode" in r.detail for r in rejects)
+    assert acc.images_in == 3 and acc.images_quarantined == 2
+
+
+def test_the_one_eighth_scale_jpeg_check_accepts_and_refuses_what_the_full_decode_does():
+    """Validation decodes JPEGs at ratio=8; create_input_fn decodes them in full with decode_image."""
+    rng = random.Random(7)
+    sources = [_photo(), _photo(progressive=True), _photo((640, 480))]
+    outcomes = {True: 0, False: 0}
+    for i in range(300):
+        src = sources[i % 3]
+        n = rng.choice([1, 4, 50, 400])
+        at = rng.randrange(100, len(src) - n - 20)
+        kind = rng.choice(["random", "flip", "cut"])
+        if kind == "random":
+            data = src[:at] + rng.randbytes(n) + src[at + n :]
+        elif kind == "flip":
+            data = src[:at] + bytes(b ^ (1 << rng.randrange(8)) for b in src[at : at + n]) + src[at + n :]
+        else:
+            data = src[:at] + src[at + n :]
+        try:
+            probe._decode(data, "JPEG", "x.jpg")
+            ours = True
+        except probe.ProbeError:
+            ours = False
+        assert ours == _decodes_in_tensorflow(data), (i, kind, n, at)
+        outcomes[ours] += 1
+    assert min(outcomes.values()) > 40  # both outcomes well represented
 
 
 # 12. images wrongly refused: MPO (phones)
