@@ -25,10 +25,11 @@ import keras
 import tensorflow as tf
 
 from boxweight.detector import assign_targets, build_detector, decode_boxes
-from weighting.input_fn import ReweightSpec, create_input_fn
-from weighting.job_output import one_output
-from weighting.losses import WeightedBinaryCrossEntropy, WeightedGIoU, WeightedSigmoidFocalLoss
-from weighting.schemes import SCHEMES
+from schemas.label_map import LabelMap
+from weighting.input_fn import ReweightSpec, create_input_fn, split_counts
+from weighting.job_output import JobOutput, one_output
+from weighting.losses import WeightedBinaryCrossEntropy, WeightedGIoU, WeightedSigmoidFocalLoss, equalization_weights
+from weighting.schemes import NORMALIZATIONS, SCHEMES, tail_classes
 
 
 @dataclasses.dataclass
@@ -40,10 +41,13 @@ class TrainConfig:
     val_split: str | None = None
     loss: str = "focal"
     weights: str = "record"
+    normalize: str = "min"
+    eql_threshold: float | None = None
     repeat_factor_sampling: bool = False
     epochs: int = 10
     batch_size: int = 32
     image_size: int = 128
+    width: int = 32
     learning_rate: float = 2e-3
     mixed_precision: bool = False
     seed: int = 0
@@ -56,15 +60,25 @@ def _weights_arg(cfg: TrainConfig, job_dir: str) -> Any:
         return cfg.weights
     if cfg.weights not in SCHEMES:
         raise SystemExit(f"boxweight train: error: --weights {cfg.weights!r}: use record, none or a scheme ({', '.join(SCHEMES)})")
-    return ReweightSpec(job_dir, cfg.weights)
+    return ReweightSpec(job_dir, cfg.weights, normalize=cfg.normalize)
+
+
+def _tail(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float] | None:
+    """Per class id 1..max_id, 1.0 for the equalization loss's tail classes; None when it is off."""
+    if cfg.eql_threshold is None:
+        return None
+    tail = tail_classes(split_counts(data, "train"), cfg.eql_threshold)
+    names = dict(label_map)
+    return [1.0 if tail.get(names.get(i, ""), False) else 0.0 for i in range(1, label_map.max_id + 1)]
 
 
 class _Trainer(keras.Model):
     """Wraps the detector so ``fit`` runs our weighted loss (and any tf.distribute strategy)."""
 
-    def __init__(self, detector: keras.Model, num_classes: int, size: int, loss: str, **kwargs: Any) -> None:
+    def __init__(self, detector: keras.Model, num_classes: int, size: int, loss: str, tail: list[float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.detector, self.num_classes, self.size = detector, num_classes, size
+        self.tail = None if tail is None else tf.constant(tail, tf.float32)
         self.cls_loss_fn = (WeightedSigmoidFocalLoss if loss == "focal" else WeightedBinaryCrossEntropy)(reduction="sum")
         self.box_loss_fn = WeightedGIoU()
         self.cls_tracker = keras.metrics.Mean(name="cls_loss")
@@ -82,8 +96,11 @@ class _Trainer(keras.Model):
         t = assign_targets(labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"], self.num_classes, self.size)
         with tf.GradientTape() as tape:
             out = self.detector(images, training=True)
+            cls_weights = t["class_weights"]
+            if self.tail is not None:  # [B, N, C]: foreground cells send no negative gradient to tail classes
+                cls_weights = cls_weights[..., None] * equalization_weights(t["class_targets"], t["positive"], self.tail)
             # normalized by the summed weight of positive cells, as RetinaNet by their number
-            cls_loss = self.cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=t["class_weights"])
+            cls_loss = self.cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=cls_weights)
             cls_loss = cls_loss / tf.maximum(tf.reduce_sum(t["box_weights"]), 1.0)
             box_loss = self.box_loss_fn(t["box_targets"], decode_boxes(out["box_raw"], self.size), sample_weight=t["box_weights"])
             # gradients are summed over replicas, so each contributes its share of the mean
@@ -139,11 +156,11 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         weights=_weights_arg(cfg, data.directory), repeat_factor_sampling=cfg.repeat_factor_sampling,
     )()
     with strategy.scope():
-        model = build_detector(num_classes, size)
+        model = build_detector(num_classes, size, cfg.width)
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         if cfg.mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        trainer = _Trainer(model, num_classes, size, cfg.loss, name="detector_trainer")
+        trainer = _Trainer(model, num_classes, size, cfg.loss, _tail(cfg, data, labels), name="detector_trainer")
         trainer.compile(optimizer=optimizer)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     os.makedirs(cfg.out, exist_ok=True)
@@ -180,11 +197,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", default=None, help="split of --val to evaluate on (default: val)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--loss", choices=("focal", "ce"), default="focal", help="classification loss: sigmoid focal or sigmoid cross-entropy")
-    p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json)")
-    p.add_argument("--repeat-factor-sampling", action="store_true")
+    p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json); default: %(default)s")
+    p.add_argument("--normalize", default="min", choices=NORMALIZATIONS,
+                   help="normalization of a --weights scheme; min: the most frequent class 1, rarer more (default: %(default)s)")
+    p.add_argument("--eql-threshold", type=float, default=None, metavar="LAMBDA",
+                   help="equalization loss: on foreground cells, no negative gradient to classes in fewer than this share of "
+                        "the train images (e.g. 0.1); default: off")
+    p.add_argument("--repeat-factor-sampling", action="store_true", help="repeat images by the records' LVIS repeat factors")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--width", type=int, default=32, help="detector's base channel count (default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=2e-3)
     p.add_argument("--mixed-precision", action="store_true")
     p.add_argument("--seed", type=int, default=0)

@@ -16,6 +16,7 @@ from weighting.losses import (
     WeightedSigmoidFocalLoss,
     WeightedSmoothL1,
     WeightedSoftmaxCrossEntropy,
+    equalization_weights,
     giou,
 )
 
@@ -125,3 +126,37 @@ def test_zero_weight_class_contributes_zero_gradient(cls):
 def test_unknown_reduction_refused():
     with pytest.raises(ValueError, match="reduction 'mean' not in"):
         WeightedGIoU(reduction="mean")
+
+
+def test_equalization_weights_follow_the_papers_formula():
+    """Tan et al. 2020, eq. 4: w_j = 1 - E(r) T_lambda(f_j) (1 - y_j), element by element."""
+    rng = np.random.default_rng(3)
+    b, n, c = 2, 7, 5
+    labels = rng.integers(0, c, (b, n))
+    positive = rng.random((b, n)) < 0.5
+    y = np.eye(c)[labels] * positive[..., None]
+    tail = np.array([0, 0, 1, 0, 1], dtype=np.float32)
+    got = np.asarray(equalization_weights(y, positive, tail))
+    for i in range(b):
+        for k in range(n):
+            for j in range(c):
+                e = 1.0 if positive[i, k] else 0.0
+                assert got[i, k, j] == 1.0 - e * tail[j] * (1.0 - y[i, k, j])
+
+
+def test_equalization_stops_negative_gradients_to_tail_classes_on_foreground_only():
+    """A frequent class's positive sends no gradient to a tail class's logit; background cells still do."""
+    y = np.zeros((1, 3, 3), np.float32)
+    y[0, 0, 0] = 1.0  # cell 0: a positive of the frequent class 0
+    y[0, 1, 2] = 1.0  # cell 1: a positive of the tail class 2
+    positive = np.array([[True, True, False]])  # cell 2: background
+    tail = np.array([0.0, 0.0, 1.0], np.float32)
+    logits = tf.Variable(np.zeros((1, 3, 3), np.float32))
+    weights = equalization_weights(y, positive, tail)
+    with tf.GradientTape() as tape:
+        loss = WeightedSigmoidFocalLoss(reduction="sum")(y, logits, sample_weight=weights)
+    grad = tape.gradient(loss, logits).numpy()[0]
+    assert grad[0, 2] == 0.0  # foreground of class 0: no push on the tail logit
+    assert grad[0, 1] > 0.0  # ... but on the frequent class 1 it still pushes down
+    assert grad[1, 2] < 0.0  # the tail class's own positive pulls up
+    assert grad[2, 2] > 0.0  # background still pushes the tail logit down

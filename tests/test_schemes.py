@@ -14,7 +14,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from schemas.annotations import Box, ImageRecord
 from weighting import ClassCounts, SplitStats, WeightingError, class_repeat_factors, class_weights
 from weighting.apply import WeightPlan
-from weighting.schemes import SCHEMES, BoxMultipliers, image_repeat_factor
+from weighting.schemes import SCHEMES, BoxMultipliers, image_repeat_factor, tail_classes
 
 COUNTS = {"a": 1000, "b": 100, "c": 10}
 
@@ -154,3 +154,20 @@ def test_schemes_preserve_rarity_order(counts, scheme):
 
 def test_every_scheme_is_tested_here():
     assert set(SCHEMES) == {"none", "inverse", "inverse_sqrt", "balanced", "effective_number", "median_frequency", "repeat_factor", "manual"}
+
+
+def test_min_normalization_keeps_every_class_at_or_above_one():
+    counts = {"fish": 2669, "jellyfish": 400, "starfish": 116, "unseen": 0}
+    w = class_weights(counts, "inverse_sqrt", normalize="min")
+    assert w["fish"] == pytest.approx(1.0)
+    assert w["starfish"] == pytest.approx(math.sqrt(2669 / 116))
+    assert min(w.values()) == pytest.approx(1.0) and w["unseen"] == max(w.values())
+    assert class_weights(counts, "effective_number", normalize="max")["starfish"] == pytest.approx(1.0)
+
+
+def test_equalization_tail_is_the_classes_in_few_images():
+    counts = ClassCounts(boxes={"a": 90, "b": 30, "c": 3}, images_with={"a": 80, "b": 25, "c": 2}, num_images=100)
+    assert tail_classes(counts, 0.1) == {"a": False, "b": False, "c": True}
+    assert tail_classes(counts, 0.3) == {"a": False, "b": True, "c": True}
+    with pytest.raises(WeightingError, match="needs num_images"):
+        tail_classes(ClassCounts(boxes={"a": 1}), 0.1)

@@ -38,6 +38,21 @@ AUTOTUNE = tf.data.AUTOTUNE
 _PARSE_GROUP = 64  # records parsed together
 
 
+def split_counts(output: JobOutput, split: str = "train") -> ClassCounts:
+    """The counts the weighting schemes read, for one split of a job's ``stats.json``."""
+    doc = output.stats()
+    if split not in doc["splits"]:
+        raise DataError(f"{output.directory}: no split {split!r} in stats.json; splits: {', '.join(doc['splits'])}")
+    entry = doc["splits"][split]
+    classes = entry["classes"]
+    return ClassCounts(
+        boxes={c["name"]: c["boxes"] for c in classes},
+        images_with={c["name"]: c["images"] for c in classes},
+        num_images=entry["images"],
+        boxes_in_images_with={c["name"]: c.get("boxes_in_images", 0) for c in classes},
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class ReweightSpec:
     """Recompute box weights at read time from a job's ``stats.json``.
@@ -67,18 +82,7 @@ class ReweightSpec:
         return JobOutput.open(directory or ".")
 
     def class_weights(self) -> dict[str, float]:
-        output = self.output()
-        doc = output.stats()
-        if self.split not in doc["splits"]:
-            raise DataError(f"{output.directory}: no split {self.split!r} in stats.json; splits: {', '.join(doc['splits'])}")
-        entry = doc["splits"][self.split]
-        classes = entry["classes"]
-        counts = ClassCounts(
-            boxes={c["name"]: c["boxes"] for c in classes},
-            images_with={c["name"]: c["images"] for c in classes},
-            num_images=entry["images"],
-            boxes_in_images_with={c["name"]: c.get("boxes_in_images", 0) for c in classes},
-        )
+        counts = split_counts(self.output(), self.split)
         return class_weights(counts, self.scheme, normalize=self.normalize, max_weight=self.max_weight, **dict(self.params))
 
 

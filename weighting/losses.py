@@ -160,4 +160,27 @@ def giou(a: Any, b: Any, eps: float = 1e-7) -> Any:
     return iou - (hull - union) / (hull + eps)
 
 
+def equalization_weights(class_targets: Any, positive: Any, tail: Any) -> Any:
+    """Per-element classification weights of the equalization loss (Tan et al., CVPR 2020, eq. 4).
+
+    w_j = 1 - E(r) T(f_j) (1 - y_j): on a foreground cell or anchor (E = 1),
+    the negative terms of tail classes (T = 1) get weight 0, so frequent
+    classes' positives stop pushing rare classes' logits down; background
+    cells and every positive term keep weight 1.
+
+    Args:
+        class_targets: ``[B, N, C]`` one-hot targets y.
+        positive: ``[B, N]`` whether the cell or anchor is foreground, E(r).
+        tail: ``[C]`` 1 for tail classes, T(f_j); see ``weighting.schemes.tail_classes``.
+
+    Returns:
+        ``[B, N, C]`` weights in {0, 1}, to multiply into a classification
+        loss's ``sample_weight``.
+    """
+    y = ops.cast(class_targets, "float32")
+    e = ops.expand_dims(ops.cast(positive, "float32"), -1)
+    t = ops.reshape(ops.cast(tail, "float32"), (1, 1, -1))
+    return 1.0 - e * t * (1.0 - y)
+
+
 LOSSES = (WeightedSigmoidFocalLoss, WeightedBinaryCrossEntropy, WeightedSoftmaxCrossEntropy, WeightedSmoothL1, WeightedGIoU)

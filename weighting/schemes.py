@@ -126,7 +126,7 @@ SCHEMES: dict[str, Callable[..., dict[str, float]]] = {
     "manual": lambda c, weights: _manual(c, weights),
 }
 
-NORMALIZATIONS = ("boxes", "classes", "max", "none")
+NORMALIZATIONS = ("boxes", "classes", "min", "max", "none")
 
 
 def class_repeat_factors(
@@ -157,6 +157,21 @@ def class_repeat_factors(
 def image_repeat_factor(class_names: set[str] | frozenset[str], factors: Mapping[str, float]) -> float:
     """r(I) = max over the classes in the image of r(c); 1 for an image without boxes."""
     return max((factors.get(name, 1.0) for name in class_names), default=1.0)
+
+
+def tail_classes(counts: ClassCounts | SplitStats, threshold: float) -> dict[str, bool]:
+    """The tail of the equalization loss (Tan et al., CVPR 2020): classes whose image frequency is below ``threshold``.
+
+    A class's frequency f_j is the share of images that contain it; it is in
+    the tail when f_j < threshold (the paper's lambda). See
+    :func:`weighting.losses.equalization_weights`.
+    """
+    if not 0 <= threshold <= 1:
+        raise WeightingError(f"equalization threshold {threshold!r} must be in [0, 1]")
+    c = ClassCounts.of(counts)
+    total = c.require("num_images", "equalization loss")
+    images = c.require("images_with", "equalization loss")
+    return {name: (images.get(name, 0) / total if total else 0.0) < threshold for name in c.boxes}
 
 
 def load_manual_weights(path: str) -> dict[str, float]:
@@ -213,8 +228,12 @@ def class_weights(
         scheme: one of :data:`SCHEMES`.
         normalize: ``boxes`` (default): sum_c n_c w_c / sum_c n_c = 1, so the
             loss keeps its scale; ``classes``: mean 1 over classes with boxes;
-            ``max``: largest weight 1 (the TF OD API documents weights in
-            [0, 1]); ``none``: the scheme's own values.
+            ``min``: smallest weight 1, so no class goes below the weight 1
+            that background keeps in most trainers (the most frequent class
+            gets 1, rarer classes more); ``max``: largest weight 1, all in
+            [0, 1] (the TF OD API documents weights in [0, 1]; frequent
+            classes then weigh less than background); ``none``: the
+            scheme's own values.
         max_weight: cap applied last, after normalization.
         **params: scheme parameters (``beta``, ``threshold``, ``weights``).
 
@@ -254,6 +273,9 @@ def _normalize(raw: dict[str, float], boxes: Mapping[str, int], mode: str) -> di
         scale = sum(w * boxes.get(k, 0) for k, w in raw.items()) / total if total else 0.0
     elif mode == "classes":
         scale = sum(raw.values()) / len(raw)
+    elif mode == "min":
+        present = [w for k, w in raw.items() if boxes.get(k, 0) > 0 and w > 0]
+        scale = min(present, default=0.0)
     else:
         scale = max(raw.values())
     if scale <= 0:
