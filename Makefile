@@ -19,7 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/boxweight demo-data --out $(DEMO_DIR)
 	$(BIN)/boxweight prepare --input $(DEMO_DIR)/annotations.json --output $(DEMO_OUT) --overwrite \
-		--scheme balanced --repeat-threshold 0.1 --val-fraction 0.2
+		--val-fraction 0.2
 	@echo
 	@echo "Outputs in $(DEMO_OUT)/: train-*.tfrecord, val-*.tfrecord, stats.json, report.csv, report.html, rejects.jsonl, label_map.pbtxt, manifest.json"
 
@@ -33,7 +33,7 @@ bench: demo
 	$(BIN)/python -m bench.prepare_job
 	$(BIN)/python -m bench.input_pipeline --records '$(DEMO_OUT)/train-*'
 
-# about 30 minutes on 2 CPU cores
+# about 45 minutes on 2 CPU cores
 experiment: $(STAMP)
 	$(BIN)/python -m bench.weighting_experiment
 
