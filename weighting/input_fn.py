@@ -70,7 +70,7 @@ class ReweightSpec:
 
     stats: str
     scheme: str
-    normalize: str = "boxes"
+    normalize: str = "min"
     max_weight: float | None = None
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     multipliers: BoxMultipliers = BoxMultipliers()
