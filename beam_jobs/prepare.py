@@ -12,7 +12,9 @@ output folder is written as one unit (see :mod:`beam_jobs.output`), with
 from __future__ import annotations
 
 import logging
+import os
 import shlex
+import signal
 import sys
 import threading
 import traceback
@@ -28,7 +30,6 @@ from apache_beam.runners.runner import PipelineRunner
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 import readers
-from beam_jobs.local_worker import Standbys, standby_count
 from beam_jobs.options import JobError, PrepareOptions, check_known_flags, check_options, scheme_params
 from beam_jobs.output import OutputFolder, discard, prepare_output, publish
 from beam_jobs.transforms import (
@@ -57,33 +58,33 @@ IN_PROCESS_RUNNER = "apache_beam.runners.portability.fn_api_runner.fn_runner.FnA
 
 
 def local_runner(argv: list[str]) -> tuple[list[str], PipelineRunner | None]:
-    """The local default: Beam's FnApiRunner with one worker process per core.
+    """The local default: Beam's FnApiRunner with one SDK worker process per core.
 
     Returns the arguments and the runner, or ``(argv, None)`` when ``argv``
     names a runner. Chosen explicitly because ``DirectRunner`` first tries the
     Prism runner, which downloads a binary; offline that logs an error before
-    falling back. This is the FnApiRunner's multi-processing mode, except that
-    each worker runs ``beam_jobs.local_worker``, which exits without the
-    interpreter's teardown once its work is done.
+    falling back. This is the FnApiRunner's multi-processing mode and Beam's
+    own worker (``sdk_worker_main``, through ``beam_jobs.worker``) with one
+    change: a terminal sends Ctrl-C to every process of its group, and a
+    worker that gets it while its interpreter starts prints a fatal error and
+    a traceback, so the worker starts with Ctrl-C ignored, then lets it end
+    the worker silently; this process reports it once (see ``main``).
+    Beam's ``--direct_running_mode=multi_processing`` picks the same runner
+    with the unwrapped command.
     """
-    count = standby_count(argv)
-    if count is None:
+    if any(a == "--runner" or a.startswith("--runner=") for a in argv):
         return argv, None
-    command = f"{shlex.quote(sys.executable)} -m beam_jobs.local_worker"
-    runner = FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(command))
+    worker = f"trap '' INT; exec {shlex.quote(sys.executable)} -m beam_jobs.worker"  # run by /bin/sh
+    runner = FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(worker))
+    # FnApiRunner warns that several workers want multi-processing mode; this is that mode
+    logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(_MULTI_PROCESSING_NOTE)
     if any(a.startswith("--direct_num_workers") for a in argv):
         return argv, runner
-    return argv + [f"--direct_num_workers={count}"], runner
+    return argv + [f"--direct_num_workers={os.cpu_count() or 1}"], runner
 
 
-class _SameAsMultiProcessing(logging.Filter):
-    # FnApiRunner warns that several workers want multi-processing mode; they are in
-    # it: that mode is this subprocess environment, with Beam's own worker command.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "direct_num_workers is not equal to 1" not in record.getMessage()
-
-
-logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(_SameAsMultiProcessing())
+def _MULTI_PROCESSING_NOTE(record: logging.LogRecord) -> bool:
+    return "direct_num_workers is not equal to 1" not in record.getMessage()
 
 
 class Prepare(beam.PTransform):
@@ -166,11 +167,8 @@ def _write_file(folder: str, name: str, text: str) -> FileEntry:
     return FileEntry(name, len(data), f"{google_crc32c.value(data):08x}")
 
 
-def run(argv: Sequence[str] | None = None, *, print_report: bool = True, standbys: Standbys | None = None) -> dict[str, Any]:
+def run(argv: Sequence[str] | None = None, *, print_report: bool = True) -> dict[str, Any]:
     """Run the job; returns the ``stats.json`` document.
-
-    ``standbys``: local worker processes the caller started already (see
-    ``beam_jobs.local_worker``); the local runner otherwise starts its own.
 
     Raises:
         JobError: an unknown flag, missing input, unknown format or scheme,
@@ -181,12 +179,7 @@ def run(argv: Sequence[str] | None = None, *, print_report: bool = True, standby
     command = "boxweight prepare " + shlex.join(argv)
     check_known_flags(argv)
     argv, runner = local_runner(argv)
-    options = PipelineOptions(argv)
-    if runner is None or standbys is not None:
-        return _run(options, runner, command, print_report)
-    # the local workers import Beam while the pipeline is checked and built
-    with Standbys(standby_count(argv) or 1):
-        return _run(options, runner, command, print_report)
+    return _run(PipelineOptions(argv), runner, command, print_report)
 
 
 def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, print_report: bool) -> dict[str, Any]:
@@ -253,31 +246,50 @@ def help_text() -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None, standbys: Standbys | None = None) -> int:
+def _interrupt_handler(interrupted: threading.Event) -> Any:
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        logging.disable(logging.CRITICAL)  # the runner's threads log the workers' end; the interrupt is said once
+        raise KeyboardInterrupt
+
+    return on_sigint
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """``boxweight prepare`` / ``python -m beam_jobs.prepare``: exit 0, 1 (the job failed), 2 (usage) or 130 (Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(help_text(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     # Ctrl-C reaches every process of the terminal's group: the local workers end at once
-    # and silently (beam_jobs.local_worker), and the runner's threads here that watch them
-    # then fail. Their errors are held until the job ends, and dropped if it was interrupted:
-    # the interruption is reported once, below.
+    # and silently (beam_jobs.worker), and the runner's threads here that watch them then
+    # log and fail, and may fail the run before the main thread sees the interrupt. So
+    # the interrupt is noted as it arrives, the runner's complaints after it are silenced,
+    # and a run that ends in any way after it is reported once, as interrupted.
     held: list[threading.ExceptHookArgs] = []
     previous_hook, threading.excepthook = threading.excepthook, held.append
+    interrupted = threading.Event()
+    on_main = threading.current_thread() is threading.main_thread()
+    previous_sigint = signal.signal(signal.SIGINT, _interrupt_handler(interrupted)) if on_main else None
     status, message = 0, ""
     try:
-        run(argv, standbys=standbys)
+        run(argv)
     except JobError as exc:
         status, message = exc.exit_code, str(exc)
     except KeyboardInterrupt:
-        held.clear()
-        status, message = 130, "boxweight prepare: interrupted; the output folder was left as it was"
-    except Exception:  # a failed run (disk full, a worker error): its traceback, then what became of the output
-        traceback.print_exc()
-        status, message = 1, "boxweight prepare: error: the job failed (see above); the output folder was left as it was"
+        interrupted.set()
+    except Exception:
+        if not interrupted.is_set():  # a failed run (disk full, a worker error): its traceback, then what became of the output
+            traceback.print_exc()
+            status, message = 1, "boxweight prepare: error: the job failed (see above); the output folder was left as it was"
     finally:
         threading.excepthook = previous_hook
+        if previous_sigint is not None:
+            signal.signal(signal.SIGINT, previous_sigint)
+            logging.disable(logging.NOTSET)
+    if interrupted.is_set():
+        held.clear()
+        status, message = 130, "boxweight prepare: interrupted; the output folder was left as it was"
     for args in held:
         previous_hook(args)
     if message:  # last, after any held thread errors: the line a user reads

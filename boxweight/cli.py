@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from readers.tfimport import tensorflow
+
 
 def _quiet_logs() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,17 +24,9 @@ def _quiet_logs() -> None:
 
 
 def _prepare(argv: list[str]) -> int:
-    from beam_jobs.local_worker import Standbys, standby_count
+    from beam_jobs import prepare
 
-    count = standby_count(argv)
-    if count is None or not argv or argv[0] in ("-h", "--help"):  # another runner, or help: no local workers
-        from beam_jobs import prepare
-
-        return prepare.main(argv)
-    with Standbys(count) as standbys:  # the local workers import Beam while this process does
-        from beam_jobs import prepare
-
-        return prepare.main(argv, standbys=standbys)
+    return prepare.main(argv)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -110,6 +104,7 @@ def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "prepare":
         return _prepare(argv[1:])
     if argv and argv[0] == "train":
+        tensorflow()  # before the trainer module imports it: its start-up lines withheld
         from boxweight.train import main as train_main
 
         return train_main(argv[1:])
@@ -120,6 +115,7 @@ def _dispatch(argv: list[str]) -> int:
             parser.error("report needs DIR or --compare A B")
         return _report(args)
     if args.command == "evaluate":
+        tensorflow()
         from boxweight.evaluate import render, run_model
 
         result = run_model(args.model, args.data, args.split)

@@ -18,6 +18,8 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -114,14 +116,33 @@ class _Trainer(keras.Model):
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
+    """Saves a checkpoint and the history after each epoch; on Ctrl-C, stops after the step that runs.
+
+    The first Ctrl-C only asks Keras to stop (``stop_training``, checked after
+    every batch), so the interrupt never lands inside TensorFlow; the caller
+    then saves mid-epoch. A second Ctrl-C interrupts at once.
+    """
+
     def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable, optimizer: Any, history: list, path: str, epochs: int) -> None:
         super().__init__()
         self.manager, self.epoch, self.optimizer, self.history, self.path, self.epochs = manager, epoch, optimizer, history, path, epochs
+        self.interrupted = False
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if self.interrupted:
+            self.model.stop_training = True
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if self.interrupted:  # a cut epoch is not a finished one: it is saved, and run again on --resume
+            return
         self.epoch.assign(epoch + 1)
         logs = logs or {}
         record = {
@@ -179,12 +200,19 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         trained_on = {"output": data.directory, "shards": [os.path.basename(f) for f in shards.files]}
         json.dump({**dataclasses.asdict(cfg), "class_names": names, "label_map": label_map, "num_classes": num_classes, "data": trained_on}, f, indent=2)
     callback = _EpochCheckpoint(manager, epoch, optimizer, history, history_path, cfg.epochs)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous_sigint = signal.signal(signal.SIGINT, callback.on_sigint) if on_main else None
     try:
         if int(epoch.numpy()) < cfg.epochs:
             trainer.fit(dataset, epochs=cfg.epochs, initial_epoch=int(epoch.numpy()), steps_per_epoch=steps, callbacks=[callback], verbose=0, shuffle=False)
     except KeyboardInterrupt:
+        callback.interrupted = True
+    finally:
+        if previous_sigint is not None:
+            signal.signal(signal.SIGINT, previous_sigint)
+    if callback.interrupted:
         path = manager.save(checkpoint_number=int(epoch.numpy()))
-        raise KeyboardInterrupt(f"saved {path} at step {int(optimizer.iterations.numpy())}; continue with --resume") from None
+        raise KeyboardInterrupt(f"saved {path} at step {int(optimizer.iterations.numpy())}; continue with --resume")
     model.save(os.path.join(cfg.out, "model.keras"))
     return history
 

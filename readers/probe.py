@@ -139,9 +139,9 @@ def _decode(data: bytes, fmt: str, name: str) -> None:
 
 def _tensorflow() -> Any:
     """TensorFlow, imported on first use: a worker that validates images pays its import once (about 3 s)."""
-    import tensorflow as tf
+    from readers.tfimport import tensorflow
 
-    return tf
+    return tensorflow()
 
 
 def _orientation(img: Image.Image) -> tuple[int, bool]:

@@ -16,6 +16,7 @@ from typing import Any
 from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
 from readers.splits import split_in_name, split_name
+from readers.tfimport import tensorflow
 from schemas.annotations import Reject
 from schemas.features import ExampleError, decode_example
 from schemas.label_map import LabelMap
@@ -25,7 +26,7 @@ SUFFIXES = (".tfrecord", ".record", ".tfrecords", ".tfrecord.gz")
 
 
 def _records(path: str) -> Iterator[tuple[int, bytes | Exception]]:
-    import tensorflow as tf
+    tf = tensorflow()
 
     compression = "GZIP" if path.endswith(".gz") else ""
     it = iter(tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator())

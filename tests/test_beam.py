@@ -143,7 +143,7 @@ def test_local_default_runner_is_one_worker_process_per_core():
     argv, runner = prepare.local_runner(["--input", "x"])
     assert argv == ["--input", "x", f"--direct_num_workers={os.cpu_count()}"]
     assert isinstance(runner, FnApiRunner)
-    assert runner._default_environment.command_string.endswith("-m beam_jobs.local_worker")
+    assert runner._default_environment.command_string.endswith("-m beam_jobs.worker")  # Beam's own worker, Ctrl-C ignored while it starts
     assert prepare.local_runner(["--direct_num_workers=3"])[0] == ["--direct_num_workers=3"]  # the user's count stays
     assert prepare.local_runner(["--runner=DataflowRunner"]) == (["--runner=DataflowRunner"], None)
 

@@ -249,7 +249,8 @@ def test_unreadable_manual_weights_fail_on_the_launcher_in_one_line(demo_dir, tm
 
 # Ctrl-C
 @pytest.mark.slow
-def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tmp_path):
+@pytest.mark.parametrize("after", [1.0, 3.5])  # workers starting; workers validating with TensorFlow loaded
+def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tmp_path, after):
     from boxweight.demo_data import generate
 
     generate(str(tmp_path / "demo"), num_images=3000, image_size=96, seed=1)  # a job of several seconds
@@ -259,7 +260,8 @@ def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tm
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True,
     )
     _wait_for(Path(str(out) + ".incomplete"), job)
-    time.sleep(1.0)  # into the pipeline, workers started
+    time.sleep(after)
+    assert job.poll() is None, "the job ended before the interrupt"
     os.killpg(job.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 130, stderr[-3000:]
@@ -268,6 +270,18 @@ def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tm
     assert not out.exists() and not Path(str(out) + ".incomplete").exists()
     time.sleep(1.0)
     assert _live_processes_in_group(job.pid) == []  # no worker left behind
+
+
+@pytest.mark.slow
+def test_prepare_on_local_workers_says_its_start_line_and_nothing_from_tensorflow(demo_dir, tmp_path):
+    # TensorFlow 2.21 writes oneDNN, CUDA-driver and cuInit lines from C++ at start-up in
+    # every worker that decodes images, whatever TF_CPP_MIN_LOG_LEVEL says
+    done = subprocess.run(
+        [BOXWEIGHT, "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [line.split(":")[0] for line in done.stderr.splitlines()] == ["INFO beam_jobs.prepare"], done.stderr[-3000:]
 
 
 def _live_processes_in_group(pgid: int) -> list[str]:
@@ -363,5 +377,6 @@ def test_ctrl_c_during_train_saves_a_checkpoint_says_so_in_one_line_and_exits_13
     _, stderr = job.communicate(timeout=120)
     assert job.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr
+    assert "cuInit" not in stderr and "absl::InitializeLog" not in stderr  # TensorFlow's start-up lines are withheld
     ours = [line for line in stderr.splitlines() if line.startswith("boxweight")]
     assert len(ours) == 1 and ours[0].startswith(f"boxweight train: interrupted; saved {run}/checkpoints/ckpt-") and ours[0].endswith("continue with --resume")
