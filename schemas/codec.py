@@ -8,6 +8,22 @@ from typing import Any
 from schemas.annotations import ImageRecord
 from schemas.features import SCHEMA_VERSION, encode_example, encode_example_parts
 
+_INT64_LIMIT = 1 << 63
+
+
+def numeric_source_id(key: str) -> str:
+    """``image/source_id`` for an image key: the key itself when it is a decimal
+    int64 (a COCO image id), otherwise a stable 63-bit hash of it in decimal.
+
+    Model Garden's parsers and COCO-style evaluators read the source id with
+    ``tf.strings.to_number(..., tf.int64)``; a file stem would fail there.
+    The hash is the first 8 bytes of the key's SHA-256, shifted to 63 bits, so
+    it is the same on every machine and run; the name stays in ``image/filename``.
+    """
+    if key.isascii() and key.isdigit() and int(key) < _INT64_LIMIT:
+        return key
+    return str(int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") >> 1)
+
 
 def record_values(record: ImageRecord, encoded: bytes) -> dict[str, Any]:
     """Record values for :func:`schemas.features.encode_example`.
@@ -22,7 +38,7 @@ def record_values(record: ImageRecord, encoded: bytes) -> dict[str, Any]:
         "image/height": record.height,
         "image/width": record.width,
         "image/filename": record.filename,
-        "image/source_id": record.source_id,
+        "image/source_id": numeric_source_id(record.source_id),
         "image/key/sha256": hashlib.sha256(encoded).hexdigest(),
         "image/repeat_factor": record.repeat_factor,
         "boxweight/schema_version": SCHEMA_VERSION,

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: image/source_id is a decimal int64 (schemas.codec.numeric_source_id); 1 wrote the image key
 
 
 class Dtype(str, enum.Enum):
@@ -43,7 +43,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("image/height", _I, False, 0, True, "pixels"),
     Feature("image/width", _I, False, 0, True, "pixels"),
     Feature("image/filename", _B, False, b"", False, "name relative to the dataset root"),
-    Feature("image/source_id", _B, False, b"", True, "stable image key"),
+    Feature("image/source_id", _B, False, b"", True, "decimal int64: a numeric image id, else a stable hash of the image key"),
     Feature("image/key/sha256", _B, False, b"", False, "hex sha256 of image/encoded"),
     Feature("image/repeat_factor", _F, False, 1.0, False, "LVIS image sampling factor, >= 1"),
     Feature("boxweight/schema_version", _I, False, 0, False, "version of this contract"),

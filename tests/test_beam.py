@@ -111,6 +111,12 @@ def _check_output(out: Path, doc: dict, compression: str = "none"):
                 assert w == pytest.approx(weights[text.decode()], rel=1e-6)
             assert e["image/key/sha256"].decode() == hashlib.sha256(e["image/encoded"]).hexdigest()
     assert written == t["images_written"]
+    # every source id is a decimal int64, read the way Model Garden's parser reads it, unique in
+    # its split (COCO ids are kept as they are, and a COCO export numbers each split from 0)
+    for split in stats["splits"]:
+        ids = [e["image/source_id"] for e in _read_shards(out, split, compression)[0]]
+        numbers = tf.strings.to_number(tf.constant(ids), tf.int64).numpy().tolist()
+        assert len(set(numbers)) == len(ids)
     return stats
 
 

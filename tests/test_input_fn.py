@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from beam_jobs import prepare
 from schemas.annotations import Box, ImageRecord
-from schemas.codec import record_values
+from schemas.codec import numeric_source_id, record_values
 from schemas.features import decode_example, encode_example
 from weighting.input_fn import Augment, ReweightSpec, _crop_and_flip, create_input_fn, one_hot_classes
 
@@ -141,7 +141,7 @@ def test_max_boxes_keeps_the_first_boxes_and_warns(tmp_path, capfd):
     path = _write(tmp_path / "a.tfrecord", [record_values(record, data)])
     _, labels = next(iter(create_input_fn(path, 1, False, image_size=(32, 32), max_boxes=2)()))
     assert labels["groundtruth_classes"][0].numpy().tolist() == [1, 2]
-    assert 'images ["img"] have [4] boxes; keeping the first 2' in capfd.readouterr().err
+    assert 'images ["img.png"] have [4] boxes; keeping the first 2' in capfd.readouterr().err  # named by file
 
 
 def test_repeat_factor_sampling_frequencies(tmp_path):
@@ -156,11 +156,12 @@ def test_repeat_factor_sampling_frequencies(tmp_path):
     ids = ids.interleave(tf.data.TFRecordDataset, cycle_length=1)
     from weighting.input_fn import _repeat_by_factor
 
-    counts = {b"r0": 0, b"r1": 0}
+    r0, r1 = (numeric_source_id(k).encode() for k in ("r0", "r1"))
+    counts = {r0: 0, r1: 0}
     for serialized in ids.flat_map(_repeat_by_factor):
         counts[decode_example(serialized.numpy())["image/source_id"]] += 1
-    assert counts[b"r0"] == 400
-    assert counts[b"r1"] / 400 == pytest.approx(2.5, abs=0.15)
+    assert counts[r0] == 400
+    assert counts[r1] / 400 == pytest.approx(2.5, abs=0.15)
     assert next(iter(ds()))[0].shape == (1, 8, 8, 3)
 
 

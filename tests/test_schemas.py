@@ -220,3 +220,17 @@ def test_records_pickle_to_equal_records():
     assert back == rec and back.boxes[1].weight == 7.5 and hash(back) == hash(rec)
     with pytest.raises(ValueError):
         box.with_weight(float("nan"))
+
+
+def test_source_id_is_a_decimal_int64_numeric_keys_as_they_are_others_a_stable_hash():
+    from schemas.codec import numeric_source_id
+
+    assert numeric_source_id("42") == "42"  # a COCO image id
+    assert numeric_source_id("0007") == "0007"  # to_number reads it as 7
+    # a file stem: the value is pinned, so records written by any version and machine agree
+    assert numeric_source_id("BloodImage_00000") == "1463092587097900199"
+    others = ["BloodImage_00000", "BloodImage_00001", "-1", "1.5", "²", str(1 << 63), "images/a b.jpg"]
+    ids = [numeric_source_id(k) for k in others]
+    assert len(set(ids)) == len(ids) and all(0 <= int(i) < 1 << 63 for i in ids)
+    parsed = tf.strings.to_number(tf.constant(ids + ["42", "0007"]), tf.int64).numpy().tolist()  # as Model Garden reads it
+    assert parsed == [int(i) for i in ids] + [42, 7]

@@ -8,6 +8,7 @@ in split folders and TF OD API shard names.
 from __future__ import annotations
 
 import json
+import posixpath
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -64,8 +65,9 @@ def _shard_ids(out: Path, split: str) -> list[str]:
 
     from schemas.features import decode_example
 
-    files = JobOutput.open(str(out)).files(split)
-    return [decode_example(x)["image/source_id"].decode() for x in tf.data.TFRecordDataset(files).as_numpy_iterator()]
+    files = JobOutput.open(str(out)).files(split)  # the image keys (file stems): source ids are numbers since schema 2
+    names = [decode_example(x)["image/filename"].decode() for x in tf.data.TFRecordDataset(files).as_numpy_iterator()]
+    return [posixpath.splitext(posixpath.basename(n))[0] for n in names]
 
 
 @pytest.mark.slow

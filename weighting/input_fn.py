@@ -196,7 +196,7 @@ def _parse_spec(keys: set[str]) -> dict[str, Any]:
 
 _COORDS = tuple(f"image/object/bbox/{k}" for k in ("ymin", "xmin", "ymax", "xmax"))
 # per image between the stages; dropped from the output
-_ENCODED, _DRAWN, _GEOMETRY, _BOXES_IN, _SOURCE_ID = "_encoded", "_drawn", "_geometry", "_boxes_in", "_source_id"
+_ENCODED, _DRAWN, _GEOMETRY, _BOXES_IN, _NAME = "_encoded", "_drawn", "_geometry", "_boxes_in", "_name"
 
 
 def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
@@ -207,7 +207,7 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
     of these steps was a handful of small ops, and inside ``tf.data`` small
     ops cost more than their arithmetic.
     """
-    needed = {"image/encoded", "image/source_id", "image/object/class/label", "image/object/class/weight", "image/object/weight", *_COORDS}
+    needed = {"image/encoded", "image/filename", "image/source_id", "image/object/class/label", "image/object/class/weight", "image/object/weight", *_COORDS}
     if isinstance(weights, ReweightSpec):
         needed |= {"image/object/class/text", "image/object/difficult", "image/object/is_crowd", "image/object/truncated"}
     spec = _parse_spec(needed)  # parsing unused keys costs time
@@ -224,7 +224,7 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         p = tf.io.parse_example(serialized, spec)
         n = p[_COORDS[0]].row_lengths()
-        ids = p["image/source_id"]
+        names = tf.where(p["image/filename"] != "", p["image/filename"], p["image/source_id"])  # for warnings
         for key in _COORDS[1:]:
             tf.debugging.assert_equal(p[key].row_lengths(), n, message=f"boxweight: {key} and {_COORDS[0]} differ in length in a record")
 
@@ -250,7 +250,7 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
         return {
             _DRAWN: tf.random.uniform([tf.shape(serialized)[0], _DRAWS]),  # one random op per group, not four per image
             _ENCODED: p["image/encoded"],
-            _SOURCE_ID: ids,
+            _NAME: names,
             _BOXES_IN: tf.cast(n, tf.int32),
             "groundtruth_boxes": tf.where(valid[:, :, None], boxes, 0.0),
             "groundtruth_classes": tf.where(valid, classes, 0),
@@ -299,7 +299,7 @@ def _box_fn(max_boxes: int, augment: Augment | None) -> Callable[[tf.Tensor, dic
 
     def move(images: tf.Tensor, labels: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         labels = dict(labels)
-        n, ids, geometry = labels.pop(_BOXES_IN), labels.pop(_SOURCE_ID), labels.pop(_GEOMETRY)
+        n, names, geometry = labels.pop(_BOXES_IN), labels.pop(_NAME), labels.pop(_GEOMETRY)
         boxes, classes, box_w = labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"]
         oy, ox, ch, cw, h, w, flip, ry, rx = tf.unstack(geometry, axis=1)
         lo = tf.stack([oy / h, ox / w], axis=1)
@@ -330,7 +330,7 @@ def _box_fn(max_boxes: int, augment: Augment | None) -> Callable[[tf.Tensor, dic
 
         def warn() -> tf.Tensor:
             tf.print(
-                "boxweight: images", tf.boolean_mask(ids, over), "have", tf.boolean_mask(n, over),
+                "boxweight: images", tf.boolean_mask(names, over), "have", tf.boolean_mask(n, over),
                 "boxes; keeping the first", max_boxes, output_stream=sys.stderr,
             )
             return tf.constant(0)
