@@ -45,6 +45,7 @@ from beam_jobs.transforms import (
 )
 from readers import fs
 from readers.raw import SourceError
+from schemas import tfds_metadata
 from schemas.features import SCHEMA_VERSION
 from schemas.label_map import LabelMap
 from schemas.manifest import MANIFEST_NAME, FileEntry, build_manifest
@@ -154,6 +155,7 @@ class Prepare(beam.PTransform):
             "rejects.jsonl": rejects_jsonl(rejects),
             "label_map.pbtxt": self.label_map.to_pbtxt(),
             "report.html": html_report.render(doc),
+            **tfds_metadata.metadata_files(shards, self.label_map, f"boxweight output; {self.command}"),
         }
         files = [_write_file(self.target, name, text) for name, text in texts.items()]
         manifest = build_manifest(shards, files, SCHEMA_VERSION, self.label_map)
