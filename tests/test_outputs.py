@@ -84,7 +84,7 @@ def test_second_run_into_a_full_folder_is_refused_and_overwrite_replaces_it_whol
     refused = _boxweight(*args, "--num-shards", "3")
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
-        f"boxweight prepare: error: output {str(out)!r} is not empty (8 entries); add --overwrite to replace a previous boxweight output as a whole, or choose a new folder"
+        f"boxweight prepare: error: output {str(out)!r} is not empty (11 entries); add --overwrite to replace a previous boxweight output as a whole, or choose a new folder"  # 8 + TFDS metadata
     ]
     assert (out / "train-00000-of-00001.tfrecord").exists()
     assert _boxweight(*args, "--num-shards", "3", "--overwrite").returncode == 0
