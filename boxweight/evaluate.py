@@ -132,15 +132,24 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
     import tensorflow as tf
 
     from boxweight.detector import detect
+    from boxweight.progress import Progress, eta
     from weighting.input_fn import create_input_fn
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"))
     size = config["image_size"]
     ds = create_input_fn(shards.files, batch_size, False, image_size=(size, size), max_boxes=100, weights="none")()
-    gt_b, gt_c, det_b, det_s, det_c = [], [], [], [], []
+    gt_b: list[Any] = []
+    gt_c: list[Any] = []
+    det_b: list[Any] = []
+    det_s: list[Any] = []
+    det_c: list[Any] = []
     predict = tf.function(lambda x: detect(model(x, training=False), size))
+    total, line = output.records_in(shards.files), Progress()
     for images, labels in ds:
         out = predict(images)
+        done = len(gt_b) + int(tf.shape(images)[0])
+        rate = line.rate(done)
+        line.show(f"evaluating {done}/{total} images  {rate:.0f} images/s  ETA {eta((total - done) / rate)}")
         for i in range(int(tf.shape(images)[0])):
             n = int(labels["num_groundtruth_boxes"][i])
             gt_b.append(labels["groundtruth_boxes"][i, :n].numpy())
@@ -149,6 +158,7 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
             det_b.append(out["boxes"][i].numpy()[keep])
             det_s.append(out["scores"][i].numpy()[keep])
             det_c.append(out["classes"][i].numpy()[keep])
+    line.clear()
     ids, names = zip(*model_label_map)
     result = evaluate_detections(gt_b, gt_c, det_b, det_s, det_c, names, class_ids=ids)
     result["data"] = {"output": output.directory, "shards": [os.path.basename(f) for f in shards.files]}

@@ -14,7 +14,6 @@ Keras 3 optimizers with slot variables fail inside a hand-written
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -27,11 +26,13 @@ import keras
 import tensorflow as tf
 
 from boxweight.detector import assign_targets, build_detector, decode_boxes
+from boxweight.progress import Progress, eta
+from boxweight.train_args import parser
 from schemas.label_map import LabelMap
 from weighting.input_fn import ReweightSpec, create_input_fn, split_counts
 from weighting.job_output import JobOutput, one_output
 from weighting.losses import WeightedBinaryCrossEntropy, WeightedGIoU, WeightedSigmoidFocalLoss, equalization_weights
-from weighting.schemes import NORMALIZATIONS, SCHEMES, tail_classes
+from weighting.schemes import SCHEMES, tail_classes
 
 
 @dataclasses.dataclass
@@ -113,6 +114,34 @@ class _Trainer(keras.Model):
         self.cls_tracker.update_state(cls_loss)
         self.box_tracker.update_state(box_loss)
         return {m.name: m.result() for m in self.metrics}
+
+
+class _StepProgress(keras.callbacks.Callback):
+    """Epoch, step, losses, steps/s and the epoch's ETA on one terminal line after every step."""
+
+    def __init__(self, steps: int, epochs: int) -> None:
+        super().__init__()
+        self.steps, self.epochs, self.line = steps, epochs, Progress()
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.epoch = epoch
+        self.line.restart()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if not self.line.on:
+            return
+        logs, done = logs or {}, batch + 1
+        rate = self.line.rate(done)
+        losses = "  ".join(f"{k.split('_')[0]} {float(logs[k]):.4f}" for k in ("cls_loss", "box_loss") if k in logs)
+        self.line.show(
+            f"epoch {self.epoch + 1}/{self.epochs}  step {done}/{self.steps}  {losses}  {rate:.1f} steps/s  ETA {eta((self.steps - done) / rate)}"
+        )
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.line.clear()  # the epoch's own line follows
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self.line.clear()
 
 
 class _EpochCheckpoint(keras.callbacks.Callback):
@@ -204,7 +233,7 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
     previous_sigint = signal.signal(signal.SIGINT, callback.on_sigint) if on_main else None
     try:
         if int(epoch.numpy()) < cfg.epochs:
-            trainer.fit(dataset, epochs=cfg.epochs, initial_epoch=int(epoch.numpy()), steps_per_epoch=steps, callbacks=[callback], verbose=0, shuffle=False)
+            trainer.fit(dataset, epochs=cfg.epochs, initial_epoch=int(epoch.numpy()), steps_per_epoch=steps, callbacks=[_StepProgress(steps, cfg.epochs), callback], verbose=0, shuffle=False)
     except KeyboardInterrupt:
         callback.interrupted = True
     finally:
@@ -215,33 +244,6 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         raise KeyboardInterrupt(f"saved {path} at step {int(optimizer.iterations.numpy())}; continue with --resume")
     model.save(os.path.join(cfg.out, "model.keras"))
     return history
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="boxweight train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train", required=True, help="a boxweight prepare output folder (its train split), or a glob of shards inside one")
-    p.add_argument("--train-split", default=None, help="split of --train to train on (default: train)")
-    p.add_argument("--val", default=None, help="output folder (its val split) or glob; evaluated at the end when given")
-    p.add_argument("--val-split", default=None, help="split of --val to evaluate on (default: val)")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--loss", choices=("focal", "ce"), default="focal", help="classification loss: sigmoid focal or sigmoid cross-entropy")
-    p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json); default: %(default)s")
-    p.add_argument("--normalize", default="min", choices=NORMALIZATIONS,
-                   help="normalization of a --weights scheme; min: the most frequent class 1, rarer more (default: %(default)s)")
-    p.add_argument("--eql-threshold", type=float, default=None, metavar="LAMBDA",
-                   help="equalization loss: on foreground cells, no negative gradient to classes in fewer than this share of "
-                        "the train images (e.g. 0.1); default: off")
-    p.add_argument("--repeat-factor-sampling", action="store_true", help="repeat images by the records' LVIS repeat factors")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--width", type=int, default=32, help="detector's base channel count (default: %(default)s)")
-    p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--mixed-precision", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    return p
 
 
 def main(argv: list[str]) -> int:

@@ -42,6 +42,10 @@ def test_terminal_table_sorted_by_frequency_with_totals(cards_out, capsys):
     train = text.split("[train]")[1].split("[")[0]
     counts = [int(line.split()[2]) for line in train.splitlines()[1:] if line.strip()[:1].isdigit()]
     assert counts == sorted(counts, reverse=True) and len(counts) == 6
+    headers = [line.split("]")[0] + "]" for line in text.splitlines() if line.startswith("[")]
+    assert headers == ["[train]", "[val]", "[test]"]  # reading order, not stats.json's sorted keys
+    csv_splits = [line.split(",")[0] for line in (cards_out / "report.csv").read_text().splitlines()[1:]]
+    assert list(dict.fromkeys(csv_splits)) == ["train", "val", "test"]
 
 
 def test_compare_two_outputs(cards_out, capsys):

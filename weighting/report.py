@@ -25,6 +25,11 @@ def _split_key(name: str) -> tuple[int, str]:
     return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
 
 
+def split_items(doc: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``doc["splits"]`` in reading order: train, val, test, then others by name (stats.json keeps keys sorted)."""
+    return sorted(doc["splits"].items(), key=lambda kv: _split_key(kv[0]))
+
+
 def build_stats(
     splits: Mapping[str, SplitStats],
     plan: WeightPlan,
@@ -90,7 +95,7 @@ def dumps(doc: Mapping[str, Any]) -> str:
 def rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per split and class: the layout of ``report.csv``."""
     out = []
-    for split, entry in doc["splits"].items():
+    for split, entry in split_items(doc):
         for c in entry["classes"]:
             row = {"split": split, **{k: v for k, v in c.items() if k != "sizes"}}
             row.update({f"size_{k}": v for k, v in c["sizes"].items()})
@@ -135,7 +140,7 @@ def render_table(doc: Mapping[str, Any]) -> str:
     lines = []
     scheme = doc["scheme"]
     lines.append(f"scheme: {scheme['name']} (normalize={scheme.get('normalize')}, computed on {scheme.get('computed_on')})")
-    for split, entry in doc["splits"].items():
+    for split, entry in split_items(doc):
         ratio = entry["imbalance_ratio"]
         lines.append("")
         lines.append(
