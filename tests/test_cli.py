@@ -108,3 +108,17 @@ def test_train_and_evaluate_show_progress_on_a_terminal_and_nothing_in_a_pipe(de
     assert "evaluating 24/24 images" in shown  # the val split: 10% of 240
     piped = _run(*train, "--resume", "--epochs", "2")
     assert piped.returncode == 0 and "step" not in piped.stderr and "\r" not in piped.stderr  # logs stay clean
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["report", "nope"], "boxweight report: error: nope: no such folder"),
+        (["report", "--compare", "nope", "nope2"], "boxweight report: error: nope: no such folder"),
+        (["train", "--train", "nope/train-*", "--out", "run"], "boxweight train: error: no file matches 'nope/train-*'"),
+    ],
+)
+def test_a_wrong_path_is_one_line_and_exit_2(args, line, tmp_path):
+    done = subprocess.run([BOXWEIGHT, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [line]
