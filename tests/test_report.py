@@ -51,7 +51,33 @@ def test_terminal_table_sorted_by_frequency_with_totals(cards_out, capsys):
 def test_compare_two_outputs(cards_out, capsys):
     assert cli_main(["report", "--compare", str(cards_out), str(cards_out)]) == 0
     text = capsys.readouterr().out
-    assert "[train]" in text and "+0.00" in text
+    assert text.splitlines()[0] == f"A = {cards_out}: scheme inverse_sqrt (normalize=min, repeat_threshold=0.001)"
+    assert "[train]" in text and "+0.00pp" in text and "1.00x" in text and "class sets differ" not in text
+
+
+def test_compare_shows_both_schemes_weights_with_units_and_says_when_classes_differ(cards_out):
+    import copy
+
+    a = report.load(str(cards_out)).attrs["stats"]
+    b = copy.deepcopy(a)
+    b["scheme"].update(name="effective_number", beta=0.99, max_weight=3.0)
+    first = b["splits"]["train"]["classes"][0]
+    first["weight"] *= 2
+    gone = b["splits"]["train"]["classes"][-1]["name"]
+    for entry in b["splits"].values():  # one class renamed in every split
+        for c in entry["classes"]:
+            c["name"] = "joker" if c["name"] == gone else c["name"]
+    text = report.render_compare(a, b, "a", "b")
+    lines = text.splitlines()
+    assert lines[1] == "B = b: scheme effective_number (beta=0.99, max_weight=3.0, normalize=min, repeat_threshold=0.001)"
+    assert lines[2] == f"the class sets differ: only in A: {gone}; only in B: joker"
+    train = text.split("[train]")[1].split("[")[0].splitlines()
+    header = train[1]
+    row = next(line for line in train if line.split()[:1] == [first["name"]])
+    assert row.split()[-1] == "2.00x" and row.split()[-2] == "+0.00pp"
+    assert row.rstrip().endswith("2.00x") and len(row.rstrip()) == len(header.rstrip())  # columns line up with the header
+    joker = next(line for line in train if line.split()[:1] == ["joker"])
+    assert joker.split()[1:4] == ["-", "-", "-"] and joker.split()[-2:] == ["-", "-"]
 
 
 class _Collect(HTMLParser):

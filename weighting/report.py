@@ -173,18 +173,44 @@ def render_table(doc: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _scheme_text(doc: Mapping[str, Any]) -> str:
+    scheme = doc["scheme"]
+    params = ", ".join(f"{k}={v}" for k, v in sorted(scheme.items()) if k not in ("name", "computed_on") and v is not None)
+    return f"{scheme['name']} ({params})" if params else str(scheme["name"])
+
+
 def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str = "A", name_b: str = "B") -> str:
-    """Class share of two reports side by side, per split, with the drift in points."""
-    lines = [f"A = {name_a}", f"B = {name_b}"]
+    """Two reports side by side, per split and class: boxes, share and weight of each, and the differences.
+
+    The share difference is in percentage points (B - A); the weight column
+    is B's weight over A's. Classes that only one report has are named first.
+    """
+    lines = [f"A = {name_a}: scheme {_scheme_text(a)}", f"B = {name_b}: scheme {_scheme_text(b)}"]
+    names_a = {c["name"] for e in a["splits"].values() for c in e["classes"]}
+    names_b = {c["name"] for e in b["splits"].values() for c in e["classes"]}
+    if names_a != names_b:
+        only_a, only_b = sorted(names_a - names_b), sorted(names_b - names_a)
+        lines.append(
+            "the class sets differ: "
+            + "; ".join(f"only in {side}: {', '.join(names)}" for side, names in (("A", only_a), ("B", only_b)) if names)
+        )
+    header = (
+        f"  {'class':<24} {'A boxes':>8} {'A share':>8} {'A weight':>9} {'B boxes':>8} {'B share':>8} {'B weight':>9}"
+        f" {'share B-A':>10} {'weight B/A':>11}"
+    )
     for split in sorted(set(a["splits"]) | set(b["splits"]), key=_split_key):
         ca = {c["name"]: c for c in a["splits"].get(split, {}).get("classes", [])}
         cb = {c["name"]: c for c in b["splits"].get(split, {}).get("classes", [])}
-        lines.append("")
-        lines.append(f"[{split}]  {'class':<24} {'A boxes':>8} {'A share':>8} {'B boxes':>8} {'B share':>8} {'drift':>7}")
-        for name in sorted(set(ca) | set(cb), key=lambda n: -(ca.get(n, {}).get("boxes", 0) + cb.get(n, {}).get("boxes", 0))):
-            sa, sb = ca.get(name, {}).get("share", 0.0), cb.get(name, {}).get("share", 0.0)
-            lines.append(
-                f"{'':<9}{name[:24]:<24} {ca.get(name, {}).get('boxes', 0):>8} {100 * sa:>7.2f}% "
-                f"{cb.get(name, {}).get('boxes', 0):>8} {100 * sb:>7.2f}% {100 * (sb - sa):>+6.2f}"
-            )
+        lines += ["", f"[{split}]" + ("" if split in a["splits"] else "  (only in B)") + ("" if split in b["splits"] else "  (only in A)"), header]
+        for name in sorted(set(ca) | set(cb), key=lambda n: (-(ca.get(n, {}).get("boxes", 0) + cb.get(n, {}).get("boxes", 0)), n)):
+            x, y = ca.get(name), cb.get(name)
+            share = f"{100 * (y['share'] - x['share']):>+8.2f}pp" if x and y else f"{'-':>10}"
+            ratio = f"{y['weight'] / x['weight']:>10.2f}x" if x and y and x["weight"] else f"{'-':>11}"
+            lines.append(f"  {name[:24]:<24} {_side(x)} {_side(y)} {share} {ratio}")
     return "\n".join(lines) + "\n"
+
+
+def _side(c: Mapping[str, Any] | None) -> str:
+    if c is None:
+        return f"{'-':>8} {'-':>8} {'-':>9}"
+    return f"{c['boxes']:>8} {100 * c['share']:>7.2f}% {_fmt(c['weight']):>9}"
