@@ -11,6 +11,7 @@ output folder is written as one unit (see :mod:`beam_jobs.output`), with
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -149,12 +150,14 @@ class Prepare(beam.PTransform):
             command=self.command,
             input_info={"path": o.input, "format": o.format, "image_root": o.image_root, "shards": sorted(s.name for s in shards)},
         )
+        rejects_text = rejects_jsonl(rejects)
+        shown = [json.loads(line) for line in rejects_text.splitlines()[: html_report.REJECTS_SHOWN]]
         texts = {
             "stats.json": report.dumps(doc),
             "report.csv": report.to_csv(doc),
-            "rejects.jsonl": rejects_jsonl(rejects),
+            "rejects.jsonl": rejects_text,
             "label_map.pbtxt": self.label_map.to_pbtxt(),
-            "report.html": html_report.render(doc),
+            "report.html": html_report.render(doc, shown, len(rejects)),
             **tfds_metadata.metadata_files(shards, self.label_map, f"boxweight output; {self.command}"),
         }
         files = [_write_file(self.target, name, text) for name, text in texts.items()]

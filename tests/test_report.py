@@ -10,7 +10,7 @@ import pytest
 from beam_jobs import prepare
 from boxweight.cli import main as cli_main
 from tests.conftest import shared
-from weighting import report
+from weighting import html_report, report
 
 IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
@@ -104,8 +104,71 @@ def test_html_is_standalone_with_a_row_per_class_and_parseable_charts(cards_out)
     assert parser.rows == sum(len(e["classes"]) for e in doc["splits"].values())
     assert parser.external == []  # no CDN, no script, no links
     svgs = [page[i : page.index("</svg>", i) + 6] for i in range(len(page)) if page.startswith("<svg", i)]
-    assert len(svgs) == 3 * len(doc["splits"])
+    assert len(svgs) >= 4 * len(doc["splits"])  # per split: boxes, weights, sizes, boxes per image (and log and repeat views)
     for svg in svgs:
         root = ET.fromstring(svg)  # each chart is well-formed SVG
         assert root.findall(".//{http://www.w3.org/2000/svg}rect")
     assert doc["command"] in page.replace("&#x27;", "'").replace("&quot;", '"')
+
+
+def _long_names(doc, names=("ic bag - wrapper - a class name of sixty characters, give or take", "x")):
+    import copy
+
+    doc = copy.deepcopy(doc)
+    for entry in doc["splits"].values():
+        for c, name in zip(entry["classes"], names):
+            c["name"] = name
+    return doc
+
+
+def test_the_page_lists_the_first_rejects_with_their_files_and_says_where_the_rest_are(cards_out):
+    doc = report.load(str(cards_out)).attrs["stats"]
+    rejects = [{"source": f"labels/{i}.txt", "image": f"images/{i}.jpg", "kind": "image", "reason": "image_missing", "detail": "<gone>"} for i in range(150)]
+    page = html_report.render(doc, rejects[: html_report.REJECTS_SHOWN], 150)
+    assert page.count("<td class='name'>images/") == 100 and "images/99.jpg" in page and "images/100.jpg" not in page
+    assert "The other 50 are in <code>rejects.jsonl</code>" in page and "&lt;gone&gt;" in page
+    assert "Nothing was rejected." in html_report.render(doc, [], 0)
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+_CHECK = """<script>
+addEventListener('load', () => {
+  const bad = [];
+  for (const t of document.querySelectorAll('svg text')) {
+    const s = t.ownerSVGElement.getBoundingClientRect(), r = t.getBoundingClientRect();
+    if (r.left < s.left - 1 || r.right > s.right + 1 || r.top < s.top - 1 || r.bottom > s.bottom + 1) bad.push('svg text cut: ' + t.textContent);
+  }
+  if (document.documentElement.scrollWidth > innerWidth + 1) bad.push('page wider than the window');
+  document.body.setAttribute('data-overflow', JSON.stringify(bad));
+});
+</script>"""
+
+
+@pytest.mark.parametrize("width", [1280, 420])
+def test_report_html_in_headless_chromium_has_no_cut_label_no_overflow_and_no_console_error(cards_out, tmp_path, width):
+    import html
+    import json
+    import subprocess
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium here (apt-get install chromium; .ci/run installs it)")
+    doc = _long_names(report.load(str(cards_out)).attrs["stats"])
+    page = html_report.render(doc, [], 0).replace("</body>", _CHECK + "</body>")
+    (tmp_path / "report.html").write_text(page)
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", f"--window-size={width},2000",
+         "--enable-logging=stderr", "--v=0", "--dump-dom", (tmp_path / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = done.stdout.split('data-overflow="', 1)
+    assert len(found) == 2, "the check script did not run"
+    assert json.loads(html.unescape(found[1].split('"', 1)[0])) == []
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
+    assert console == [], console

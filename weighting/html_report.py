@@ -22,7 +22,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}h3{font-siz
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:4px 8px;border-bottom:1px solid #eceef0;text-align:right}th{background:#fafbfc;font-weight:600}
 td:first-child,th:first-child,td.name,th.name{text-align:left}
-code{background:#f0f1f3;padding:2px 5px;border-radius:4px;font-size:12.5px;word-break:break-all}
+code{background:#f0f1f3;padding:2px 5px;border-radius:4px;font-size:12.5px;white-space:pre-wrap;overflow-wrap:anywhere}
+.scroll{overflow-x:auto}#command code{display:block;padding:8px;word-spacing:2px}td.detail{font-size:12.5px;overflow-wrap:anywhere}
 .kpis{display:flex;gap:10px;flex-wrap:wrap}.kpi{flex:1;min-width:100px;margin:0}.kpi b{display:block;font-size:20px}
 .muted{color:#667}.legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 svg text{font:11px system-ui,sans-serif;fill:#333}
@@ -55,68 +56,122 @@ def _x_labels(names: Sequence[str], step: float, height: int) -> str:
     return "".join(out)
 
 
-def frequency_chart(classes: Sequence[Mapping[str, Any]]) -> str:
-    """Boxes per class on a log scale (bars), class weight overlaid (red points, right axis)."""
-    classes = sorted(classes, key=lambda c: -c["boxes"])
-    names = [c["name"] for c in classes]
-    plot_h = _H - _PAD_B - _PAD_T
-    step = (_W - _PAD_L - _PAD_R) / max(1, len(classes))
-    top = max([c["boxes"] for c in classes] + [1])
-    decades = max(1, math.ceil(math.log10(top + 1)))
-    wmax = max([c["weight"] for c in classes] + [1e-9])
+_ROW, _NAME_CHARS, _CHAR_W = 20, 40, 6.6  # bar chart row height; longest label shown whole; px per label character
 
-    def y_log(n: float) -> float:
-        return _PAD_T + plot_h * (1 - math.log10(1 + n) / decades)
+
+def _label(name: str) -> str:
+    return name if len(name) <= _NAME_CHARS else name[: _NAME_CHARS - 1] + "\u2026"
+
+
+def _ticks(top: float, log: bool) -> list[float]:
+    if log:
+        return [10.0**d for d in range(0, math.ceil(math.log10(top + 1)) + 1)]
+    step = 10 ** math.floor(math.log10(top)) if top > 0 else 1
+    while top / step > 5:
+        step *= 2
+    return [step * k for k in range(0, int(top // step) + 2)]
+
+
+def bar_chart(title: str, rows: Sequence[tuple[str, float, str]], log: bool = False, reference: float | None = None, color: str = _BAR) -> str:
+    """Horizontal bars, one row per class: the name in a column wide enough for it, the value's text at the bar's end.
+
+    ``rows``: (name, value, text). ``log``: a log10(1 + value) axis, said in the title.
+    ``reference``: a dashed vertical line at that value (weight 1).
+    """
+    label_w = 12 + _CHAR_W * max([len(_label(n)) for n, _, _ in rows] + [4])
+    left, right, top_pad = label_w, _W - 70, 8
+    height = top_pad + _ROW * len(rows) + 30
+    values = [v for _, v, _ in rows] + ([reference] if reference is not None else [])
+    top = max(values + [1e-9])
+    ticks = _ticks(top, log)
+    end = ticks[-1] if ticks else top
+
+    def x(v: float) -> float:
+        frac = math.log10(1 + v) / math.log10(1 + end) if log else v / end
+        return left + (right - left) * frac
 
     parts = []
-    for d in range(decades + 1):
-        y = y_log(10**d - 1)
-        parts.append(f'<line x1="{_PAD_L}" x2="{_W - _PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e6e6"/>')
-        parts.append(f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{_num(10**d)}</text>')
-    for frac in (0, 0.5, 1):
-        y = _PAD_T + plot_h * (1 - frac)
-        parts.append(f'<text x="{_W - _PAD_R + 6}" y="{y + 4:.1f}" fill="{_WEIGHT}" style="fill:{_WEIGHT}">{_num(wmax * frac)}</text>')
-    points = []
-    for i, c in enumerate(classes):
-        x = _PAD_L + step * i + step * 0.15
-        y = y_log(c["boxes"])
+    for t in ticks:
+        parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top_pad}" y2="{height - 24}" stroke="#e6e6e6"/>')
+        parts.append(f'<text x="{x(t):.1f}" y="{height - 10}" text-anchor="middle">{_num(t)}</text>')
+    for i, (name, value, text) in enumerate(rows):
+        y = top_pad + _ROW * i
+        parts.append(f'<text x="{left - 8:.1f}" y="{y + _ROW * 0.68:.1f}" text-anchor="end"><title>{_e(name)}</title>{_e(_label(name))}</text>')
         parts.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.7:.1f}" height="{_PAD_T + plot_h - y:.1f}" fill="{_BAR}">'
-            f'<title>{_e(c["name"])}: {c["boxes"]} boxes, weight {_num(c["weight"])}</title></rect>'
+            f'<rect x="{left}" y="{y + 3}" width="{max(x(value) - left, 0):.1f}" height="{_ROW - 6}" fill="{color}">'
+            f"<title>{_e(name)}: {_e(text)}</title></rect>"
         )
-        cx, cy = _PAD_L + step * (i + 0.5), _PAD_T + plot_h * (1 - c["weight"] / wmax)
-        points.append(f"{cx:.1f},{cy:.1f}")
-        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{_WEIGHT}"/>')
-    if len(points) > 1:
-        parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{_WEIGHT}" stroke-width="1.5"/>')
-    parts.append(f'<text x="14" y="{_PAD_T + plot_h / 2}" transform="rotate(-90 14 {_PAD_T + plot_h / 2})" text-anchor="middle">boxes (log)</text>')
-    parts.append(_x_labels(names, step, _H))
-    return _svg("class frequency (log scale) with weights", "".join(parts))
+        parts.append(f'<text x="{x(value) + 4:.1f}" y="{y + _ROW * 0.68:.1f}">{_e(text)}</text>')
+    if reference is not None:
+        rx = x(reference)
+        parts.append(f'<line x1="{rx:.1f}" x2="{rx:.1f}" y1="{top_pad - 4}" y2="{height - 24}" stroke="#333" stroke-dasharray="4 3"/>')
+    return _svg(title, "".join(parts), height)
+
+
+def count_charts(classes: Sequence[Mapping[str, Any]]) -> str:
+    """Boxes per class on a linear axis, counts on the bars; a second, log view when the counts span over 100x."""
+    classes = sorted(classes, key=lambda c: (-c["boxes"], c["id"]))
+    rows = [(c["name"], c["boxes"], f"{c['boxes']} ({100 * c['share']:.1f}%)") for c in classes]
+    out = bar_chart("boxes per class", rows)
+    counts = [c["boxes"] for c in classes if c["boxes"]]
+    if counts and max(counts) / min(counts) > 100:
+        out += "<p class='muted'>The same counts on a log scale, where the rare classes are visible:</p>"
+        out += bar_chart("boxes per class, log scale", rows, log=True)
+    return out
+
+
+def weight_charts(classes: Sequence[Mapping[str, Any]]) -> str:
+    """Class weights with a weight = 1 line; repeat factors too where any is not 1."""
+    classes = sorted(classes, key=lambda c: (-c["boxes"], c["id"]))
+    out = bar_chart("class weight", [(c["name"], c["weight"], _num(c["weight"])) for c in classes], reference=1.0, color=_WEIGHT)
+    if any(c["repeat_factor"] != 1 for c in classes):
+        out += "<h3>Repeat factors</h3>" + bar_chart(
+            "repeat factor", [(c["name"], c["repeat_factor"], _num(c["repeat_factor"])) for c in classes], reference=1.0, color=_SIZES[0]
+        )
+    return out
 
 
 def sizes_chart(classes: Sequence[Mapping[str, Any]]) -> str:
-    """Stacked share of COCO size buckets (small/medium/large) per class."""
-    classes = sorted(classes, key=lambda c: -c["boxes"])
-    plot_h = _H - _PAD_B - _PAD_T
-    step = (_W - _PAD_L - _PAD_R) / max(1, len(classes))
+    """Share of COCO size buckets (small/medium/large) per class, as stacked horizontal bars."""
+    classes = sorted(classes, key=lambda c: (-c["boxes"], c["id"]))
+    label_w = 12 + _CHAR_W * max([len(_label(c["name"])) for c in classes] + [4])
+    left, right, top_pad = label_w, _W - 20, 8
+    height = top_pad + _ROW * len(classes) + 30
     parts = []
     for frac in (0, 0.5, 1):
-        y = _PAD_T + plot_h * (1 - frac)
-        parts.append(f'<line x1="{_PAD_L}" x2="{_W - _PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e6e6"/>')
-        parts.append(f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{int(frac * 100)}%</text>')
+        x = left + (right - left) * frac
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top_pad}" y2="{height - 24}" stroke="#e6e6e6"/>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 10}" text-anchor="middle">{int(frac * 100)}%</text>')
     for i, c in enumerate(classes):
+        y = top_pad + _ROW * i
+        parts.append(f'<text x="{left - 8:.1f}" y="{y + _ROW * 0.68:.1f}" text-anchor="end"><title>{_e(c["name"])}</title>{_e(_label(c["name"]))}</text>')
         total = sum(c["sizes"].values())
-        y = _PAD_T + plot_h
+        x = float(left)
         for (bucket, _), color in zip(SIZE_BUCKETS, _SIZES):
             n = c["sizes"].get(bucket, 0)
-            h = plot_h * n / total if total else 0
-            y -= h
-            parts.append(
-                f'<rect x="{_PAD_L + step * i + step * 0.15:.1f}" y="{y:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" fill="{color}">'
-                f'<title>{_e(c["name"])}: {n} {bucket}</title></rect>'
-            )
-    parts.append(_x_labels([c["name"] for c in classes], step, _H))
-    return _svg("box size buckets per class", "".join(parts))
+            w = (right - left) * n / total if total else 0
+            parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 6}" fill="{color}"><title>{_e(c["name"])}: {n} {bucket}</title></rect>')
+            x += w
+    return _svg("box size buckets per class", "".join(parts), height)
+
+
+def splits_table(doc: Mapping[str, Any]) -> str:
+    """Per class, its boxes and share in every split, side by side."""
+    splits = split_items(doc)
+    by_split = {split: {c["name"]: c for c in entry["classes"]} for split, entry in splits}
+    order: dict[str, int] = {}
+    for _, entry in splits:
+        for c in sorted(entry["classes"], key=lambda c: (-c["boxes"], c["id"])):
+            order.setdefault(c["name"], len(order))
+    head = "<tr><th class='name'>class</th>" + "".join(f"<th>{_e(s)} boxes</th><th>{_e(s)} share</th>" for s, _ in splits) + "</tr>"
+    rows = []
+    for name in order:
+        cells = []
+        for split, _ in splits:
+            c = by_split[split].get(name)
+            cells.append(f"<td>{c['boxes']}</td><td>{100 * c['share']:.1f}%</td>" if c else "<td>-</td><td>-</td>")
+        rows.append(f"<tr class='split-row'><td class='name'>{_e(name)}</td>{''.join(cells)}</tr>")
+    return f"<div class='scroll'><table>{head}{''.join(rows)}</table></div>"
 
 
 def per_image_chart(histogram: Mapping[str, int]) -> str:
@@ -148,14 +203,14 @@ def _class_table(classes: Sequence[Mapping[str, Any]]) -> str:
             + "".join(f"<td>{c['sizes'].get(b, 0)}</td>" for b, _ in SIZE_BUCKETS)
             + "</tr>"
         )
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f"<div class='scroll'><table>{head}{''.join(rows)}</table></div>"
 
 
 def _reasons(title: str, counts: Mapping[str, int]) -> str:
     if not counts:
         return f"<p class='muted'>{_e(title)}: none</p>"
     rows = "".join(f"<tr><td>{_e(k)}</td><td>{v}</td></tr>" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    return f"<h3>{_e(title)}</h3><table><tr><th>reason</th><th>count</th></tr>{rows}</table>"
+    return f"<h3>{_e(title)}</h3><div class='scroll'><table><tr><th>reason</th><th>count</th></tr>{rows}</table></div>"
 
 
 def _class_losses(classes: Mapping[str, Mapping[str, Any]]) -> str:
@@ -168,11 +223,35 @@ def _class_losses(classes: Mapping[str, Mapping[str, Any]]) -> str:
         for n, c in lossy
     )
     head = "<tr><th class='name'>class</th><th>boxes in</th><th>written</th><th>dropped</th><th class='name'>why</th></tr>"
-    return f"<h3>Dropped boxes by class</h3><table>{head}{rows}</table>"
+    return f"<h3>Dropped boxes by class</h3><div class='scroll'><table>{head}{rows}</table></div>"
 
 
-def render(doc: Mapping[str, Any]) -> str:
-    """The whole page for one ``stats.json`` document."""
+REJECTS_SHOWN = 100
+
+
+def _reject_list(rejects: Sequence[Mapping[str, Any]] | None, total: int) -> str:
+    if rejects is None:
+        return ""
+    if not total:
+        return "<p class='muted'>Nothing was rejected.</p>"
+    rows = "".join(
+        f"<tr><td class='name'>{_e(r.get('image') or r.get('source', ''))}</td><td class='name'>{_e(r.get('kind', ''))}</td>"
+        f"<td class='name'>{_e(r.get('reason', ''))}</td><td class='name detail'>{_e(r.get('detail', ''))}</td></tr>"
+        for r in rejects[:REJECTS_SHOWN]
+    )
+    shown = min(len(rejects), REJECTS_SHOWN)
+    more = f"<p class='muted'>The other {total - shown} are in <code>rejects.jsonl</code>.</p>" if total > shown else ""
+    head = "<tr><th class='name'>file</th><th class='name'>kind</th><th class='name'>reason</th><th class='name'>detail</th></tr>"
+    return f"<h3>The first {shown} of {total}</h3><div class='scroll'><table class='rejects'>{head}{rows}</table></div>{more}"
+
+
+def render(doc: Mapping[str, Any], rejects: Sequence[Mapping[str, Any]] | None = None, total_rejects: int = 0) -> str:
+    """The whole page for one ``stats.json`` document.
+
+    ``rejects``: the first lines of ``rejects.jsonl`` (as dicts, in file order; the first
+    :data:`REJECTS_SHOWN` are listed with their files) and ``total_rejects`` the number of
+    its lines; None leaves the list out.
+    """
     t = doc["totals"]
     scheme = doc["scheme"]
     params = ", ".join(f"{k}={v}" for k, v in sorted(scheme.items()) if k not in ("name", "computed_on") and v is not None)
@@ -183,8 +262,9 @@ def render(doc: Mapping[str, Any]) -> str:
             f"<section class='card split' id='split-{_e(split)}'><h2>{_e(split)}</h2>"
             f"<p>{entry['images']} images ({entry['negative_images']} without boxes), {entry['boxes']} boxes, "
             f"imbalance max/min {'n/a' if ratio is None else _num(ratio)}</p>"
-            f"<h3>Class frequency and weights</h3><p class='legend'><span><i class='sw' style='background:{_BAR}'></i>boxes (log scale)</span>"
-            f"<span><i class='sw' style='background:{_WEIGHT}'></i>class weight (right axis)</span></p>{frequency_chart(entry['classes'])}"
+            f"<h3>Boxes per class</h3>{count_charts(entry['classes'])}"
+            f"<h3>Class weights</h3><p class='muted'>The dashed line is weight 1, a background anchor's weight in most trainers.</p>"
+            f"{weight_charts(entry['classes'])}"
             f"<h3>Box sizes per class</h3><p class='legend'>"
             + "".join(f"<span><i class='sw' style='background:{c}'></i>{b}</span>" for (b, _), c in zip(SIZE_BUCKETS, _SIZES))
             + f" <span class='muted'>COCO buckets by box area: small &lt; 32², medium &lt; 96², large</span></p>{sizes_chart(entry['classes'])}"
@@ -205,8 +285,10 @@ def render(doc: Mapping[str, Any]) -> str:
 <div class="card kpi">boxes written<b>{t['boxes_written']}</b></div>
 <div class="card kpi">boxes dropped<b>{t['boxes_dropped']}</b></div>
 </div>
+<section class="card" id="splits"><h2>Splits side by side</h2>{splits_table(doc)}</section>
 {''.join(sections)}
 <section class="card" id="rejects"><h2>Rejects</h2>
+{_reject_list(rejects, total_rejects)}
 {_reasons('Images quarantined', t['images_quarantined_by_reason'])}
 {_reasons('Boxes dropped', t['boxes_dropped_by_reason'])}
 {_reasons('Repairs (kept)', t['repairs'])}
