@@ -79,13 +79,13 @@ def local_runner(argv: list[str]) -> tuple[list[str], PipelineRunner | None]:
     worker = f"trap '' INT; exec {shlex.quote(sys.executable)} -m beam_jobs.worker"  # run by /bin/sh
     runner = FnApiRunner(default_environment=SubprocessSDKEnvironment.from_command_string(worker))
     # FnApiRunner warns that several workers want multi-processing mode; this is that mode
-    logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(_MULTI_PROCESSING_NOTE)
+    logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").addFilter(_drop_multi_processing_note)
     if any(a.startswith("--direct_num_workers") for a in argv):
         return argv, runner
     return argv + [f"--direct_num_workers={os.cpu_count() or 1}"], runner
 
 
-def _MULTI_PROCESSING_NOTE(record: logging.LogRecord) -> bool:
+def _drop_multi_processing_note(record: logging.LogRecord) -> bool:
     return "direct_num_workers is not equal to 1" not in record.getMessage()
 
 
