@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -117,7 +118,14 @@ class _Trainer(keras.Model):
 
 
 class _StepProgress(keras.callbacks.Callback):
-    """Epoch, step, losses, steps/s and the epoch's ETA on one terminal line after every step."""
+    """Epoch, step, losses, steps/s and the epoch's ETA on one terminal line after every step.
+
+    Added only when stderr is a terminal: a callback with a batch hook makes Keras
+    turn every step's logs into Python numbers. ``async_safe`` lets Keras do that
+    off the training thread.
+    """
+
+    async_safe = True
 
     def __init__(self, steps: int, epochs: int) -> None:
         super().__init__()
@@ -128,8 +136,6 @@ class _StepProgress(keras.callbacks.Callback):
         self.line.restart()
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        if not self.line.on:
-            return
         logs, done = logs or {}, batch + 1
         rate = self.line.rate(done)
         losses = "  ".join(f"{k.split('_')[0]} {float(logs[k]):.4f}" for k in ("cls_loss", "box_loss") if k in logs)
@@ -149,7 +155,8 @@ class _EpochCheckpoint(keras.callbacks.Callback):
 
     The first Ctrl-C only asks Keras to stop (``stop_training``, checked after
     every batch), so the interrupt never lands inside TensorFlow; the caller
-    then saves mid-epoch. A second Ctrl-C interrupts at once.
+    then saves mid-epoch. A second Ctrl-C interrupts at once. No batch hook:
+    one would make Keras wait for every step's losses (no async dispatch).
     """
 
     def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable, optimizer: Any, history: list, path: str, epochs: int) -> None:
@@ -161,12 +168,17 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True
+        self._stop()
 
-    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        if self.interrupted:
+    def _stop(self) -> None:
+        if self.interrupted and getattr(self, "_model", None) is not None:
             self.model.stop_training = True
 
+    def on_train_begin(self, logs: Any = None) -> None:
+        self._stop()  # an interrupt before fit began: fit has just cleared stop_training
+
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._stop()
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
@@ -229,11 +241,12 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         trained_on = {"output": data.directory, "shards": [os.path.basename(f) for f in shards.files]}
         json.dump({**dataclasses.asdict(cfg), "class_names": names, "label_map": label_map, "num_classes": num_classes, "data": trained_on}, f, indent=2)
     callback = _EpochCheckpoint(manager, epoch, optimizer, history, history_path, cfg.epochs)
+    progress = [_StepProgress(steps, cfg.epochs)] if sys.stderr.isatty() else []
     on_main = threading.current_thread() is threading.main_thread()
     previous_sigint = signal.signal(signal.SIGINT, callback.on_sigint) if on_main else None
     try:
         if int(epoch.numpy()) < cfg.epochs:
-            trainer.fit(dataset, epochs=cfg.epochs, initial_epoch=int(epoch.numpy()), steps_per_epoch=steps, callbacks=[_StepProgress(steps, cfg.epochs), callback], verbose=0, shuffle=False)
+            trainer.fit(dataset, epochs=cfg.epochs, initial_epoch=int(epoch.numpy()), steps_per_epoch=steps, callbacks=[*progress, callback], verbose=0, shuffle=False)
     except KeyboardInterrupt:
         callback.interrupted = True
     finally:
