@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/boxweight prepare --input $(DEMO_DIR)/annotations.json --output $(DEMO_OUT) --overwrite \
 		--val-fraction 0.2
 	@echo
-	@echo "Outputs in $(DEMO_OUT)/: train-*.tfrecord, val-*.tfrecord, stats.json, report.csv, report.html, rejects.jsonl, label_map.pbtxt, manifest.json"
+	@echo "Outputs in $(DEMO_OUT)/: train-*.tfrecord, val-*.tfrecord, stats.json, report.csv, report.html, rejects.jsonl, label_map.pbtxt, manifest.json, TFDS metadata (features.json, dataset_info.json)"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
