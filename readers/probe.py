@@ -137,27 +137,11 @@ def _decode(data: bytes, fmt: str, name: str) -> None:
         raise ProbeError(RejectReason.IMAGE_CORRUPT, f"{name}: pixel data does not decode in TensorFlow: {detail}") from None
 
 
-_single_threaded = False
-
-
 def _tensorflow() -> Any:
-    """TensorFlow, imported on first use: a worker that validates images pays its import once (about 3 s).
-
-    One image at a time is decoded, and the local runner starts a worker per core, so TensorFlow's
-    thread pools (one thread per core each, by default) would only compete with the other workers.
-    """
-    global _single_threaded
+    """TensorFlow, imported on first use: a worker that validates images pays its import once (about 3 s)."""
     from readers.tfimport import tensorflow
 
-    tf = tensorflow()
-    if not _single_threaded:
-        _single_threaded = True
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # TensorFlow already ran an op in this process (the in-process runner, a test): as it is
-            pass
-    return tf
+    return tensorflow()
 
 
 def _orientation(img: Image.Image) -> tuple[int, bool]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from schemas.report import SIZE_BUCKETS, bin_labels
-from weighting.report import split_items
+from weighting.report import scheme_params, split_items
 
 _W, _H, _PAD_L, _PAD_B, _PAD_T, _PAD_R = 760, 300, 60, 90, 20, 60
 _BAR = "#4c78a8"
@@ -254,7 +254,7 @@ def render(doc: Mapping[str, Any], rejects: Sequence[Mapping[str, Any]] | None =
     """
     t = doc["totals"]
     scheme = doc["scheme"]
-    params = ", ".join(f"{k}={v}" for k, v in sorted(scheme.items()) if k not in ("name", "computed_on") and v is not None)
+    params = scheme_params(doc)
     sections = []
     for split, entry in split_items(doc):
         ratio = entry["imbalance_ratio"]

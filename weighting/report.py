@@ -173,10 +173,14 @@ def render_table(doc: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scheme_params(doc: Mapping[str, Any]) -> str:
+    """The scheme's parameters as ``k=v, ...`` (those set), for the reports."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(doc["scheme"].items()) if k not in ("name", "computed_on") and v is not None)
+
+
 def _scheme_text(doc: Mapping[str, Any]) -> str:
-    scheme = doc["scheme"]
-    params = ", ".join(f"{k}={v}" for k, v in sorted(scheme.items()) if k not in ("name", "computed_on") and v is not None)
-    return f"{scheme['name']} ({params})" if params else str(scheme["name"])
+    params = scheme_params(doc)
+    return f"{doc['scheme']['name']} ({params})" if params else str(doc["scheme"]["name"])
 
 
 def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str = "A", name_b: str = "B") -> str:
