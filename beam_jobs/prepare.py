@@ -11,13 +11,17 @@ output folder is written as one unit (see :mod:`beam_jobs.output`), with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -25,16 +29,25 @@ from typing import Any
 import apache_beam as beam
 import google_crc32c
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, TestOptions
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
-from apache_beam.runners.runner import PipelineRunner
+from apache_beam.runners.runner import PipelineRunner, PipelineState
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 import readers
+from beam_jobs import progress
 from beam_jobs.options import JobError, PrepareOptions, check_known_flags, check_options, scheme_params
 from beam_jobs.output import OutputFolder, discard, prepare_output, publish
 from beam_jobs.transforms import (
     ACCOUNTS,
+    NAMESPACE,
     REJECTS,
     ClassStatistics,
     Merge,
@@ -44,6 +57,7 @@ from beam_jobs.transforms import (
     WriteShards,
     rejects_jsonl,
 )
+from boxweight.progress import Progress
 from readers import fs
 from readers.raw import SourceError
 from schemas import tfds_metadata
@@ -56,7 +70,9 @@ from weighting.schemes import BoxMultipliers, WeightingError
 from weighting.stats import SplitStats
 
 log = logging.getLogger(__name__)
-IN_PROCESS_RUNNER = "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"  # --runner= value: this process only
+IN_PROCESS_RUNNER = (
+    "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"  # --runner= value: this process only
+)
 
 
 def local_runner(argv: list[str]) -> tuple[list[str], PipelineRunner | None]:
@@ -92,23 +108,38 @@ def _drop_multi_processing_note(record: logging.LogRecord) -> bool:
 class Prepare(beam.PTransform):
     """The whole job as one transform: every stage labelled, in data-flow order."""
 
-    def __init__(self, opts: PrepareOptions, label_map: LabelMap, command: str, params: dict[str, Any], target: str) -> None:
+    def __init__(
+        self,
+        opts: PrepareOptions,
+        label_map: LabelMap,
+        command: str,
+        params: dict[str, Any],
+        target: str,
+        progress_dir: str | None = None,
+    ) -> None:
         """Args: the job's flags; the label map and scheme parameters as values (read on
         the launcher, never again on a worker); the command line for the report; the
-        folder the pipeline writes into (the staging folder of a local output)."""
+        folder the pipeline writes into (the staging folder of a local output); the
+        scratch folder of the progress line (see :mod:`beam_jobs.progress`), or None."""
         super().__init__()
         self.opts, self.label_map, self.command, self.params, self.target = opts, label_map, command, params, target
+        self.progress_dir = progress_dir
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> None:
-        o, lm = self.opts, self.label_map
-        raw = pbegin | "ReadAnnotations" >> ReadAnnotations(o.input, o.format, o.image_root, lm)
-        checked = raw | "Validate" >> Validate(lm, o.max_image_mb << 20)
+        o, lm, tally = self.opts, self.label_map, self.progress_dir
+        raw = pbegin | "ReadAnnotations" >> ReadAnnotations(o.input, o.format, o.image_root, lm, tally)
+        checked = raw | "Validate" >> Validate(lm, o.max_image_mb << 20, tally)
         records = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
         stats = records | "ClassStatistics" >> ClassStatistics()
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)
         # weights attach after the shard shuffle, on the writing worker (see WriteShards)
         shards = records | "AttachWeightsEncodeAndWriteShards" >> WriteShards(
-            self.target, o.num_shards, o.compression, o.max_side or None, plan=beam.pvalue.AsSingleton(plan)
+            self.target,
+            o.num_shards,
+            o.compression,
+            o.max_side or None,
+            plan=beam.pvalue.AsSingleton(plan),
+            progress_dir=tally,
         )
         accounting = checked[ACCOUNTS] | "Account" >> beam.CombineGlobally(Merge(readers.Accounting))
         _ = (
@@ -140,7 +171,9 @@ class Prepare(beam.PTransform):
             **self.params,
         )
 
-    def _write_report(self, _: Any, stats: list, plan: WeightPlan, acc: readers.Accounting, rejects: list, shards: list[FileEntry]) -> None:
+    def _write_report(
+        self, _: Any, stats: list, plan: WeightPlan, acc: readers.Accounting, rejects: list, shards: list[FileEntry]
+    ) -> None:
         o = self.opts
         doc = report.build_stats(
             dict(stats),
@@ -148,7 +181,12 @@ class Prepare(beam.PTransform):
             self.label_map,
             acc.totals(),
             command=self.command,
-            input_info={"path": o.input, "format": o.format, "image_root": o.image_root, "shards": sorted(s.name for s in shards)},
+            input_info={
+                "path": o.input,
+                "format": o.format,
+                "image_root": o.image_root,
+                "shards": sorted(s.name for s in shards),
+            },
         )
         rejects_text = rejects_jsonl(rejects)
         shown = [json.loads(line) for line in rejects_text.splitlines()[: html_report.REJECTS_SHOWN]]
@@ -163,6 +201,23 @@ class Prepare(beam.PTransform):
         files = [_write_file(self.target, name, text) for name, text in texts.items()]
         manifest = build_manifest(shards, files, SCHEMA_VERSION, self.label_map)
         _write_file(self.target, MANIFEST_NAME, manifest.to_json())  # last: it makes the folder complete
+
+
+def _follow_dataflow(result: Any, options: PipelineOptions, line: Progress) -> None:
+    """Name the Dataflow job and, on a terminal, show its counters until it ends."""
+    gcp = options.view_as(GoogleCloudOptions)
+    job = result.job_id()
+    print(
+        f"Dataflow job {job}: https://console.cloud.google.com/dataflow/jobs/{gcp.region}/{job}?project={gcp.project}",
+        file=sys.stderr,
+    )
+    while line.on and not PipelineState.is_terminal(result.state):
+        counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+        line.show(
+            progress.dataflow_line({c.key.metric.name: c.committed or c.attempted or 0 for c in counters}, result.state)
+        )
+        time.sleep(10)
+    line.clear()
 
 
 def _write_file(folder: str, name: str, text: str) -> FileEntry:
@@ -203,14 +258,22 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
     if "Dataflow" in runner_name and "://" not in opts.output and not dry_run:
         raise JobError(f"--output {opts.output!r} is a local path; Dataflow workers need gs://")
     # a dry run translates the job and writes nothing, so it needs no output folder
-    folder = OutputFolder(opts.output, opts.output) if dry_run else prepare_output(opts.output, opts.overwrite, opts.input)
+    folder = (
+        OutputFolder(opts.output, opts.output) if dry_run else prepare_output(opts.output, opts.overwrite, opts.input)
+    )
     where = runner_name or f"local, {options.view_as(DirectOptions).direct_num_workers} worker processes"
     log.info("prepare: %s as %s, %d classes, runner %s", opts.input, source.format, len(label_map), where)
 
+    line = Progress()
+    local = runner is not None or runner_name == IN_PROCESS_RUNNER
+    progress_dir = tempfile.mkdtemp(prefix="boxweight-progress-") if local and line.on else None
     pipeline = beam.Pipeline(runner=runner, options=options)
-    _ = pipeline | "Prepare" >> Prepare(opts, label_map, command, params, folder.target)
+    _ = pipeline | "Prepare" >> Prepare(opts, label_map, command, params, folder.target, progress_dir)
     try:
-        result = pipeline.run()
+        with progress.Watcher(progress_dir, line) if progress_dir else contextlib.nullcontext():
+            result = pipeline.run()  # a local run returns when the job has ended
+        if "Dataflow" in runner_name and not dry_run:
+            _follow_dataflow(result, options, line)
         result.wait_until_finish()
         if dry_run:
             return {}
@@ -218,6 +281,9 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
     except BaseException:
         discard(folder)  # a failed or interrupted job leaves nothing a reader accepts
         raise
+    finally:
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
     doc = report.load(folder.final).attrs["stats"]
     if print_report:
         print(report.render_table(doc))
@@ -233,7 +299,8 @@ def help_text() -> str:
     parser = argparse.ArgumentParser(add_help=False)
     PrepareOptions._add_argparse_args(parser)
     flags = [
-        f"  {a.option_strings[0]:<22} {a.help or ''}" + (f" (default {a.default})" if a.default not in (None, "", False) else "")
+        f"  {a.option_strings[0]:<22} {a.help or ''}"
+        + (f" (default {a.default})" if a.default not in (None, "", False) else "")
         for a in parser._actions
     ]
     return "\n".join(
@@ -284,9 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         interrupted.set()
     except Exception:
-        if not interrupted.is_set():  # a failed run (disk full, a worker error): its traceback, then what became of the output
+        if (
+            not interrupted.is_set()
+        ):  # a failed run (disk full, a worker error): its traceback, then what became of the output
             traceback.print_exc()
-            status, message = 1, "boxweight prepare: error: the job failed (see above); the output folder was left as it was"
+            status, message = (
+                1,
+                "boxweight prepare: error: the job failed (see above); the output folder was left as it was",
+            )
     finally:
         threading.excepthook = previous_hook
         if previous_sigint is not None:
@@ -300,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if message:  # last, after any held thread errors: the line a user reads
         print(message, file=sys.stderr)
     return status
+
 
 if __name__ == "__main__":
     # Run the module imported by name, so workers unpickle its classes by reference.

@@ -25,6 +25,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 import readers
+from beam_jobs import progress
 from beam_jobs.tfrecord_file import write_tfrecords
 from readers import fs
 from readers.probe import ProbeError, resize_to
@@ -69,17 +70,21 @@ def chunked(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 class ReadAnnotations(beam.PTransform):
     """Parse the annotation files: chunks of raw images and of the rejects found while parsing."""
 
-    def __init__(self, path: str, format: str, image_root: str | None, label_map: LabelMap) -> None:
+    def __init__(
+        self, path: str, format: str, image_root: str | None, label_map: LabelMap, progress_dir: str | None = None
+    ) -> None:
         super().__init__()
         self.path, self.format, self.image_root, self.label_map = path, format, image_root, label_map
+        self.progress_dir = progress_dir
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         def parse(_: Any) -> Iterator[list[Any]]:
+            tally = progress.Tally(self.progress_dir)
             source = readers.open_source(self.path, self.format, self.image_root, self.label_map)
-            for n, chunk in enumerate(chunked(source), start=1):
-                if n % (10000 // CHUNK) == 0:
-                    log.info("parsed %d annotation entries from %s", n * CHUNK, self.path)
+            for chunk in chunked(source):
+                tally.add(progress.LISTED, sum(1 for item in chunk if not isinstance(item, Reject) or item.is_image))
                 yield chunk
+            tally.add(progress.PARSED, flush=True)
 
         return (
             pbegin
@@ -91,8 +96,9 @@ class ReadAnnotations(beam.PTransform):
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, label_map: LabelMap, max_bytes: int) -> None:
+    def __init__(self, label_map: LabelMap, max_bytes: int, progress_dir: str | None) -> None:
         self.label_map, self.max_bytes = label_map, max_bytes
+        self.tally = progress.Tally(progress_dir)
         self.read = Metrics.counter(NAMESPACE, "images_read")
         self.quarantined = Metrics.counter(NAMESPACE, "images_quarantined")
         self.boxes_dropped = Metrics.counter(NAMESPACE, "boxes_dropped")
@@ -125,8 +131,13 @@ class _ValidateFn(beam.DoFn):
         for repair, n in acc.repairs.items():
             Metrics.counter(NAMESPACE, f"repaired_{repair}").inc(n)
         yield beam.pvalue.TaggedOutput(ACCOUNTS, acc)
+        self.tally.add(progress.ACCEPTED, acc.images_written)
+        self.tally.add(progress.VALIDATED, acc.images_in)
         if records:
             yield records
+
+    def finish_bundle(self) -> None:
+        self.tally.add(progress.VALIDATED, 0, flush=True)
 
 
 class Validate(beam.PTransform):
@@ -138,12 +149,15 @@ class Validate(beam.PTransform):
     boxes in, written, dropped by reason, repairs).
     """
 
-    def __init__(self, label_map: LabelMap, max_bytes: int = readers.MAX_IMAGE_BYTES) -> None:
+    def __init__(
+        self, label_map: LabelMap, max_bytes: int = readers.MAX_IMAGE_BYTES, progress_dir: str | None = None
+    ) -> None:
         super().__init__()
-        self.label_map, self.max_bytes = label_map, max_bytes
+        self.label_map, self.max_bytes, self.progress_dir = label_map, max_bytes, progress_dir
 
     def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        return raw | "Check" >> beam.ParDo(_ValidateFn(self.label_map, self.max_bytes)).with_outputs(REJECTS, ACCOUNTS, main="records")
+        check = _ValidateFn(self.label_map, self.max_bytes, self.progress_dir)
+        return raw | "Check" >> beam.ParDo(check).with_outputs(REJECTS, ACCOUNTS, main="records")
 
 
 def stratum(record: ImageRecord, class_images: dict[str, int]) -> str:
@@ -205,7 +219,11 @@ class SplitTrainVal(beam.PTransform):
         frac = self.val_fraction
         if frac <= 0:
             return chunks  # nothing to carve: skip the counting and grouping passes
-        splits = chunks | "Splits" >> beam.FlatMap(lambda c: sorted({r.split for r in c})) | "DistinctSplits" >> beam.Distinct()
+        splits = (
+            chunks
+            | "Splits" >> beam.FlatMap(lambda c: sorted({r.split for r in c}))
+            | "DistinctSplits" >> beam.Distinct()
+        )
         class_images = (
             chunks
             | "ClassesPerImage" >> beam.Map(lambda c: Counter(n for r in c for n in {b.text for b in r.boxes}))
@@ -291,16 +309,20 @@ def shard_count(total_bytes: int, images: int, requested: int) -> int:
 class _WriteShardFn(beam.DoFn):
     """Encode the (weighted, key-sorted) records of one shard and write the file."""
 
-    def __init__(self, output: str, compression: str, max_side: int | None) -> None:
+    def __init__(self, output: str, compression: str, max_side: int | None, progress_dir: str | None) -> None:
         self.output, self.compression, self.max_side = output, compression, max_side
+        self.tally = progress.Tally(progress_dir)
         self.written = Metrics.counter(NAMESPACE, "images_written")
         self.resized = Metrics.counter(NAMESPACE, f"repaired_{Repair.RESIZED.value}")
 
     def process(self, kv: tuple[tuple[str, int], list[ImageRecord]], counts: dict[str, int]) -> Iterator[FileEntry]:
         (split, index), records = kv
         name = shard_name(split, index, counts[split], self.compression)
-        written = write_tfrecords(fs.join(self.output, name), (self._encode(record) for record in records), gzipped=self.compression == "gzip")
+        written = write_tfrecords(
+            fs.join(self.output, name), (self._encode(record) for record in records), gzipped=self.compression == "gzip"
+        )
         self.written.inc(written.records)
+        self.tally.add(progress.WRITTEN, written.records, flush=True)
         yield FileEntry(name, written.bytes, written.crc32c, split, written.records)
 
     @staticmethod
@@ -329,7 +351,9 @@ class _WriteShardFn(beam.DoFn):
         return encode_record_parts(record.replace(encoded=None), data)
 
 
-def _to_shards(chunk: Chunk, counts: dict[str, int] | int) -> Iterator[tuple[tuple[str, int], list[tuple[str, ImageRecord]]]]:
+def _to_shards(
+    chunk: Chunk, counts: dict[str, int] | int
+) -> Iterator[tuple[tuple[str, int], list[tuple[str, ImageRecord]]]]:
     """Split a chunk by shard ``sha256(key) mod N``: ((split, shard), [(key, record), ...]) pairs."""
     groups: defaultdict[tuple[str, int], list[tuple[str, ImageRecord]]] = defaultdict(list)
     for r in chunk:
@@ -384,10 +408,11 @@ class WriteShards(beam.PTransform):
         compression: str,
         max_side: int | None = None,
         plan: beam.pvalue.AsSingleton | None = None,
+        progress_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.output, self.num_shards, self.compression, self.max_side = output, num_shards, compression, max_side
-        self.plan = plan
+        self.plan, self.progress_dir = plan, progress_dir
 
     def expand(self, chunks: beam.PCollection) -> beam.PCollection:
         requested = self.num_shards
@@ -407,7 +432,9 @@ class WriteShards(beam.PTransform):
             shards = grouped | "AttachWeights" >> beam.Map(_sorted_shard, self.plan)
         else:
             shards = grouped | "Sort" >> beam.Map(_sorted_shard, None)
-        written = shards | "EncodeAndWrite" >> beam.ParDo(_WriteShardFn(self.output, self.compression, self.max_side), counts_si)
+        written = shards | "EncodeAndWrite" >> beam.ParDo(
+            _WriteShardFn(self.output, self.compression, self.max_side, self.progress_dir), counts_si
+        )
         empty = counts | "WriteEmptyShards" >> beam.FlatMap(self._write_empty, beam.pvalue.AsList(written))
         return (written, empty) | "AllShards" >> beam.Flatten()
 

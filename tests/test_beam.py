@@ -18,7 +18,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import prepare
 from beam_jobs.options import JobError
-from beam_jobs.transforms import ClassStatistics, SplitTrainVal, Validate, stable_hash, val_count
+from beam_jobs.transforms import ClassStatistics, ReadAnnotations, SplitTrainVal, Validate, WriteShards, stable_hash, val_count
 from readers import RawBox, RawImage
 from schemas.annotations import Box, ImageRecord
 from schemas.features import decode_example
@@ -303,3 +303,30 @@ def test_image_vanishing_after_validation_fails_with_a_clear_message(tmp_path):
     rec = _record("1", ["a"]).replace(path=str(tmp_path / "gone.jpg"))
     with pytest.raises(RuntimeError, match="passed validation but cannot be read now"):
         list(_WriteShardFn(str(tmp_path), "none", None).process((("train", 0), [rec]), {"train": 1}))
+
+
+def test_the_progress_counts_of_a_run_add_up_to_its_totals(tmp_path):
+    """What the progress line reads: every worker's running counts, summed (see beam_jobs.progress)."""
+    from beam_jobs import progress
+
+    from tests.test_readers import _jpeg
+
+    folder = tmp_path / "progress"
+    folder.mkdir()
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 32, "height": 32} for i in range(5)]
+    for image in images[:4]:  # the fifth is missing
+        (tmp_path / image["file_name"]).write_bytes(_jpeg())
+    boxes = [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 8, 8]} for i in range(5)]
+    raw = tmp_path / "annotations.json"
+    raw.write_text(json.dumps({"images": images, "annotations": boxes, "categories": [{"id": 1, "name": "a"}]}))
+    lm = LabelMap(("a",))
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
+        checked = p | ReadAnnotations(str(raw), "coco", None, lm, str(folder)) | Validate(lm, progress_dir=str(folder))
+        _ = checked.records | WriteShards(str(tmp_path / "out"), 2, "none", progress_dir=str(folder))
+    counts = progress.read_counts(str(folder))
+    assert counts == {"listed": 5, "parsed": 1, "validated": 5, "accepted": 4, "written": 4}
+    stages = {key: progress.Stage() for key in ("listed", "validated", "written")}
+    assert progress.local_line(counts, stages, 3.0) == "writing the report (5 images validated, 4 written)"
+    assert progress.local_line({"listed": 5, "validated": 2}, stages, 3.0) == "validating images: 2 images"
+    assert progress.local_line({"listed": 5, "parsed": 1, "validated": 2}, stages, 3.0) == "validating images: 2 / 5 images"
+    assert progress.local_line({}, stages, 3.0) == "prepare: starting workers (3 s)"

@@ -122,3 +122,15 @@ def test_a_wrong_path_is_one_line_and_exit_2(args, line, tmp_path):
     done = subprocess.run([BOXWEIGHT, *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [line]
+
+
+@pytest.mark.slow
+def test_prepare_shows_its_stages_on_a_terminal_and_nothing_in_a_pipe(demo_dir, tmp_path):
+    status, shown = _on_a_terminal(["prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out")])
+    assert status == 0, shown[-2000:]
+    lines = [part.replace("\x1b[K", "") for part in shown.split("\r")]
+    assert "prepare: starting workers (1 s)" in lines  # the local workers take seconds to start
+    assert any(line.startswith(("validating images: ", "writing shards: ", "writing the report (")) for line in lines), lines
+    assert shown.rstrip("\r\n").endswith("\r\x1b[K")  # erased before the outputs line ...
+    piped = _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "piped"))
+    assert piped.returncode == 0 and "\r" not in piped.stderr and "images" not in piped.stderr  # ... and absent from logs
