@@ -115,7 +115,9 @@ def local_line(counts: Mapping[str, int], stages: dict[str, Stage], elapsed: flo
     if validated:
         return stages[VALIDATED].text("validating images", validated, listed if parsed else None, "images")
     if listed:
-        return stages[LISTED].text("reading annotations", listed, None, "images listed") + ("; handing them to the workers" if parsed else "")
+        return stages[LISTED].text("reading annotations", listed, None, "images listed") + (
+            "; handing them to the workers" if parsed else ""
+        )
     return f"prepare: starting workers ({elapsed:.0f} s)"
 
 

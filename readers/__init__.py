@@ -109,7 +109,9 @@ def detect_format(path: str) -> str:
     jsons = [f for f in files if f.lower().endswith(".json")]
     if jsons and is_labelme(_peek_json(jsons[0])):
         return "labelme"
-    if "_annotations.coco.json" in names or any(n.endswith(".json") and (n.startswith("instances_") or split_in_name(n[:-5])) for n in names):
+    if "_annotations.coco.json" in names or any(
+        n.endswith(".json") and (n.startswith("instances_") or split_in_name(n[:-5])) for n in names
+    ):
         return "coco"
     if any(n.endswith(".xml") for n in names):
         return "voc"
@@ -139,7 +141,9 @@ def _peek_json(path: str) -> Any:
         return None
 
 
-def open_source(path: str, format: str = "auto", image_root: str | None = None, label_map: LabelMap | None = None) -> Source:
+def open_source(
+    path: str, format: str = "auto", image_root: str | None = None, label_map: LabelMap | None = None
+) -> Source:
     """Open a dataset; ``format='auto'`` detects it (see :func:`detect_format`).
 
     Raises:
@@ -185,7 +189,14 @@ class UniqueImages:
                 if first is not None:
                     what = f"key {key!r}" if key in first_by_key else f"file {path}"
                     detail = f"image {what} is also {first}; the first is kept"
-                    yield Reject(item.source, RejectReason.DUPLICATE_IMAGE, detail, image=item.file_name, boxes=len(item.boxes), classes=classes_of(item.boxes))
+                    yield Reject(
+                        item.source,
+                        RejectReason.DUPLICATE_IMAGE,
+                        detail,
+                        image=item.file_name,
+                        boxes=len(item.boxes),
+                        classes=classes_of(item.boxes),
+                    )
                     continue
                 first_by_key[key] = item.source
                 if path:

@@ -131,7 +131,9 @@ def _walk(root: str) -> list[str]:
             continue
         seen.add(real)
         if "manifest.json" in names and "stats.json" in names and folder != root:
-            log.warning("not reading %s: it is a boxweight prepare output", folder)  # its shards and report.csv are no input
+            log.warning(
+                "not reading %s: it is a boxweight prepare output", folder
+            )  # its shards and report.csv are no input
             subfolders[:] = []
             continue
         paths.extend(os.path.join(folder, name) for name in names)
@@ -140,4 +142,4 @@ def _walk(root: str) -> list[str]:
 
 def relpath(path: str, root: str) -> str:
     root = root.rstrip("/") + "/"
-    return path[len(root):] if path.startswith(root) else posixpath.basename(path)
+    return path[len(root) :] if path.startswith(root) else posixpath.basename(path)

@@ -45,8 +45,7 @@ class Box:
                 raise AnnotationError(f"box {self.text!r}: {name}={value!r} is not in [0, 1]")
         if not (self.xmin < self.xmax and self.ymin < self.ymax):
             raise AnnotationError(
-                f"box {self.text!r}: empty extent xmin={self.xmin} xmax={self.xmax} "
-                f"ymin={self.ymin} ymax={self.ymax}"
+                f"box {self.text!r}: empty extent xmin={self.xmin} xmax={self.xmax} ymin={self.ymin} ymax={self.ymax}"
             )
         if self.label < 1:
             raise AnnotationError(f"box {self.text!r}: label id {self.label} < 1 (ids start at 1)")
@@ -102,19 +101,13 @@ class ImageRecord:
         if not self.source_id:
             raise AnnotationError(f"image {self.filename!r}: empty source_id")
         if self.height <= 0 or self.width <= 0:
-            raise AnnotationError(
-                f"image {self.source_id!r}: size {self.width}x{self.height} is not positive"
-            )
+            raise AnnotationError(f"image {self.source_id!r}: size {self.width}x{self.height} is not positive")
         if self.format not in IMAGE_FORMATS:
-            raise AnnotationError(
-                f"image {self.source_id!r}: format {self.format!r} not in {IMAGE_FORMATS}"
-            )
+            raise AnnotationError(f"image {self.source_id!r}: format {self.format!r} not in {IMAGE_FORMATS}")
         if not self.split or not self.split.isidentifier():
             raise AnnotationError(f"image {self.source_id!r}: split name {self.split!r} is not a word")
         if not math.isfinite(self.repeat_factor) or self.repeat_factor < 1.0:
-            raise AnnotationError(
-                f"image {self.source_id!r}: repeat_factor={self.repeat_factor!r} must be >= 1"
-            )
+            raise AnnotationError(f"image {self.source_id!r}: repeat_factor={self.repeat_factor!r} must be >= 1")
 
     def replace(self, **changes: Any) -> ImageRecord:
         return dataclasses.replace(self, **changes)
@@ -164,5 +157,7 @@ class Reject:
         }
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (Box, ImageRecord)}
+_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (Box, ImageRecord)
+}
 _VALUES = {cls: operator.attrgetter(*names) for cls, names in _FIELDS.items()}

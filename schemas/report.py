@@ -109,7 +109,9 @@ def check_stats(doc: dict[str, Any], source: str = "stats.json") -> Stats:
     if totals["boxes_in"] != totals["boxes_written"] + totals["boxes_dropped"]:
         raise StatsLayoutError(f"{source}: boxes_in != boxes_written + boxes_dropped")
     for name, c in totals["classes"].items():
-        if c["boxes_in"] != c["boxes_written"] + c["boxes_dropped"] or c["boxes_dropped"] != sum(c["boxes_dropped_by_reason"].values()):
+        if c["boxes_in"] != c["boxes_written"] + c["boxes_dropped"] or c["boxes_dropped"] != sum(
+            c["boxes_dropped_by_reason"].values()
+        ):
             raise StatsLayoutError(f"{source}: class {name!r}: boxes_in != boxes_written + boxes_dropped")
     if sum(c["boxes_in"] for c in totals["classes"].values()) != totals["boxes_in"]:
         raise StatsLayoutError(f"{source}: per-class boxes_in do not add up to boxes_in")

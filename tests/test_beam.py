@@ -18,7 +18,15 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import prepare
 from beam_jobs.options import JobError
-from beam_jobs.transforms import ClassStatistics, ReadAnnotations, SplitTrainVal, Validate, WriteShards, stable_hash, val_count
+from beam_jobs.transforms import (
+    ClassStatistics,
+    ReadAnnotations,
+    SplitTrainVal,
+    Validate,
+    WriteShards,
+    stable_hash,
+    val_count,
+)
 from readers import RawBox, RawImage
 from schemas.annotations import Box, ImageRecord
 from schemas.features import decode_example
@@ -45,10 +53,20 @@ def test_validate_transform_sends_bad_images_to_the_dead_letter_output(tmp_path)
     ]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
         out = p | beam.Create([raws]) | Validate(LabelMap(("a",)))
-        assert_that(out.records | "Keys" >> beam.FlatMap(lambda c: [(r.source_id, len(r.boxes)) for r in c]), equal_to([("ok", 1)]), label="records")
-        totals = out.accounts | beam.Map(lambda a: (a.images_in, a.images_written, a.boxes_in, a.boxes_written, a.boxes_dropped))
+        assert_that(
+            out.records | "Keys" >> beam.FlatMap(lambda c: [(r.source_id, len(r.boxes)) for r in c]),
+            equal_to([("ok", 1)]),
+            label="records",
+        )
+        totals = out.accounts | beam.Map(
+            lambda a: (a.images_in, a.images_written, a.boxes_in, a.boxes_written, a.boxes_dropped)
+        )
         assert_that(totals, equal_to([(2, 1, 3, 1, 2)]), label="accounts")
-        assert_that(out.rejects | beam.Map(lambda r: (r.reason.value, r.boxes)), equal_to([("image_missing", 2)]), label="rejects")
+        assert_that(
+            out.rejects | beam.Map(lambda r: (r.reason.value, r.boxes)),
+            equal_to([("image_missing", 2)]),
+            label="rejects",
+        )
 
 
 def test_class_statistics_transform():
@@ -63,8 +81,15 @@ def test_split_is_stratified_and_deterministic():
     recs = [_record(str(i), ["common"]) for i in range(50)] + [_record(f"r{i}", ["rare"]) for i in range(3)]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
         out = p | beam.Create([recs[i : i + 7] for i in range(0, len(recs), 7)]) | SplitTrainVal(0.2)
-        counts = out | beam.FlatMap(lambda c: [(r.split, r.boxes[0].text) for r in c]) | beam.combiners.Count.PerElement()
-        assert_that(counts, equal_to([(("train", "common"), 40), (("val", "common"), 10), (("train", "rare"), 2), (("val", "rare"), 1)]))
+        counts = (
+            out | beam.FlatMap(lambda c: [(r.split, r.boxes[0].text) for r in c]) | beam.combiners.Count.PerElement()
+        )
+        assert_that(
+            counts,
+            equal_to(
+                [(("train", "common"), 40), (("val", "common"), 10), (("train", "rare"), 2), (("val", "rare"), 1)]
+            ),
+        )
     assert [val_count(n, 0.2) for n in (0, 1, 2, 3, 10, 50)] == [0, 0, 1, 1, 2, 10]
     assert stable_hash("train/1") == stable_hash("train/1")
 
@@ -73,7 +98,10 @@ def test_source_splits_are_kept():
     recs = [_record("1", ["a"]), _record("2", ["a"], "val"), _record("3", ["a"], "test")]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
         out = p | beam.Create([recs]) | SplitTrainVal(0.5)
-        assert_that(out | beam.FlatMap(lambda c: [(r.source_id, r.split) for r in c]), equal_to([("1", "train"), ("2", "val"), ("3", "test")]))
+        assert_that(
+            out | beam.FlatMap(lambda c: [(r.source_id, r.split) for r in c]),
+            equal_to([("1", "train"), ("2", "val"), ("3", "test")]),
+        )
 
 
 def _read_shards(out: Path, split: str, compression: str = "none"):
@@ -106,7 +134,9 @@ def _check_output(out: Path, doc: dict, compression: str = "none"):
         weights = {c["name"]: c["weight"] for c in entry["classes"]}
         for e in examples:
             assert e["image/object/class/weight"] == e["image/object/weight"]
-            for text, label, w in zip(e["image/object/class/text"], e["image/object/class/label"], e["image/object/weight"]):
+            for text, label, w in zip(
+                e["image/object/class/text"], e["image/object/class/label"], e["image/object/weight"]
+            ):
                 assert label_map.name_of(label) == text.decode()
                 assert w == pytest.approx(weights[text.decode()], rel=1e-6)
             assert e["image/key/sha256"].decode() == hashlib.sha256(e["image/encoded"]).hexdigest()
@@ -149,7 +179,9 @@ def test_local_default_runner_is_one_worker_process_per_core():
     argv, runner = prepare.local_runner(["--input", "x"])
     assert argv == ["--input", "x", f"--direct_num_workers={os.cpu_count()}"]
     assert isinstance(runner, FnApiRunner)
-    assert runner._default_environment.command_string.endswith("-m beam_jobs.worker")  # Beam's own worker, Ctrl-C ignored while it starts
+    assert runner._default_environment.command_string.endswith(
+        "-m beam_jobs.worker"
+    )  # Beam's own worker, Ctrl-C ignored while it starts
     assert prepare.local_runner(["--direct_num_workers=3"])[0] == ["--direct_num_workers=3"]  # the user's count stays
     assert prepare.local_runner(["--runner=DataflowRunner"]) == (["--runner=DataflowRunner"], None)
 
@@ -179,12 +211,17 @@ def test_hostile_dataset_does_not_kill_the_job(tmp_path):
     names = ["ok.jpg", "png.jpg", "trunc.jpg", "../x.jpg", "missing.jpg"]
     doc = {
         "images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
-        "annotations": [{"id": i, "image_id": i % 5, "category_id": 1, "bbox": [1 + i, 1, 5, 5 if i != 5 else float("nan")]} for i in range(10)],
+        "annotations": [
+            {"id": i, "image_id": i % 5, "category_id": 1, "bbox": [1 + i, 1, 5, 5 if i != 5 else float("nan")]}
+            for i in range(10)
+        ],
         "categories": [{"id": 1, "name": "x"}],
     }
     (tmp_path / "a.json").write_text(json.dumps(doc))
     out = tmp_path / "out"
-    stats = prepare.run(["--input", str(tmp_path / "a.json"), "--output", str(out), "--val-fraction=0", *IN_PROCESS], print_report=False)
+    stats = prepare.run(
+        ["--input", str(tmp_path / "a.json"), "--output", str(out), "--val-fraction=0", *IN_PROCESS], print_report=False
+    )
     t = stats["totals"]
     assert (t["images_in"], t["images_written"], t["images_quarantined"]) == (5, 2, 3)
     assert (t["boxes_in"], t["boxes_written"]) == (10, 3)
@@ -212,20 +249,32 @@ def test_unusable_jobs_fail_fast_with_one_message(tmp_path, demo_dir, args, mess
 
 
 def test_no_valid_image_fails_with_a_clear_message(tmp_path):
-    (tmp_path / "a.json").write_text(json.dumps({"images": [{"id": 1, "file_name": "gone.jpg"}], "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {"images": [{"id": 1, "file_name": "gone.jpg"}], "annotations": [], "categories": [{"id": 1, "name": "x"}]}
+        )
+    )
     with pytest.raises(JobError, match="no valid image"):
-        prepare.run(["--input", str(tmp_path / "a.json"), "--output", str(tmp_path / "out"), *IN_PROCESS], print_report=False)
+        prepare.run(
+            ["--input", str(tmp_path / "a.json"), "--output", str(tmp_path / "out"), *IN_PROCESS], print_report=False
+        )
     assert "image_missing" in (tmp_path / "out" / "rejects.jsonl").read_text()
 
 
 def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
     prepare.run(
         [
-            "--input", str(demo_dir / "annotations.json"),
-            "--output", str(tmp_path / "out"),
-            "--runner=DataflowRunner", "--dry_run=True", "--no_auth",
-            "--project=my-project-123", "--region=us-central1",
-            "--temp_location=gs://my-bucket/tmp", "--staging_location=gs://my-bucket/staging",
+            "--input",
+            str(demo_dir / "annotations.json"),
+            "--output",
+            str(tmp_path / "out"),
+            "--runner=DataflowRunner",
+            "--dry_run=True",
+            "--no_auth",
+            "--project=my-project-123",
+            "--region=us-central1",
+            "--temp_location=gs://my-bucket/tmp",
+            "--staging_location=gs://my-bucket/staging",
             "--sdk_location=container",
         ],
         print_report=False,
@@ -235,7 +284,16 @@ def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
 
 def test_dataflow_job_with_a_local_output_is_refused(tmp_path, demo_dir):
     with pytest.raises(JobError, match="is a local path; Dataflow workers need gs://"):
-        prepare.run(["--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out"), "--runner=DataflowRunner", "--project=my-project-123"])
+        prepare.run(
+            [
+                "--input",
+                str(demo_dir / "annotations.json"),
+                "--output",
+                str(tmp_path / "out"),
+                "--runner=DataflowRunner",
+                "--project=my-project-123",
+            ]
+        )
 
 
 def test_read_attach_weights_and_write_shards_transforms(tmp_path):
@@ -251,7 +309,11 @@ def test_read_attach_weights_and_write_shards_transforms(tmp_path):
         (tmp_path / "img" / f"{i:03d}.jpg").write_bytes(_jpeg())
         images.append({"id": i, "file_name": f"img/{i:03d}.jpg", "width": 64, "height": 48})
         anns.append({"id": i, "image_id": i, "category_id": 1 + (i % 3 == 0), "bbox": [1, 1, 20, 20], "iscrowd": 0})
-    (tmp_path / "ann.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    (tmp_path / "ann.json").write_text(
+        json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+        )
+    )
     lm = LabelMap(("a", "b"))
     counts = Counter(a=46, b=24)
     stats = SplitStats(images=70, class_boxes=counts, class_images=counts, boxes_in_images_with=counts)
@@ -308,7 +370,6 @@ def test_image_vanishing_after_validation_fails_with_a_clear_message(tmp_path):
 def test_the_progress_counts_of_a_run_add_up_to_its_totals(tmp_path):
     """What the progress line reads: every worker's running counts, summed (see beam_jobs.progress)."""
     from beam_jobs import progress
-
     from tests.test_readers import _jpeg
 
     folder = tmp_path / "progress"
@@ -328,5 +389,8 @@ def test_the_progress_counts_of_a_run_add_up_to_its_totals(tmp_path):
     stages = {key: progress.Stage() for key in ("listed", "validated", "written")}
     assert progress.local_line(counts, stages, 3.0) == "writing the report (5 images validated, 4 written)"
     assert progress.local_line({"listed": 5, "validated": 2}, stages, 3.0) == "validating images: 2 images"
-    assert progress.local_line({"listed": 5, "parsed": 1, "validated": 2}, stages, 3.0) == "validating images: 2 / 5 images"
+    assert (
+        progress.local_line({"listed": 5, "parsed": 1, "validated": 2}, stages, 3.0)
+        == "validating images: 2 / 5 images"
+    )
     assert progress.local_line({}, stages, 3.0) == "prepare: starting workers (3 s)"

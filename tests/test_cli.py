@@ -43,7 +43,9 @@ def test_every_option_has_help_and_its_default_and_help_loads_no_tensorflow(comm
     entries = [line.strip() for line in options.splitlines() if line.strip().startswith("--")]
     for entry in entries:  # "--flag VALUE  help ..." on one line, or the help on the next one
         following = options.split(entry, 1)[1].splitlines()[1:2]
-        has_help = len(entry.split("  ")) > 1 or (following and following[0].startswith(" " * 10) and not following[0].strip().startswith("-"))
+        has_help = len(entry.split("  ")) > 1 or (
+            following and following[0].startswith(" " * 10) and not following[0].strip().startswith("-")
+        )
         assert has_help, f"{command}: {entry!r} has no help"
     if command == "train":
         text = " ".join(text.split())  # help lines wrap
@@ -63,10 +65,14 @@ def test_verbose_shows_the_libraries_log_lines_and_quiet_is_the_default(demo_dir
 @pytest.mark.slow
 def test_a_report_piped_into_head_stops_quietly(demo_dir, tmp_path):
     out = tmp_path / "out"
-    assert _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), IN_PROCESS).returncode == 0
+    assert (
+        _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), IN_PROCESS).returncode == 0
+    )
     # a reader that takes one line and leaves, as `| head -1` does
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    job = subprocess.Popen([BOXWEIGHT, "report", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    job = subprocess.Popen(
+        [BOXWEIGHT, "report", "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     assert job.stdout is not None
     job.stdout.readline()
     job.stdout.close()
@@ -98,8 +104,24 @@ def _on_a_terminal(args: list[str]) -> tuple[int, str]:
 @pytest.mark.slow
 def test_train_and_evaluate_show_progress_on_a_terminal_and_nothing_in_a_pipe(demo_dir, tmp_path):
     out, run = tmp_path / "out", tmp_path / "run"
-    assert _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), IN_PROCESS).returncode == 0
-    train = ["train", "--train", str(out), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4", "--image-size", "64"]
+    assert (
+        _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), IN_PROCESS).returncode == 0
+    )
+    train = [
+        "train",
+        "--train",
+        str(out),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "64",
+    ]
     status, shown = _on_a_terminal(train)
     assert status == 0, shown[-2000:]
     assert "epoch 1/1  step 3/3  cls " in shown and "steps/s  ETA " in shown
@@ -115,7 +137,10 @@ def test_train_and_evaluate_show_progress_on_a_terminal_and_nothing_in_a_pipe(de
     [
         (["report", "nope"], "boxweight report: error: nope: no such folder"),
         (["report", "--compare", "nope", "nope2"], "boxweight report: error: nope: no such folder"),
-        (["train", "--train", "nope/train-*", "--out", "run"], "boxweight train: error: no file matches 'nope/train-*'"),
+        (
+            ["train", "--train", "nope/train-*", "--out", "run"],
+            "boxweight train: error: no file matches 'nope/train-*'",
+        ),
     ],
 )
 def test_a_wrong_path_is_one_line_and_exit_2(args, line, tmp_path):
@@ -126,11 +151,17 @@ def test_a_wrong_path_is_one_line_and_exit_2(args, line, tmp_path):
 
 @pytest.mark.slow
 def test_prepare_shows_its_stages_on_a_terminal_and_nothing_in_a_pipe(demo_dir, tmp_path):
-    status, shown = _on_a_terminal(["prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out")])
+    status, shown = _on_a_terminal(
+        ["prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out")]
+    )
     assert status == 0, shown[-2000:]
     lines = [part.replace("\x1b[K", "") for part in shown.split("\r")]
     assert "prepare: starting workers (1 s)" in lines  # the local workers take seconds to start
-    assert any(line.startswith(("validating images: ", "writing shards: ", "writing the report (")) for line in lines), lines
+    assert any(
+        line.startswith(("validating images: ", "writing shards: ", "writing the report (")) for line in lines
+    ), lines
     assert shown.rstrip("\r\n").endswith("\r\x1b[K")  # erased before the outputs line ...
     piped = _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "piped"))
-    assert piped.returncode == 0 and "\r" not in piped.stderr and "images" not in piped.stderr  # ... and absent from logs
+    assert (
+        piped.returncode == 0 and "\r" not in piped.stderr and "images" not in piped.stderr
+    )  # ... and absent from logs

@@ -42,7 +42,18 @@ def _count(ds: tf.data.Dataset) -> int:
 @pytest.fixture(scope="module")
 def demo_out(demo_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("job") / "out"
-    done = _boxweight("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), "--num-shards", "2", "--val-fraction", "0.25", IN_PROCESS)
+    done = _boxweight(
+        "prepare",
+        "--input",
+        str(demo_dir / "annotations.json"),
+        "--output",
+        str(out),
+        "--num-shards",
+        "2",
+        "--val-fraction",
+        "0.25",
+        IN_PROCESS,
+    )
     assert done.returncode == 0, done.stderr
     return out
 
@@ -61,9 +72,13 @@ def test_manifest_lists_every_file_with_split_records_and_checksum(demo_out):
     assert JobOutput.open(str(demo_out)).verify() == []
     (demo_out / "stats.json").write_bytes((demo_out / "stats.json").read_bytes().replace(b'"images"', b'"imageZ"', 1))
     try:
-        assert JobOutput.open(str(demo_out)).verify() == [f"stats.json: crc32c {_crc(demo_out / 'stats.json')}, manifest.json says {_listed_crc(manifest, 'stats.json')}"]
+        assert JobOutput.open(str(demo_out)).verify() == [
+            f"stats.json: crc32c {_crc(demo_out / 'stats.json')}, manifest.json says {_listed_crc(manifest, 'stats.json')}"
+        ]
     finally:
-        (demo_out / "stats.json").write_bytes((demo_out / "stats.json").read_bytes().replace(b'"imageZ"', b'"images"', 1))
+        (demo_out / "stats.json").write_bytes(
+            (demo_out / "stats.json").read_bytes().replace(b'"imageZ"', b'"images"', 1)
+        )
 
 
 def _crc(path: Path) -> str:
@@ -83,9 +98,12 @@ def test_second_run_into_a_full_folder_is_refused_and_overwrite_replaces_it_whol
     assert _boxweight(*args, "--num-shards", "1").returncode == 0
     refused = _boxweight(*args, "--num-shards", "3")
     assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines() == [
-        f"boxweight prepare: error: output {str(out)!r} is not empty (11 entries); add --overwrite to replace a previous boxweight output as a whole, or choose a new folder"  # 8 + TFDS metadata
-    ]
+    assert (
+        refused.stderr.strip().splitlines()
+        == [
+            f"boxweight prepare: error: output {str(out)!r} is not empty (11 entries); add --overwrite to replace a previous boxweight output as a whole, or choose a new folder"  # 8 + TFDS metadata
+        ]
+    )
     assert (out / "train-00000-of-00001.tfrecord").exists()
     assert _boxweight(*args, "--num-shards", "3", "--overwrite").returncode == 0
     assert sorted(p.name for p in out.glob("train-*")) == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
@@ -96,7 +114,9 @@ def test_second_run_into_a_full_folder_is_refused_and_overwrite_replaces_it_whol
 
 def test_overwrite_never_deletes_a_folder_that_is_not_a_boxweight_output(demo_dir, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    done = _boxweight("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path), "--overwrite", IN_PROCESS)
+    done = _boxweight(
+        "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path), "--overwrite", IN_PROCESS
+    )
     assert done.returncode == 2
     assert "it holds no manifest.json or stats.json, so it is not a boxweight output" in done.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine"
@@ -106,7 +126,10 @@ def test_a_glob_matching_shards_the_manifest_does_not_list_is_refused(demo_out, 
     stray = demo_out / "train-00000-of-00001.tfrecord"
     stray.write_bytes((demo_out / "train-00000-of-00002.tfrecord").read_bytes())
     try:
-        with pytest.raises(DataError, match=r"train-00000-of-00001.tfrecord is not listed in .*manifest.json \(left from another run\?\)"):
+        with pytest.raises(
+            DataError,
+            match=r"train-00000-of-00001.tfrecord is not listed in .*manifest.json \(left from another run\?\)",
+        ):
             create_input_fn(str(demo_out / "train-*"), 4, True)
         # the folder itself reads only what the manifest lists
         files = JobOutput.open(str(demo_out)).files("train")
@@ -125,7 +148,9 @@ def test_a_killed_job_leaves_nothing_a_reader_accepts_and_a_rerun_succeeds(demo_
     job.kill()
     job.wait()
     assert not out.exists()
-    with pytest.raises(DataError, match="has no manifest.json: a boxweight prepare job is writing it or was stopped before it finished"):
+    with pytest.raises(
+        DataError, match="has no manifest.json: a boxweight prepare job is writing it or was stopped before it finished"
+    ):
         create_input_fn(str(out), 4, True)
     done = _boxweight("prepare", *cmd[2:])
     assert done.returncode == 0, done.stderr
@@ -143,11 +168,16 @@ def _wait_for(path: Path, job: subprocess.Popen, seconds: float = 120) -> None:
 
 def test_a_folder_without_manifest_is_refused_in_one_line(tmp_path):
     (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"")
-    with pytest.raises(DataError, match=r"has no manifest.json: it is not a complete boxweight prepare output; rerun the job, or pass the shard files"):
+    with pytest.raises(
+        DataError,
+        match=r"has no manifest.json: it is not a complete boxweight prepare output; rerun the job, or pass the shard files",
+    ):
         create_input_fn(str(tmp_path), 4, True)
     done = _boxweight("report", str(tmp_path))
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"boxweight report: error: {tmp_path} has no manifest.json: it is not a complete boxweight prepare output; rerun the job, or pass the shard files or a glob of them"]
+    assert done.stderr.strip().splitlines() == [
+        f"boxweight report: error: {tmp_path} has no manifest.json: it is not a complete boxweight prepare output; rerun the job, or pass the shard files or a glob of them"
+    ]
 
 
 def test_a_listed_file_that_changed_is_refused(demo_out, tmp_path):
@@ -157,7 +187,10 @@ def test_a_listed_file_that_changed_is_refused(demo_out, tmp_path):
     shutil.copytree(demo_out, copy)
     with open(copy / "val-00001-of-00002.tfrecord", "ab") as f:
         f.write(b"x")
-    with pytest.raises(DataError, match=r"val-00001-of-00002.tfrecord has \d+ bytes, manifest.json says \d+; the folder changed after the job"):
+    with pytest.raises(
+        DataError,
+        match=r"val-00001-of-00002.tfrecord has \d+ bytes, manifest.json says \d+; the folder changed after the job",
+    ):
         JobOutput.open(str(copy))
 
 
@@ -169,7 +202,16 @@ def test_a_folder_reads_one_split_train_when_training_else_val(demo_out):
     assert _count(create_input_fn(str(demo_out), 1, False, image_size=(32, 32))()) == val
     assert _count(create_input_fn(str(demo_out), 1, False, split="train", image_size=(32, 32))()) == train
     training = create_input_fn(str(demo_out), 1, True, image_size=(32, 32), augment=False, shuffle_buffer=1)()
-    ids = {bytes(x) for x in tf.data.TFRecordDataset(output.files("train")).map(lambda s: tf.io.parse_single_example(s, {"image/source_id": tf.io.FixedLenFeature([], tf.string)})["image/source_id"]).as_numpy_iterator()}
+    ids = {
+        bytes(x)
+        for x in tf.data.TFRecordDataset(output.files("train"))
+        .map(
+            lambda s: tf.io.parse_single_example(s, {"image/source_id": tf.io.FixedLenFeature([], tf.string)})[
+                "image/source_id"
+            ]
+        )
+        .as_numpy_iterator()
+    }
     assert len(ids) == train
     assert sum(1 for _ in training.take(train)) == train  # repeats forever; the first pass is train only
     with pytest.raises(DataError, match=r"no split 'test' here; splits: train, val"):
@@ -177,7 +219,9 @@ def test_a_folder_reads_one_split_train_when_training_else_val(demo_out):
     with pytest.raises(DataError, match=r"split='train' picks a split of an output folder; .* names files already"):
         create_input_fn(str(demo_out / "val-*"), 1, False, split="train")
     files = output.files("val")
-    assert _count(create_input_fn(tuple(files), 1, False, image_size=(32, 32))()) == val  # a tuple, as tf.data users pass
+    assert (
+        _count(create_input_fn(tuple(files), 1, False, image_size=(32, 32))()) == val
+    )  # a tuple, as tf.data users pass
 
 
 def test_readme_example_reads_the_train_split(demo_out):
@@ -197,7 +241,10 @@ def test_readme_example_reads_the_train_split(demo_out):
         (["--shceme", "inverse"], "unknown flag --shceme; did you mean --scheme?"),
         (["--val_fractoin=0.2"], "unknown flag --val_fractoin; did you mean --val_fraction?"),
         (["--zzz"], "unknown flag --zzz; see 'boxweight prepare --help'"),
-        (["stray.json"], "unexpected argument 'stray.json': every value follows its flag (--input PATH); quote globs so the shell does not expand them"),
+        (
+            ["stray.json"],
+            "unexpected argument 'stray.json': every value follows its flag (--input PATH); quote globs so the shell does not expand them",
+        ),
     ],
 )
 def test_unknown_arguments_stop_the_job_before_it_starts(demo_dir, tmp_path, extra, message):
@@ -211,19 +258,44 @@ def test_unknown_arguments_stop_the_job_before_it_starts(demo_dir, tmp_path, ext
 def test_beam_pipeline_options_are_still_accepted():
     from beam_jobs.options import check_known_flags
 
-    check_known_flags(["--input", "x", "--runner=DataflowRunner", "--project", "my-project-123", "--no_auth", "--direct_num_workers=2", "--experiments=a", "--overwrite"])
+    check_known_flags(
+        [
+            "--input",
+            "x",
+            "--runner=DataflowRunner",
+            "--project",
+            "my-project-123",
+            "--no_auth",
+            "--direct_num_workers=2",
+            "--experiments=a",
+            "--overwrite",
+        ]
+    )
 
 
 # Case 6: python -m beam_jobs.prepare failed on every input.
 def test_python_dash_m_runs_the_job(demo_dir, tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "beam_jobs.prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out)],
-        capture_output=True, text=True, timeout=300, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "beam_jobs.prepare",
+            "--input",
+            str(demo_dir / "annotations.json"),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert JobOutput.open(str(out)).splits == ["train", "val"]
-    helped = subprocess.run([sys.executable, "-m", "beam_jobs.prepare", "--help"], capture_output=True, text=True, timeout=60, env=ENV)
+    helped = subprocess.run(
+        [sys.executable, "-m", "beam_jobs.prepare", "--help"], capture_output=True, text=True, timeout=60, env=ENV
+    )
     assert helped.returncode == 0 and helped.stdout.startswith("usage: boxweight prepare --input PATH --output DIR")
 
 
@@ -241,7 +313,17 @@ def test_manual_weights_reach_the_job_as_values(tmp_path):
 
 
 def test_unreadable_manual_weights_fail_on_the_launcher_in_one_line(demo_dir, tmp_path):
-    done = _boxweight("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "o"), "--scheme", "manual", "--manual-weights", str(tmp_path / "nope.yaml"))
+    done = _boxweight(
+        "prepare",
+        "--input",
+        str(demo_dir / "annotations.json"),
+        "--output",
+        str(tmp_path / "o"),
+        "--scheme",
+        "manual",
+        "--manual-weights",
+        str(tmp_path / "nope.yaml"),
+    )
     assert done.returncode == 2
     assert done.stderr.strip().startswith(f"boxweight prepare: error: --manual-weights {tmp_path / 'nope.yaml'}:")
     assert len(done.stderr.strip().splitlines()) == 1
@@ -257,7 +339,11 @@ def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tm
     out = tmp_path / "out"
     job = subprocess.Popen(
         [BOXWEIGHT, "prepare", "--input", str(tmp_path / "demo" / "annotations.json"), "--output", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
     )
     _wait_for(Path(str(out) + ".incomplete"), job)
     time.sleep(after)
@@ -265,7 +351,9 @@ def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tm
     os.killpg(job.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
     _, stderr = job.communicate(timeout=60)
     assert job.returncode == 130, stderr[-3000:]
-    said = [line for line in stderr.strip().splitlines() if not line.startswith("INFO beam_jobs.prepare: prepare: ")]  # the start line
+    said = [
+        line for line in stderr.strip().splitlines() if not line.startswith("INFO beam_jobs.prepare: prepare: ")
+    ]  # the start line
     assert said == ["boxweight prepare: interrupted; the output folder was left as it was"]
     assert not out.exists() and not Path(str(out) + ".incomplete").exists()
     time.sleep(1.0)
@@ -278,7 +366,10 @@ def test_prepare_on_local_workers_says_its_start_line_and_nothing_from_tensorflo
     # every worker that decodes images, whatever TF_CPP_MIN_LOG_LEVEL says
     done = subprocess.run(
         [BOXWEIGHT, "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300, env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert [line.split(":")[0] for line in done.stderr.splitlines()] == ["INFO beam_jobs.prepare"], done.stderr[-3000:]
@@ -311,14 +402,30 @@ def other_classes_out(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_train_and_evaluate_read_one_split_and_refuse_other_classes(demo_out, other_classes_out, tmp_path):
     run = tmp_path / "run"
-    done = _boxweight("train", "--train", str(demo_out), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--image-size", "96")
+    done = _boxweight(
+        "train",
+        "--train",
+        str(demo_out),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "8",
+        "--image-size",
+        "96",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["shards"] == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
     demo_classes = ", ".join(f"{i} {n}" for i, n in JobOutput.open(str(demo_out)).label_map)
     assert config["label_map"] == [list(e) for e in JobOutput.open(str(demo_out)).label_map]
 
-    evaluated = _boxweight("evaluate", "--model", str(run), "--data", str(demo_out), "--json", str(tmp_path / "eval.json"))
+    evaluated = _boxweight(
+        "evaluate", "--model", str(run), "--data", str(demo_out), "--json", str(tmp_path / "eval.json")
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["data"]["shards"] == ["val-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"]
@@ -332,18 +439,27 @@ def test_train_and_evaluate_read_one_split_and_refuse_other_classes(demo_out, ot
     ]
     resumed = _boxweight("train", "--train", str(other_classes_out), "--out", str(run), "--resume", "--epochs", "2")
     assert resumed.returncode == 2
-    assert resumed.stderr.strip().splitlines()[-1] == f"boxweight train: error: classes differ: run {run} has [{demo_classes}], {other_classes_out} has [1 Platelets, 2 RBC, 3 WBC]"
+    assert (
+        resumed.stderr.strip().splitlines()[-1]
+        == f"boxweight train: error: classes differ: run {run} has [{demo_classes}], {other_classes_out} has [1 Platelets, 2 RBC, 3 WBC]"
+    )
     unknown = _boxweight("evaluate", "--model", str(run), "--data", str(demo_out), "--split", "test")
     assert unknown.returncode == 2
-    assert unknown.stderr.strip().splitlines() == [f"boxweight evaluate: error: {demo_out}: no split 'test' here; splits: train, val"]
+    assert unknown.stderr.strip().splitlines() == [
+        f"boxweight evaluate: error: {demo_out}: no split 'test' here; splits: train, val"
+    ]
     missing = _boxweight("evaluate", "--model", str(tmp_path / "nope"), "--data", str(demo_out))
     assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines() == [f"boxweight evaluate: error: {tmp_path / 'nope'} is not a finished boxweight train run (no config.json or model.keras)"]
+    assert missing.stderr.strip().splitlines() == [
+        f"boxweight evaluate: error: {tmp_path / 'nope'} is not a finished boxweight train run (no config.json or model.keras)"
+    ]
 
 
 def test_reweighting_with_another_jobs_statistics_is_refused(demo_out, other_classes_out):
     spec = ReweightSpec(str(other_classes_out), "inverse")
-    with pytest.raises(DataError, match=r"classes differ: ReweightSpec\('.*out'\) has \[1 Platelets, 2 RBC, 3 WBC\], .* has \[1 "):
+    with pytest.raises(
+        DataError, match=r"classes differ: ReweightSpec\('.*out'\) has \[1 Platelets, 2 RBC, 3 WBC\], .* has \[1 "
+    ):
         create_input_fn(str(demo_out), 4, True, weights=spec)
 
 
@@ -368,8 +484,25 @@ def test_readme_training_input_snippet_runs_as_written(demo_out, tmp_path, monke
 def test_ctrl_c_during_train_saves_a_checkpoint_says_so_in_one_line_and_exits_130(demo_out, tmp_path):
     run = tmp_path / "run"
     job = subprocess.Popen(
-        [BOXWEIGHT, "train", "--train", str(demo_out), "--out", str(run), "--epochs", "50", "--batch-size", "8", "--image-size", "96"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=True,
+        [
+            BOXWEIGHT,
+            "train",
+            "--train",
+            str(demo_out),
+            "--out",
+            str(run),
+            "--epochs",
+            "50",
+            "--batch-size",
+            "8",
+            "--image-size",
+            "96",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
     )
     _wait_for(run / "config.json", job)
     time.sleep(3.0)  # inside fit
@@ -379,4 +512,8 @@ def test_ctrl_c_during_train_saves_a_checkpoint_says_so_in_one_line_and_exits_13
     assert "Traceback" not in stderr
     assert "cuInit" not in stderr and "absl::InitializeLog" not in stderr  # TensorFlow's start-up lines are withheld
     ours = [line for line in stderr.splitlines() if line.startswith("boxweight")]
-    assert len(ours) == 1 and ours[0].startswith(f"boxweight train: interrupted; saved {run}/checkpoints/ckpt-") and ours[0].endswith("continue with --resume")
+    assert (
+        len(ours) == 1
+        and ours[0].startswith(f"boxweight train: interrupted; saved {run}/checkpoints/ckpt-")
+        and ours[0].endswith("continue with --resume")
+    )

@@ -119,7 +119,10 @@ def test_detect_format_on_each_dataset_and_error_lists_what_was_looked_for(tmp_p
     assert detect_format(str(shared("cards-voc"))) == "voc"
     assert detect_format(str(shared("aquarium-yolo"))) == "yolo"
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(SourceError, match=r"no known annotation format found \(1 \.txt\); looked for coco: a \*.json file, .*; or pass --format$"):
+    with pytest.raises(
+        SourceError,
+        match=r"no known annotation format found \(1 \.txt\); looked for coco: a \*.json file, .*; or pass --format$",
+    ):
         detect_format(str(tmp_path))
     with pytest.raises(SourceError, match="does not exist"):
         detect_format(str(tmp_path / "nope"))
@@ -167,7 +170,18 @@ def test_hostile_images_are_quarantined_with_reasons(tmp_path):
     Image.new("P", (4, 4)).save(gif, format="GIF")
     (tmp_path / "anim.gif").write_bytes(gif.getvalue())
     (tmp_path.parent / "secret.jpg").write_bytes(good)
-    names = ["ok.jpg", "truncated.jpg", "png_named.jpg", "garbage.jpg", "empty.jpg", "anim.gif", "missing.jpg", "../secret.jpg", "/etc/passwd", "C:\\x.jpg"]
+    names = [
+        "ok.jpg",
+        "truncated.jpg",
+        "png_named.jpg",
+        "garbage.jpg",
+        "empty.jpg",
+        "anim.gif",
+        "missing.jpg",
+        "../secret.jpg",
+        "/etc/passwd",
+        "C:\\x.jpg",
+    ]
     images = [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(names)]
     anns = [{"id": i, "image_id": i, "category_id": 0, "bbox": [1, 1, 10, 10]} for i in range(len(names))]
     records, rejects, acc = _read_all(_coco(tmp_path, images, anns))
@@ -206,11 +220,24 @@ def test_bad_boxes_are_dropped_or_clipped_with_reasons(tmp_path):
     anns.append({"id": 101, "image_id": 0, "category_id": 0, "bbox": "oops"})
     path = tmp_path / "ann.json"
     # json.dumps writes NaN/Infinity, which COCO files from Python tools do contain
-    path.write_text(json.dumps({"images": [{"id": 0, "file_name": "a.jpg", "width": 640, "height": 480}], "annotations": anns, "categories": [{"id": 0, "name": "thing"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 0, "file_name": "a.jpg", "width": 640, "height": 480}],
+                "annotations": anns,
+                "categories": [{"id": 0, "name": "thing"}],
+            }
+        )
+    )
     records, rejects, acc = _read_all(path)
     assert Counter(r.reason.value for r in rejects) == {
-        "box_duplicate": 1, "box_non_finite": 2, "box_zero_area": 2, "box_outside_image": 1,
-        "box_unknown_class": 1, "box_orphan": 1, "box_malformed": 1,
+        "box_duplicate": 1,
+        "box_non_finite": 2,
+        "box_zero_area": 2,
+        "box_outside_image": 1,
+        "box_unknown_class": 1,
+        "box_orphan": 1,
+        "box_malformed": 1,
     }
     (record,) = records
     assert len(record.boxes) == 2
@@ -219,7 +246,9 @@ def test_bad_boxes_are_dropped_or_clipped_with_reasons(tmp_path):
     assert acc.repairs == {"size_mismatch": 1, "box_clipped": 1}
     assert (record.width, record.height) == (64, 48)  # the file wins over the declared 640x480
     assert acc.boxes_in == len(anns)
-    assert "category_id 42 is not in the label map" in next(r.detail for r in rejects if r.reason.value == "box_unknown_class")
+    assert "category_id 42 is not in the label map" in next(
+        r.detail for r in rejects if r.reason.value == "box_unknown_class"
+    )
 
 
 def test_exif_rotated_jpeg_is_stored_upright_with_boxes_in_the_displayed_frame(tmp_path):
@@ -228,7 +257,9 @@ def test_exif_rotated_jpeg_is_stored_upright_with_boxes_in_the_displayed_frame(t
     # Stored 64x48 with orientation 6 (rotate 90 CW to display): displayed 48x64.
     (tmp_path / "r.jpg").write_bytes(_jpeg((64, 48), exif_orientation=6))
     images = [{"id": 0, "file_name": "r.jpg", "width": 48, "height": 64}]
-    anns = [{"id": 0, "image_id": 0, "category_id": 0, "bbox": [32, 0, 16, 16]}]  # marker's displayed position: top-right
+    anns = [
+        {"id": 0, "image_id": 0, "category_id": 0, "bbox": [32, 0, 16, 16]}
+    ]  # marker's displayed position: top-right
     records, _, acc = _read_all(_coco(tmp_path, images, anns))
     (record,) = records
     assert (record.width, record.height) == (48, 64)
@@ -265,7 +296,9 @@ def test_voc_hostile_xml(tmp_path):
         "<annotation><filename>&lol2;</filename></annotation>"
     )
     (tmp_path / "c.jpg").write_bytes(_jpeg())
-    (tmp_path / "c.xml").write_text('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><annotation><filename>&e;</filename></annotation>')
+    (tmp_path / "c.xml").write_text(
+        '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><annotation><filename>&e;</filename></annotation>'
+    )
     (tmp_path / "d.xml").write_text("<annotation><filename>d.jpg</filename><object>")  # malformed
     (tmp_path / "e.xml").write_text(_voc_xml("../../etc/passwd"))
     (tmp_path / "f.xml").write_text(_voc_xml("f.jpg"))  # image missing
@@ -280,7 +313,9 @@ def test_voc_hostile_xml(tmp_path):
         "f.xml": "image_missing",
         "g.jpg": "annotation_missing",
     }
-    assert "EntitiesForbidden" in next(r.detail for r in rejects if r.source.endswith("b.xml")) or "DTD" in next(r.detail for r in rejects if r.source.endswith("b.xml"))
+    assert "EntitiesForbidden" in next(r.detail for r in rejects if r.source.endswith("b.xml")) or "DTD" in next(
+        r.detail for r in rejects if r.source.endswith("b.xml")
+    )
     (record,) = records
     assert record.boxes[0].difficult and record.filename == "a.JPG"
     assert acc.images_in == 7
@@ -291,11 +326,18 @@ def test_yolo_missing_image_bad_lines_and_negatives(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(_jpeg())
-    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 nan 0.2\n7 0.5 0.5 0.1 0.1\nfoo bar\n0 0.5\n")
+    (tmp_path / "labels" / "a.txt").write_text(
+        "0 0.5 0.5 0.2 0.2\n1 0.5 0.5 nan 0.2\n7 0.5 0.5 0.1 0.1\nfoo bar\n0 0.5\n"
+    )
     (tmp_path / "images" / "neg.jpg").write_bytes(_jpeg())  # no label file: negative
     (tmp_path / "labels" / "orphan.txt").write_text("0 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.1 0.1\n")
     records, rejects, acc = _read_all(tmp_path)
-    assert Counter(r.reason.value for r in rejects) == {"box_non_finite": 1, "box_unknown_class": 1, "box_malformed": 2, "image_missing": 1}
+    assert Counter(r.reason.value for r in rejects) == {
+        "box_non_finite": 1,
+        "box_unknown_class": 1,
+        "box_malformed": 2,
+        "image_missing": 1,
+    }
     assert sorted(len(r.boxes) for r in records) == [0, 1]
     assert acc.boxes_in == 5 + 2
     assert "labels/a.txt:4" in next(r.source for r in rejects if r.reason.value == "box_malformed")
@@ -303,7 +345,9 @@ def test_yolo_missing_image_bad_lines_and_negatives(tmp_path):
 
 def test_csv_header_driven_with_extra_columns(tmp_path):
     (tmp_path / "x.jpg").write_bytes(_jpeg())
-    (tmp_path / "labels.csv").write_text("xmin,ymin,xmax,ymax,filename,class,width,height,note\n1,1,9,9,x.jpg,cat,64,48,hi\nbad,1,9,9,x.jpg,cat,64,48,\n")
+    (tmp_path / "labels.csv").write_text(
+        "xmin,ymin,xmax,ymax,filename,class,width,height,note\n1,1,9,9,x.jpg,cat,64,48,hi\nbad,1,9,9,x.jpg,cat,64,48,\n"
+    )
     records, rejects, _ = _read_all(tmp_path / "labels.csv")
     assert len(records[0].boxes) == 1
     assert rejects[0].reason.value == "box_malformed" and rejects[0].source.endswith("labels.csv:3")
@@ -316,17 +360,30 @@ def test_tfrecord_written_by_other_tools_without_labels_or_weights(tmp_path):
     import tensorflow as tf
 
     def feat(kind, values):
-        return tf.train.Feature(**{kind: getattr(tf.train, {"bytes_list": "BytesList", "float_list": "FloatList", "int64_list": "Int64List"}[kind])(value=values)})
+        return tf.train.Feature(
+            **{
+                kind: getattr(
+                    tf.train, {"bytes_list": "BytesList", "float_list": "FloatList", "int64_list": "Int64List"}[kind]
+                )(value=values)
+            }
+        )
 
-    ex = tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": feat("bytes_list", [_jpeg()]),
-        "image/format": feat("bytes_list", [b"jpeg"]),
-        "image/height": feat("int64_list", [48]), "image/width": feat("int64_list", [64]),
-        "image/source_id": feat("bytes_list", [b"42"]),
-        "image/object/bbox/xmin": feat("float_list", [0.1, 0.5]), "image/object/bbox/xmax": feat("float_list", [0.4, 0.9]),
-        "image/object/bbox/ymin": feat("float_list", [0.1, 0.5]), "image/object/bbox/ymax": feat("float_list", [0.4, 0.9]),
-        "image/object/class/text": feat("bytes_list", [b"dog", b"cat"]),
-    }))
+    ex = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image/encoded": feat("bytes_list", [_jpeg()]),
+                "image/format": feat("bytes_list", [b"jpeg"]),
+                "image/height": feat("int64_list", [48]),
+                "image/width": feat("int64_list", [64]),
+                "image/source_id": feat("bytes_list", [b"42"]),
+                "image/object/bbox/xmin": feat("float_list", [0.1, 0.5]),
+                "image/object/bbox/xmax": feat("float_list", [0.4, 0.9]),
+                "image/object/bbox/ymin": feat("float_list", [0.1, 0.5]),
+                "image/object/bbox/ymax": feat("float_list", [0.4, 0.9]),
+                "image/object/class/text": feat("bytes_list", [b"dog", b"cat"]),
+            }
+        )
+    )
     path = tmp_path / "train-00000-of-00001.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as w:
         w.write(ex.SerializeToString())
@@ -343,8 +400,12 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _values = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.lists(st.floats(allow_nan=True), max_size=5),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.floats(allow_nan=True), max_size=5),
 )
 
 
@@ -354,7 +415,9 @@ def test_mutated_coco_files_only_give_records_rejects_or_source_error(tmp_path, 
     (tmp_path / "a.jpg").write_bytes(_JPEG)
     doc = {
         "images": [{"id": 0, "file_name": "a.jpg", "width": 64, "height": 48}, {"id": 1, "file_name": "a.jpg"}],
-        "annotations": [{"id": i, "image_id": i % 2, "category_id": 0, "bbox": [1, 2, 10, 10], "iscrowd": 0} for i in range(3)],
+        "annotations": [
+            {"id": i, "image_id": i % 2, "category_id": 0, "bbox": [1, 2, 10, 10], "iscrowd": 0} for i in range(3)
+        ],
         "categories": [{"id": 0, "name": "thing"}],
     }
     for _ in range(data.draw(st.integers(1, 4))):
@@ -389,7 +452,11 @@ def _mutate(data, text: str) -> str:
         if op == "delete":
             text = text[:i] + text[i + 1 :]
         elif op == "insert":
-            text = text[:i] + data.draw(st.sampled_from(["<", ">", "&", "nan", "-1e309", " ", "\n", "é", "0", "..", "\x00"])) + text[i:]
+            text = (
+                text[:i]
+                + data.draw(st.sampled_from(["<", ">", "&", "nan", "-1e309", " ", "\n", "é", "0", "..", "\x00"]))
+                + text[i:]
+            )
         else:
             text = text[:i]
     return text
@@ -408,7 +475,9 @@ def test_mutated_voc_and_yolo_files_only_give_records_rejects_or_source_error(tm
     (yolo / "images").mkdir(parents=True, exist_ok=True)
     (yolo / "labels").mkdir(exist_ok=True)
     (yolo / "images" / "a.jpg").write_bytes(_JPEG)
-    (yolo / "data.yaml").write_text(_mutate(data, "names: [fish, shark]\n") if data.draw(st.booleans()) else "names: [fish, shark]\n")
+    (yolo / "data.yaml").write_text(
+        _mutate(data, "names: [fish, shark]\n") if data.draw(st.booleans()) else "names: [fish, shark]\n"
+    )
     (yolo / "labels" / "a.txt").write_text(_mutate(data, "0 0.5 0.5 0.2 0.2\n1 0.25 0.25 0.1 0.1\n"), encoding="utf-8")
     for root in (voc, yolo):
         acc = Accounting()
@@ -449,6 +518,8 @@ def test_raw_items_survive_pickling_exactly():
     """Beam pickles raw items through the shuffle after parsing (a custom __reduce__ makes it cheap)."""
     import pickle
 
-    box = RawBox(1.5, 2.0, 30.0, 40.0, "a", "'a'", "ann 7", normalized=False, is_crowd=True, difficult=False, truncated=True)
+    box = RawBox(
+        1.5, 2.0, 30.0, 40.0, "a", "'a'", "ann 7", normalized=False, is_crowd=True, difficult=False, truncated=True
+    )
     raw = RawImage("7", "x/y.jpg", "root", "ann.json", "val", (box, box), 640, 480, b"\xff\xd8bytes")
     assert pickle.loads(pickle.dumps(raw)) == raw

@@ -18,15 +18,30 @@ IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 @pytest.fixture(scope="module")
 def cards_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("cards")
-    prepare.run(["--input", str(shared("cards-voc")), "--output", str(out), "--scheme=inverse_sqrt", *IN_PROCESS], print_report=False)
+    prepare.run(
+        ["--input", str(shared("cards-voc")), "--output", str(out), "--scheme=inverse_sqrt", *IN_PROCESS],
+        print_report=False,
+    )
     return out
 
 
 def test_load_gives_one_row_per_split_and_class(cards_out):
     frame = report.load(str(cards_out))
     doc = frame.attrs["stats"]
-    assert len(frame) == sum(len(e["classes"]) for e in doc["splits"].values()) == 18  # train, val (carved from train), test
-    assert set(frame.columns) >= {"split", "id", "name", "boxes", "images", "share", "weight", "repeat_factor", "size_small"}
+    assert (
+        len(frame) == sum(len(e["classes"]) for e in doc["splits"].values()) == 18
+    )  # train, val (carved from train), test
+    assert set(frame.columns) >= {
+        "split",
+        "id",
+        "name",
+        "boxes",
+        "images",
+        "share",
+        "weight",
+        "repeat_factor",
+        "size_small",
+    }
     train = frame[frame.split == "train"]
     assert train.share.sum() == pytest.approx(1.0)
     csv_text = (cards_out / "report.csv").read_text()
@@ -69,13 +84,17 @@ def test_compare_shows_both_schemes_weights_with_units_and_says_when_classes_dif
             c["name"] = "joker" if c["name"] == gone else c["name"]
     text = report.render_compare(a, b, "a", "b")
     lines = text.splitlines()
-    assert lines[1] == "B = b: scheme effective_number (beta=0.99, max_weight=3.0, normalize=min, repeat_threshold=0.001)"
+    assert (
+        lines[1] == "B = b: scheme effective_number (beta=0.99, max_weight=3.0, normalize=min, repeat_threshold=0.001)"
+    )
     assert lines[2] == f"the class sets differ: only in A: {gone}; only in B: joker"
     train = text.split("[train]")[1].split("[")[0].splitlines()
     header = train[1]
     row = next(line for line in train if line.split()[:1] == [first["name"]])
     assert row.split()[-1] == "2.00x" and row.split()[-2] == "+0.00pp"
-    assert row.rstrip().endswith("2.00x") and len(row.rstrip()) == len(header.rstrip())  # columns line up with the header
+    assert row.rstrip().endswith("2.00x") and len(row.rstrip()) == len(
+        header.rstrip()
+    )  # columns line up with the header
     joker = next(line for line in train if line.split()[:1] == ["joker"])
     assert joker.split()[1:4] == ["-", "-", "-"] and joker.split()[-2:] == ["-", "-"]
 
@@ -104,7 +123,9 @@ def test_html_is_standalone_with_a_row_per_class_and_parseable_charts(cards_out)
     assert parser.rows == sum(len(e["classes"]) for e in doc["splits"].values())
     assert parser.external == []  # no CDN, no script, no links
     svgs = [page[i : page.index("</svg>", i) + 6] for i in range(len(page)) if page.startswith("<svg", i)]
-    assert len(svgs) >= 4 * len(doc["splits"])  # per split: boxes, weights, sizes, boxes per image (and log and repeat views)
+    assert len(svgs) >= 4 * len(
+        doc["splits"]
+    )  # per split: boxes, weights, sizes, boxes per image (and log and repeat views)
     for svg in svgs:
         root = ET.fromstring(svg)  # each chart is well-formed SVG
         assert root.findall(".//{http://www.w3.org/2000/svg}rect")
@@ -123,7 +144,16 @@ def _long_names(doc, names=("ic bag - wrapper - a class name of sixty characters
 
 def test_the_page_lists_the_first_rejects_with_their_files_and_says_where_the_rest_are(cards_out):
     doc = report.load(str(cards_out)).attrs["stats"]
-    rejects = [{"source": f"labels/{i}.txt", "image": f"images/{i}.jpg", "kind": "image", "reason": "image_missing", "detail": "<gone>"} for i in range(150)]
+    rejects = [
+        {
+            "source": f"labels/{i}.txt",
+            "image": f"images/{i}.jpg",
+            "kind": "image",
+            "reason": "image_missing",
+            "detail": "<gone>",
+        }
+        for i in range(150)
+    ]
     page = html_report.render(doc, rejects[: html_report.REJECTS_SHOWN], 150)
     assert page.count("<td class='name'>images/") == 100 and "images/99.jpg" in page and "images/100.jpg" not in page
     assert "The other 50 are in <code>rejects.jsonl</code>" in page and "&lt;gone&gt;" in page
@@ -162,9 +192,21 @@ def test_report_html_in_headless_chromium_has_no_cut_label_no_overflow_and_no_co
     page = html_report.render(doc, [], 0).replace("</body>", _CHECK + "</body>")
     (tmp_path / "report.html").write_text(page)
     done = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", f"--window-size={width},2000",
-         "--enable-logging=stderr", "--v=0", "--dump-dom", (tmp_path / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            f"--window-size={width},2000",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            (tmp_path / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     found = done.stdout.split('data-overflow="', 1)

@@ -20,7 +20,9 @@ from tests.fixtures.make_golden import golden_image, golden_record
 
 def _parse(serialized: bytes) -> dict:
     parsed = tf.io.parse_single_example(serialized, parse_spec())
-    return {k: (tf.sparse.to_dense(v) if isinstance(v, tf.sparse.SparseTensor) else v).numpy() for k, v in parsed.items()}
+    return {
+        k: (tf.sparse.to_dense(v) if isinstance(v, tf.sparse.SparseTensor) else v).numpy() for k, v in parsed.items()
+    }
 
 
 def test_round_trip_through_tf_parse_equals_values():
@@ -30,7 +32,11 @@ def test_round_trip_through_tf_parse_equals_values():
     for f in FEATURES:
         got, want = parsed[f.key], values[f.key]
         if f.dtype.value == "bytes":
-            want = [w.encode() if isinstance(w, str) else w for w in want] if f.per_box else (want.encode() if isinstance(want, str) else want)
+            want = (
+                [w.encode() if isinstance(w, str) else w for w in want]
+                if f.per_box
+                else (want.encode() if isinstance(want, str) else want)
+            )
             assert list(got) == want if f.per_box else got == want, f.key
         else:
             np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f.key)
@@ -148,21 +154,48 @@ def test_label_map_errors(text, message):
 
 
 def test_boxes_per_image_bins():
-    assert [bin_label(n) for n in (0, 1, 5, 6, 7, 9, 14, 19, 20, 500)] == ["0", "1", "5", "6-7", "6-7", "8-9", "10-14", "15-19", "20+", "20+"]
+    assert [bin_label(n) for n in (0, 1, 5, 6, 7, 9, 14, 19, 20, 500)] == [
+        "0",
+        "1",
+        "5",
+        "6-7",
+        "6-7",
+        "8-9",
+        "10-14",
+        "15-19",
+        "20+",
+        "20+",
+    ]
 
 
 def test_check_stats_refuses_totals_that_do_not_add_up():
     doc = {
-        "stats_version": 1, "schema_version": 1, "command": "", "input": {}, "scheme": {}, "label_map": [], "splits": {},
+        "stats_version": 1,
+        "schema_version": 1,
+        "command": "",
+        "input": {},
+        "scheme": {},
+        "label_map": [],
+        "splits": {},
         "totals": {
-            "images_in": 3, "images_written": 2, "images_quarantined": 0, "boxes_in": 0, "boxes_written": 0,
-            "boxes_dropped": 0, "images_quarantined_by_reason": {}, "boxes_dropped_by_reason": {}, "repairs": {}, "classes": {},
+            "images_in": 3,
+            "images_written": 2,
+            "images_quarantined": 0,
+            "boxes_in": 0,
+            "boxes_written": 0,
+            "boxes_dropped": 0,
+            "images_quarantined_by_reason": {},
+            "boxes_dropped_by_reason": {},
+            "repairs": {},
+            "classes": {},
         },
     }
     with pytest.raises(StatsLayoutError, match="images_in != images_written"):
         check_stats(doc)
     doc["totals"]["images_in"] = 2
-    doc["totals"]["classes"] = {"cat": {"boxes_in": 2, "boxes_written": 1, "boxes_dropped": 0, "boxes_dropped_by_reason": {}}}
+    doc["totals"]["classes"] = {
+        "cat": {"boxes_in": 2, "boxes_written": 1, "boxes_dropped": 0, "boxes_dropped_by_reason": {}}
+    }
     with pytest.raises(StatsLayoutError, match="class 'cat': boxes_in != boxes_written \\+ boxes_dropped"):
         check_stats(doc)
     doc["totals"]["classes"]["cat"].update(boxes_dropped=1, boxes_dropped_by_reason={"box_zero_area": 1})
@@ -181,7 +214,9 @@ def _tf_reference(values):
     for f in FEATURES:
         seq = values[f.key] if f.per_box else [values[f.key]]
         if f.dtype is Dtype.BYTES:
-            feature[f.key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v for v in seq]))
+            feature[f.key] = tf.train.Feature(
+                bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v for v in seq])
+            )
         elif f.dtype is Dtype.INT64:
             feature[f.key] = tf.train.Feature(int64_list=tf.train.Int64List(value=seq))
         else:
@@ -215,7 +250,19 @@ def test_records_pickle_to_equal_records():
     from schemas.annotations import Box, ImageRecord
 
     box = Box(0.1, 0.2, 0.5, 0.6, 3, "rare", area=12.5, is_crowd=True, difficult=True, truncated=False).with_weight(7.5)
-    rec = ImageRecord("k", "a/b.png", "gs://bkt/a/b.png", 10, 20, "png", (box, box), split="val", repeat_factor=2.0, encoded=b"\x89PNG", nbytes=4)
+    rec = ImageRecord(
+        "k",
+        "a/b.png",
+        "gs://bkt/a/b.png",
+        10,
+        20,
+        "png",
+        (box, box),
+        split="val",
+        repeat_factor=2.0,
+        encoded=b"\x89PNG",
+        nbytes=4,
+    )
     back = pickle.loads(pickle.dumps(rec))
     assert back == rec and back.boxes[1].weight == 7.5 and hash(back) == hash(rec)
     with pytest.raises(ValueError):
@@ -232,5 +279,7 @@ def test_source_id_is_a_decimal_int64_numeric_keys_as_they_are_others_a_stable_h
     others = ["BloodImage_00000", "BloodImage_00001", "-1", "1.5", "²", str(1 << 63), "images/a b.jpg"]
     ids = [numeric_source_id(k) for k in others]
     assert len(set(ids)) == len(ids) and all(0 <= int(i) < 1 << 63 for i in ids)
-    parsed = tf.strings.to_number(tf.constant(ids + ["42", "0007"]), tf.int64).numpy().tolist()  # as Model Garden reads it
+    parsed = (
+        tf.strings.to_number(tf.constant(ids + ["42", "0007"]), tf.int64).numpy().tolist()
+    )  # as Model Garden reads it
     assert parsed == [int(i) for i in ids] + [42, 7]

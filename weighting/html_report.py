@@ -52,7 +52,9 @@ def _x_labels(names: Sequence[str], step: float, height: int) -> str:
     for i, name in enumerate(names):
         x = _PAD_L + step * (i + 0.5)
         y = height - _PAD_B + 14
-        out.append(f'<text x="{x:.1f}" y="{y}" text-anchor="end" transform="rotate(-35 {x:.1f} {y})">{_e(name[:22])}</text>')
+        out.append(
+            f'<text x="{x:.1f}" y="{y}" text-anchor="end" transform="rotate(-35 {x:.1f} {y})">{_e(name[:22])}</text>'
+        )
     return "".join(out)
 
 
@@ -72,7 +74,13 @@ def _ticks(top: float, log: bool) -> list[float]:
     return [step * k for k in range(0, int(top // step) + 2)]
 
 
-def bar_chart(title: str, rows: Sequence[tuple[str, float, str]], log: bool = False, reference: float | None = None, color: str = _BAR) -> str:
+def bar_chart(
+    title: str,
+    rows: Sequence[tuple[str, float, str]],
+    log: bool = False,
+    reference: float | None = None,
+    color: str = _BAR,
+) -> str:
     """Horizontal bars, one row per class: the name in a column wide enough for it, the value's text at the bar's end.
 
     ``rows``: (name, value, text). ``log``: a log10(1 + value) axis, said in the title.
@@ -96,7 +104,9 @@ def bar_chart(title: str, rows: Sequence[tuple[str, float, str]], log: bool = Fa
         parts.append(f'<text x="{x(t):.1f}" y="{height - 10}" text-anchor="middle">{_num(t)}</text>')
     for i, (name, value, text) in enumerate(rows):
         y = top_pad + _ROW * i
-        parts.append(f'<text x="{left - 8:.1f}" y="{y + _ROW * 0.68:.1f}" text-anchor="end"><title>{_e(name)}</title>{_e(_label(name))}</text>')
+        parts.append(
+            f'<text x="{left - 8:.1f}" y="{y + _ROW * 0.68:.1f}" text-anchor="end"><title>{_e(name)}</title>{_e(_label(name))}</text>'
+        )
         parts.append(
             f'<rect x="{left}" y="{y + 3}" width="{max(x(value) - left, 0):.1f}" height="{_ROW - 6}" fill="{color}">'
             f"<title>{_e(name)}: {_e(text)}</title></rect>"
@@ -104,7 +114,9 @@ def bar_chart(title: str, rows: Sequence[tuple[str, float, str]], log: bool = Fa
         parts.append(f'<text x="{x(value) + 4:.1f}" y="{y + _ROW * 0.68:.1f}">{_e(text)}</text>')
     if reference is not None:
         rx = x(reference)
-        parts.append(f'<line x1="{rx:.1f}" x2="{rx:.1f}" y1="{top_pad - 4}" y2="{height - 24}" stroke="#333" stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{rx:.1f}" x2="{rx:.1f}" y1="{top_pad - 4}" y2="{height - 24}" stroke="#333" stroke-dasharray="4 3"/>'
+        )
     return _svg(title, "".join(parts), height)
 
 
@@ -123,10 +135,15 @@ def count_charts(classes: Sequence[Mapping[str, Any]]) -> str:
 def weight_charts(classes: Sequence[Mapping[str, Any]]) -> str:
     """Class weights with a weight = 1 line; repeat factors too where any is not 1."""
     classes = sorted(classes, key=lambda c: (-c["boxes"], c["id"]))
-    out = bar_chart("class weight", [(c["name"], c["weight"], _num(c["weight"])) for c in classes], reference=1.0, color=_WEIGHT)
+    out = bar_chart(
+        "class weight", [(c["name"], c["weight"], _num(c["weight"])) for c in classes], reference=1.0, color=_WEIGHT
+    )
     if any(c["repeat_factor"] != 1 for c in classes):
         out += "<h3>Repeat factors</h3>" + bar_chart(
-            "repeat factor", [(c["name"], c["repeat_factor"], _num(c["repeat_factor"])) for c in classes], reference=1.0, color=_SIZES[0]
+            "repeat factor",
+            [(c["name"], c["repeat_factor"], _num(c["repeat_factor"])) for c in classes],
+            reference=1.0,
+            color=_SIZES[0],
         )
     return out
 
@@ -144,13 +161,17 @@ def sizes_chart(classes: Sequence[Mapping[str, Any]]) -> str:
         parts.append(f'<text x="{x:.1f}" y="{height - 10}" text-anchor="middle">{int(frac * 100)}%</text>')
     for i, c in enumerate(classes):
         y = top_pad + _ROW * i
-        parts.append(f'<text x="{left - 8:.1f}" y="{y + _ROW * 0.68:.1f}" text-anchor="end"><title>{_e(c["name"])}</title>{_e(_label(c["name"]))}</text>')
+        parts.append(
+            f'<text x="{left - 8:.1f}" y="{y + _ROW * 0.68:.1f}" text-anchor="end"><title>{_e(c["name"])}</title>{_e(_label(c["name"]))}</text>'
+        )
         total = sum(c["sizes"].values())
         x = float(left)
         for (bucket, _), color in zip(SIZE_BUCKETS, _SIZES):
             n = c["sizes"].get(bucket, 0)
             w = (right - left) * n / total if total else 0
-            parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 6}" fill="{color}"><title>{_e(c["name"])}: {n} {bucket}</title></rect>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 6}" fill="{color}"><title>{_e(c["name"])}: {n} {bucket}</title></rect>'
+            )
             x += w
     return _svg("box size buckets per class", "".join(parts), height)
 
@@ -163,7 +184,11 @@ def splits_table(doc: Mapping[str, Any]) -> str:
     for _, entry in splits:
         for c in sorted(entry["classes"], key=lambda c: (-c["boxes"], c["id"])):
             order.setdefault(c["name"], len(order))
-    head = "<tr><th class='name'>class</th>" + "".join(f"<th>{_e(s)} boxes</th><th>{_e(s)} share</th>" for s, _ in splits) + "</tr>"
+    head = (
+        "<tr><th class='name'>class</th>"
+        + "".join(f"<th>{_e(s)} boxes</th><th>{_e(s)} share</th>" for s, _ in splits)
+        + "</tr>"
+    )
     rows = []
     for name in order:
         cells = []
@@ -185,16 +210,26 @@ def per_image_chart(histogram: Mapping[str, int]) -> str:
     for i, (label, n) in enumerate(bins):
         h = plot_h * n / top
         x = _PAD_L + step * i + step * 0.1
-        parts.append(f'<rect x="{x:.1f}" y="{_PAD_T + plot_h - h:.1f}" width="{step * 0.8:.1f}" height="{h:.1f}" fill="{_BAR}"><title>{_e(label)} boxes: {n} images</title></rect>')
-        parts.append(f'<text x="{x + step * 0.4:.1f}" y="{_PAD_T + plot_h + 14}" text-anchor="middle">{_e(label)}</text>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="{_PAD_T + plot_h - h:.1f}" width="{step * 0.8:.1f}" height="{h:.1f}" fill="{_BAR}"><title>{_e(label)} boxes: {n} images</title></rect>'
+        )
+        parts.append(
+            f'<text x="{x + step * 0.4:.1f}" y="{_PAD_T + plot_h + 14}" text-anchor="middle">{_e(label)}</text>'
+        )
         if n:
-            parts.append(f'<text x="{x + step * 0.4:.1f}" y="{_PAD_T + plot_h - h - 4:.1f}" text-anchor="middle">{n}</text>')
+            parts.append(
+                f'<text x="{x + step * 0.4:.1f}" y="{_PAD_T + plot_h - h - 4:.1f}" text-anchor="middle">{n}</text>'
+            )
     parts.append(f'<text x="{_W / 2}" y="{height - 6}" text-anchor="middle">boxes per image</text>')
     return _svg("boxes per image", "".join(parts), height)
 
 
 def _class_table(classes: Sequence[Mapping[str, Any]]) -> str:
-    head = "<tr><th>id</th><th class='name'>class</th><th>boxes</th><th>share</th><th>images</th><th>weight</th><th>repeat factor</th>" + "".join(f"<th>{b}</th>" for b, _ in SIZE_BUCKETS) + "</tr>"
+    head = (
+        "<tr><th>id</th><th class='name'>class</th><th>boxes</th><th>share</th><th>images</th><th>weight</th><th>repeat factor</th>"
+        + "".join(f"<th>{b}</th>" for b, _ in SIZE_BUCKETS)
+        + "</tr>"
+    )
     rows = []
     for c in sorted(classes, key=lambda c: (-c["boxes"], c["id"])):
         rows.append(
@@ -214,7 +249,9 @@ def _reasons(title: str, counts: Mapping[str, int]) -> str:
 
 
 def _class_losses(classes: Mapping[str, Mapping[str, Any]]) -> str:
-    lossy = sorted(((n, c) for n, c in classes.items() if c["boxes_dropped"]), key=lambda nc: (-nc[1]["boxes_dropped"], nc[0]))
+    lossy = sorted(
+        ((n, c) for n, c in classes.items() if c["boxes_dropped"]), key=lambda nc: (-nc[1]["boxes_dropped"], nc[0])
+    )
     if not lossy:
         return "<p class='muted'>No class lost a box.</p>"
     rows = "".join(
@@ -222,7 +259,9 @@ def _class_losses(classes: Mapping[str, Mapping[str, Any]]) -> str:
         f"<td class='name'>{_e(', '.join(f'{k} {v}' for k, v in c['boxes_dropped_by_reason'].items()))}</td></tr>"
         for n, c in lossy
     )
-    head = "<tr><th class='name'>class</th><th>boxes in</th><th>written</th><th>dropped</th><th class='name'>why</th></tr>"
+    head = (
+        "<tr><th class='name'>class</th><th>boxes in</th><th>written</th><th>dropped</th><th class='name'>why</th></tr>"
+    )
     return f"<h3>Dropped boxes by class</h3><div class='scroll'><table>{head}{rows}</table></div>"
 
 
@@ -266,7 +305,9 @@ def render(doc: Mapping[str, Any], rejects: Sequence[Mapping[str, Any]] | None =
             f"<h3>Class weights</h3><p class='muted'>The dashed line is weight 1, a background anchor's weight in most trainers.</p>"
             f"{weight_charts(entry['classes'])}"
             f"<h3>Box sizes per class</h3><p class='legend'>"
-            + "".join(f"<span><i class='sw' style='background:{c}'></i>{b}</span>" for (b, _), c in zip(SIZE_BUCKETS, _SIZES))
+            + "".join(
+                f"<span><i class='sw' style='background:{c}'></i>{b}</span>" for (b, _), c in zip(SIZE_BUCKETS, _SIZES)
+            )
             + f" <span class='muted'>COCO buckets by box area: small &lt; 32², medium &lt; 96², large</span></p>{sizes_chart(entry['classes'])}"
             f"<h3>Boxes per image</h3>{per_image_chart(entry['boxes_per_image'])}"
             f"<h3>Classes</h3>{_class_table(entry['classes'])}</section>"
@@ -276,25 +317,25 @@ def render(doc: Mapping[str, Any], rejects: Sequence[Mapping[str, Any]] | None =
 <title>boxweight report</title><style>{_CSS}</style></head>
 <body><main>
 <h1>boxweight class statistics</h1>
-<p class="muted">scheme <b>{_e(scheme['name'])}</b> ({_e(params)}), weights computed on {_e(scheme.get('computed_on', 'train'))}; input {_e(doc['input'].get('path', ''))} ({_e(doc['input'].get('format', ''))})</p>
+<p class="muted">scheme <b>{_e(scheme["name"])}</b> ({_e(params)}), weights computed on {_e(scheme.get("computed_on", "train"))}; input {_e(doc["input"].get("path", ""))} ({_e(doc["input"].get("format", ""))})</p>
 <div class="kpis">
-<div class="card kpi">images in<b>{t['images_in']}</b></div>
-<div class="card kpi">written<b>{t['images_written']}</b></div>
-<div class="card kpi">quarantined<b>{t['images_quarantined']}</b></div>
-<div class="card kpi">boxes in<b>{t['boxes_in']}</b></div>
-<div class="card kpi">boxes written<b>{t['boxes_written']}</b></div>
-<div class="card kpi">boxes dropped<b>{t['boxes_dropped']}</b></div>
+<div class="card kpi">images in<b>{t["images_in"]}</b></div>
+<div class="card kpi">written<b>{t["images_written"]}</b></div>
+<div class="card kpi">quarantined<b>{t["images_quarantined"]}</b></div>
+<div class="card kpi">boxes in<b>{t["boxes_in"]}</b></div>
+<div class="card kpi">boxes written<b>{t["boxes_written"]}</b></div>
+<div class="card kpi">boxes dropped<b>{t["boxes_dropped"]}</b></div>
 </div>
 <section class="card" id="splits"><h2>Splits side by side</h2>{splits_table(doc)}</section>
-{''.join(sections)}
+{"".join(sections)}
 <section class="card" id="rejects"><h2>Rejects</h2>
 {_reject_list(rejects, total_rejects)}
-{_reasons('Images quarantined', t['images_quarantined_by_reason'])}
-{_reasons('Boxes dropped', t['boxes_dropped_by_reason'])}
-{_reasons('Repairs (kept)', t['repairs'])}
-{_class_losses(t['classes'])}
+{_reasons("Images quarantined", t["images_quarantined_by_reason"])}
+{_reasons("Boxes dropped", t["boxes_dropped_by_reason"])}
+{_reasons("Repairs (kept)", t["repairs"])}
+{_class_losses(t["classes"])}
 <p class="muted">One line per quarantined image or dropped box in <code>rejects.jsonl</code>.</p></section>
-<section class="card" id="command"><h2>Command</h2><code>{_e(doc.get('command', ''))}</code>
-<p class="muted">stats version {doc['stats_version']}, record schema version {doc['schema_version']}</p></section>
+<section class="card" id="command"><h2>Command</h2><code>{_e(doc.get("command", ""))}</code>
+<p class="muted">stats version {doc["stats_version"]}, record schema version {doc["schema_version"]}</p></section>
 </main></body></html>
 """

@@ -46,7 +46,11 @@ def build_stats(
         st = splits[split]
         total = st.boxes
         factors = class_repeat_factors(
-            SplitStats(images=st.images, class_boxes={n: st.class_boxes.get(n, 0) for _, n in label_map}, class_images=st.class_images),  # type: ignore[arg-type]
+            SplitStats(
+                images=st.images,
+                class_boxes={n: st.class_boxes.get(n, 0) for _, n in label_map},
+                class_images=st.class_images,
+            ),  # type: ignore[arg-type]
             threshold,
         )
         classes: list[dict[str, Any]] = []
@@ -80,7 +84,11 @@ def build_stats(
         "schema_version": SCHEMA_VERSION,
         "command": command,
         "input": dict(input_info or {}),
-        "scheme": {"name": plan.scheme, "computed_on": "train", **{k: v for k, v in plan.params.items() if k != "weights"}},
+        "scheme": {
+            "name": plan.scheme,
+            "computed_on": "train",
+            **{k: v for k, v in plan.params.items() if k != "weights"},
+        },
         "label_map": [{"id": i, "name": n} for i, n in label_map],
         "splits": out_splits,
         "totals": dict(totals),
@@ -139,7 +147,9 @@ def render_table(doc: Mapping[str, Any]) -> str:
     """The terminal report: per split, classes by frequency with weights beside counts."""
     lines = []
     scheme = doc["scheme"]
-    lines.append(f"scheme: {scheme['name']} (normalize={scheme.get('normalize')}, computed on {scheme.get('computed_on')})")
+    lines.append(
+        f"scheme: {scheme['name']} (normalize={scheme.get('normalize')}, computed on {scheme.get('computed_on')})"
+    )
     for split, entry in split_items(doc):
         ratio = entry["imbalance_ratio"]
         lines.append("")
@@ -157,25 +167,34 @@ def render_table(doc: Mapping[str, Any]) -> str:
             )
     t = doc["totals"]
     lines.append("")
-    lines.append(
-        f"images: {t['images_in']} in = {t['images_written']} written + {t['images_quarantined']} quarantined"
-    )
+    lines.append(f"images: {t['images_in']} in = {t['images_written']} written + {t['images_quarantined']} quarantined")
     lines.append(f"boxes:  {t['boxes_in']} in = {t['boxes_written']} written + {t['boxes_dropped']} dropped")
-    for title, key in (("quarantined", "images_quarantined_by_reason"), ("dropped", "boxes_dropped_by_reason"), ("repaired", "repairs")):
+    for title, key in (
+        ("quarantined", "images_quarantined_by_reason"),
+        ("dropped", "boxes_dropped_by_reason"),
+        ("repaired", "repairs"),
+    ):
         if t[key]:
             lines.append(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in t[key].items()))
-    lossy = sorted(((name, c) for name, c in t["classes"].items() if c["boxes_dropped"]), key=lambda nc: (-nc[1]["boxes_dropped"], nc[0]))
+    lossy = sorted(
+        ((name, c) for name, c in t["classes"].items() if c["boxes_dropped"]),
+        key=lambda nc: (-nc[1]["boxes_dropped"], nc[0]),
+    )
     if lossy:
         lines.append("  dropped by class:")
         for name, c in lossy:
             reasons = ", ".join(f"{k} {v}" for k, v in c["boxes_dropped_by_reason"].items())
-            lines.append(f"    {name[:24]:<24} {c['boxes_in']:>7} in = {c['boxes_written']:>7} written + {c['boxes_dropped']:>6} dropped ({reasons})")
+            lines.append(
+                f"    {name[:24]:<24} {c['boxes_in']:>7} in = {c['boxes_written']:>7} written + {c['boxes_dropped']:>6} dropped ({reasons})"
+            )
     return "\n".join(lines) + "\n"
 
 
 def scheme_params(doc: Mapping[str, Any]) -> str:
     """The scheme's parameters as ``k=v, ...`` (those set), for the reports."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(doc["scheme"].items()) if k not in ("name", "computed_on") and v is not None)
+    return ", ".join(
+        f"{k}={v}" for k, v in sorted(doc["scheme"].items()) if k not in ("name", "computed_on") and v is not None
+    )
 
 
 def _scheme_text(doc: Mapping[str, Any]) -> str:
@@ -196,7 +215,9 @@ def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str = "A"
         only_a, only_b = sorted(names_a - names_b), sorted(names_b - names_a)
         lines.append(
             "the class sets differ: "
-            + "; ".join(f"only in {side}: {', '.join(names)}" for side, names in (("A", only_a), ("B", only_b)) if names)
+            + "; ".join(
+                f"only in {side}: {', '.join(names)}" for side, names in (("A", only_a), ("B", only_b)) if names
+            )
         )
     header = (
         f"  {'class':<24} {'A boxes':>8} {'A share':>8} {'A weight':>9} {'B boxes':>8} {'B share':>8} {'B weight':>9}"
@@ -205,8 +226,16 @@ def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str = "A"
     for split in sorted(set(a["splits"]) | set(b["splits"]), key=_split_key):
         ca = {c["name"]: c for c in a["splits"].get(split, {}).get("classes", [])}
         cb = {c["name"]: c for c in b["splits"].get(split, {}).get("classes", [])}
-        lines += ["", f"[{split}]" + ("" if split in a["splits"] else "  (only in B)") + ("" if split in b["splits"] else "  (only in A)"), header]
-        for name in sorted(set(ca) | set(cb), key=lambda n: (-(ca.get(n, {}).get("boxes", 0) + cb.get(n, {}).get("boxes", 0)), n)):
+        lines += [
+            "",
+            f"[{split}]"
+            + ("" if split in a["splits"] else "  (only in B)")
+            + ("" if split in b["splits"] else "  (only in A)"),
+            header,
+        ]
+        for name in sorted(
+            set(ca) | set(cb), key=lambda n: (-(ca.get(n, {}).get("boxes", 0) + cb.get(n, {}).get("boxes", 0)), n)
+        ):
             x, y = ca.get(name), cb.get(name)
             share = f"{100 * (y['share'] - x['share']):>+8.2f}pp" if x and y else f"{'-':>10}"
             ratio = f"{y['weight'] / x['weight']:>10.2f}x" if x and y and x["weight"] else f"{'-':>11}"
