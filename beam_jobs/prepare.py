@@ -37,6 +37,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
     TestOptions,
 )
+from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineRunner, PipelineState
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
@@ -53,6 +54,7 @@ from beam_jobs.transforms import (
     Merge,
     ReadAnnotations,
     SplitTrainVal,
+    Thumbnails,
     Validate,
     WriteShards,
     rejects_jsonl,
@@ -68,6 +70,7 @@ from weighting import html_report, report
 from weighting.apply import WeightPlan
 from weighting.schemes import BoxMultipliers, WeightingError
 from weighting.stats import SplitStats
+from weighting.thumbnails import Thumbnail
 
 log = logging.getLogger(__name__)
 IN_PROCESS_RUNNER = (
@@ -141,6 +144,7 @@ class Prepare(beam.PTransform):
             plan=beam.pvalue.AsSingleton(plan),
             progress_dir=tally,
         )
+        pictures = records | "Thumbnails" >> Thumbnails()
         accounting = checked[ACCOUNTS] | "Account" >> beam.CombineGlobally(Merge(readers.Accounting))
         _ = (
             pbegin
@@ -153,6 +157,7 @@ class Prepare(beam.PTransform):
                 beam.pvalue.AsSingleton(accounting),
                 beam.pvalue.AsList(checked[REJECTS]),
                 beam.pvalue.AsList(shards),
+                beam.pvalue.AsDict(pictures),
             )
         )
 
@@ -172,7 +177,14 @@ class Prepare(beam.PTransform):
         )
 
     def _write_report(
-        self, _: Any, stats: list, plan: WeightPlan, acc: readers.Accounting, rejects: list, shards: list[FileEntry]
+        self,
+        _: Any,
+        stats: list,
+        plan: WeightPlan,
+        acc: readers.Accounting,
+        rejects: list,
+        shards: list[FileEntry],
+        pictures: dict[str, list[Thumbnail]],
     ) -> None:
         o = self.opts
         doc = report.build_stats(
@@ -195,12 +207,35 @@ class Prepare(beam.PTransform):
             "report.csv": report.to_csv(doc),
             "rejects.jsonl": rejects_text,
             "label_map.pbtxt": self.label_map.to_pbtxt(),
-            "report.html": html_report.render(doc, shown, len(rejects)),
+            "report.html": html_report.render(doc, shown, len(rejects), pictures),
             **tfds_metadata.metadata_files(shards, self.label_map, f"boxweight output; {self.command}"),
         }
         files = [_write_file(self.target, name, text) for name, text in texts.items()]
         manifest = build_manifest(shards, files, SCHEMA_VERSION, self.label_map)
         _write_file(self.target, MANIFEST_NAME, manifest.to_json())  # last: it makes the folder complete
+
+
+def translated(proto: Any) -> dict[str, Any]:
+    """What a dry run translated: the job's stages in order, its leaf transforms and the worker containers."""
+    transforms, environments = proto.components.transforms, proto.components.environments
+    (job,) = [t for t in transforms.values() if t.unique_name == "Prepare"]
+    leaves, todo = [], list(job.subtransforms)
+    while todo:
+        t = transforms[todo.pop(0)]
+        if t.subtransforms:
+            todo[:0] = list(t.subtransforms)
+        else:
+            leaves.append(t)
+    images = set()
+    for t in leaves:
+        if t.environment_id:
+            payload = beam_runner_api_pb2.DockerPayload.FromString(environments[t.environment_id].payload)
+            images.add(payload.container_image)
+    return {
+        "stages": [transforms[tid].unique_name.removeprefix("Prepare/") for tid in job.subtransforms],
+        "transforms": len(leaves),
+        "containers": sorted(images),
+    }
 
 
 def _follow_dataflow(result: Any, options: PipelineOptions, line: Progress) -> None:
@@ -255,6 +290,8 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
     label_map = fixed or source.label_map
     runner_name = options.view_as(StandardOptions).runner or ""
     dry_run = bool(options.view_as(TestOptions).dry_run)
+    if dry_run and "Dataflow" not in runner_name:
+        raise JobError("--dry_run only applies to --runner=DataflowRunner (a local run would run the whole job)")
     if "Dataflow" in runner_name and "://" not in opts.output and not dry_run:
         raise JobError(f"--output {opts.output!r} is a local path; Dataflow workers need gs://")
     # a dry run translates the job and writes nothing, so it needs no output folder
@@ -276,7 +313,13 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
             _follow_dataflow(result, options, line)
         result.wait_until_finish()
         if dry_run:
-            return {}
+            summary = translated(result.job.proto_pipeline)  # type: ignore[attr-defined]  # set by DataflowRunner's dry run
+            if print_report:
+                print(
+                    f"dry run: the job translates for {runner_name}: {len(summary['stages'])} stages, {summary['transforms']} "
+                    f"transforms, workers in {', '.join(summary['containers'])}; nothing was submitted or written"
+                )
+            return {"dry_run": summary}
         publish(folder)
     except BaseException:
         discard(folder)  # a failed or interrupted job leaves nothing a reader accepts

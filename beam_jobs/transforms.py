@@ -34,6 +34,7 @@ from schemas.codec import encode_record_parts
 from schemas.label_map import LabelMap
 from schemas.manifest import FileEntry, shard_name
 from schemas.reasons import Repair
+from weighting import thumbnails
 from weighting.apply import WeightPlan
 from weighting.stats import SplitStats
 
@@ -96,7 +97,7 @@ class ReadAnnotations(beam.PTransform):
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, label_map: LabelMap, max_bytes: int, progress_dir: str | None) -> None:
+    def __init__(self, label_map: LabelMap, max_bytes: int, progress_dir: str | None = None) -> None:
         self.label_map, self.max_bytes = label_map, max_bytes
         self.tally = progress.Tally(progress_dir)
         self.read = Metrics.counter(NAMESPACE, "images_read")
@@ -300,6 +301,45 @@ class ClassStatistics(beam.PTransform):
         return chunks | "BySplit" >> beam.FlatMap(_by_split) | "Combine" >> beam.CombinePerKey(_StatsCombineFn())
 
 
+def _class_picks(chunk: Chunk) -> Iterator[tuple[str, tuple[int, ImageRecord]]]:
+    """(class, (hash of the image key, record)) once per class in each image."""
+    for r in chunk:
+        h = stable_hash(image_key(r))
+        for name in sorted({b.text for b in r.boxes}):
+            yield name, (h, r)
+
+
+class _ThumbnailFn(beam.DoFn):
+    def process(
+        self, kv: tuple[str, list[tuple[int, ImageRecord]]]
+    ) -> Iterator[tuple[str, list[thumbnails.Thumbnail]]]:
+        name, picks = kv
+        out = []
+        for _, record in sorted(picks, key=lambda hr: hr[0]):
+            try:
+                data = record.encoded if record.encoded is not None else fs.read_bytes(record.path)
+                out.append(thumbnails.thumbnail(record, data, name))
+            except Exception as exc:  # a picture for the page only: the records do not depend on it
+                log.warning("no thumbnail of %s for %r: %s: %s", record.path, name, exc.__class__.__name__, exc)
+        yield name, out
+
+
+class Thumbnails(beam.PTransform):
+    """A few images per class with its boxes drawn, for report.html: (class, [Thumbnail, ...]).
+
+    The images of a class with the lowest stable hashes of their keys, so the
+    same ones every run; Beam's ``Top`` keeps only those few per class.
+    """
+
+    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
+        return (
+            chunks
+            | "ImagesPerClass" >> beam.FlatMap(_class_picks)
+            | "FirstByHash" >> beam.combiners.Top.SmallestPerKey(thumbnails.PER_CLASS, key=lambda hr: hr[0])
+            | "Draw" >> beam.ParDo(_ThumbnailFn())
+        )
+
+
 def shard_count(total_bytes: int, images: int, requested: int) -> int:
     if requested > 0:
         return requested
@@ -309,7 +349,7 @@ def shard_count(total_bytes: int, images: int, requested: int) -> int:
 class _WriteShardFn(beam.DoFn):
     """Encode the (weighted, key-sorted) records of one shard and write the file."""
 
-    def __init__(self, output: str, compression: str, max_side: int | None, progress_dir: str | None) -> None:
+    def __init__(self, output: str, compression: str, max_side: int | None, progress_dir: str | None = None) -> None:
         self.output, self.compression, self.max_side = output, compression, max_side
         self.tally = progress.Tally(progress_dir)
         self.written = Metrics.counter(NAMESPACE, "images_written")

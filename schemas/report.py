@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-STATS_VERSION = 2  # 2: totals.classes, per-class boxes in, written and dropped by reason
+STATS_VERSION = 3  # 2: totals.classes, per-class boxes in, written and dropped by reason; 3: aspects, positions
 
 #: COCO box-size buckets, by box area in pixels.
 SIZE_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -17,6 +17,18 @@ SIZE_BUCKETS: tuple[tuple[str, float], ...] = (
     ("medium", 96.0**2),
     ("large", float("inf")),
 )
+
+#: Box shape buckets, by width / height in pixels (upper limits): tall < 1:2 <= portrait < 4:5 <= square < 5:4 <= landscape < 2:1 <= wide.
+ASPECT_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("tall", 1 / 2),
+    ("portrait", 4 / 5),
+    ("square", 5 / 4),
+    ("landscape", 2.0),
+    ("wide", float("inf")),
+)
+
+#: Box centres are counted on a POSITION_GRID x POSITION_GRID grid over the image, row by row from the top left.
+POSITION_GRID = 5
 
 #: Histogram bins of boxes per image; the last bin is open ("20+").
 BOXES_PER_IMAGE_BINS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
@@ -32,6 +44,8 @@ class ClassEntry(TypedDict):
     weight: float  # per-box class weight (before difficult/crowd/truncated multipliers)
     repeat_factor: float  # LVIS r(c) from this split's image frequencies
     sizes: dict[str, int]  # SIZE_BUCKETS name -> boxes
+    aspects: dict[str, int]  # ASPECT_BUCKETS name -> boxes (stats version 3)
+    positions: list[int]  # boxes whose centre falls in each POSITION_GRID cell, row-major from the top left (version 3)
 
 
 class SplitEntry(TypedDict):
@@ -72,6 +86,21 @@ class Stats(TypedDict):
     label_map: list[dict[str, Any]]
     splits: dict[str, SplitEntry]
     totals: Totals
+
+
+_ADDED_IN_3 = ("aspects", "positions")
+
+
+def aspect_bucket(width: float, height: float) -> str:
+    """The :data:`ASPECT_BUCKETS` name of a box ``width`` x ``height`` pixels."""
+    ratio = width / height if height > 0 else float("inf")
+    return next((name for name, limit in ASPECT_BUCKETS if ratio < limit), ASPECT_BUCKETS[-1][0])
+
+
+def position_cell(cx: float, cy: float) -> int:
+    """The :data:`POSITION_GRID` cell of a box centre in normalized coordinates."""
+    n = POSITION_GRID
+    return min(max(int(cy * n), 0), n - 1) * n + min(max(int(cx * n), 0), n - 1)
 
 
 def bin_label(count: int) -> str:
@@ -121,6 +150,6 @@ def check_stats(doc: dict[str, Any], source: str = "stats.json") -> Stats:
                 raise StatsLayoutError(f"{source}: split {split!r} lacks {key!r}")
         for cls in entry["classes"]:
             for key in ClassEntry.__annotations__:
-                if key not in cls:
+                if key not in cls and not (key in _ADDED_IN_3 and doc["stats_version"] < 3):
                     raise StatsLayoutError(f"{source}: split {split!r} class entry lacks {key!r}")
     return doc  # type: ignore[return-value]

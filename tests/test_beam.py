@@ -262,7 +262,7 @@ def test_no_valid_image_fails_with_a_clear_message(tmp_path):
 
 
 def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
-    prepare.run(
+    doc = prepare.run(
         [
             "--input",
             str(demo_dir / "annotations.json"),
@@ -280,6 +280,19 @@ def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
         print_report=False,
     )
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.incomplete").exists()  # a dry run writes nothing
+    plan = doc["dry_run"]
+    assert plan["stages"][:4] == ["ReadAnnotations", "Validate", "SplitTrainVal", "ClassStatistics"]
+    assert {"AttachWeightsEncodeAndWriteShards", "Thumbnails", "Account", "WriteReport"} <= set(plan["stages"])
+    assert plan["transforms"] > 30
+    (image,) = plan["containers"]  # every step runs in Beam's own Python SDK container, this version
+    assert image.startswith("gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:") and beam.__version__ in image
+
+
+def test_dry_run_without_dataflow_is_refused(tmp_path, demo_dir):
+    with pytest.raises(JobError, match="--dry_run only applies to --runner=DataflowRunner"):
+        prepare.run(
+            ["--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out"), "--dry_run=True"]
+        )
 
 
 def test_dataflow_job_with_a_local_output_is_refused(tmp_path, demo_dir):

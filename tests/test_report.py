@@ -109,7 +109,7 @@ class _Collect(HTMLParser):
         if tag == "tr" and attrs.get("class") == "class-row":
             self.rows += 1
         for key in ("src", "href"):
-            if attrs.get(key):
+            if attrs.get(key) and not attrs[key].startswith("data:image/jpeg;base64,"):  # embedded thumbnails
                 self.external.append(attrs[key])
         if tag == "script":
             self.external.append("script")
@@ -189,7 +189,11 @@ def test_report_html_in_headless_chromium_has_no_cut_label_no_overflow_and_no_co
     if chromium is None:
         pytest.skip("no Chromium here (apt-get install chromium; .ci/run installs it)")
     doc = _long_names(report.load(str(cards_out)).attrs["stats"])
-    page = html_report.render(doc, [], 0).replace("</body>", _CHECK + "</body>")
+    pictures = {
+        name: [html_report.Thumbnail(f"train/{name}", 1, uri) for uri in uris]
+        for name, uris in _thumbnails(cards_out).items()
+    }
+    page = html_report.render(doc, [], 0, pictures).replace("</body>", _CHECK + "</body>")
     (tmp_path / "report.html").write_text(page)
     done = subprocess.run(
         [
@@ -214,3 +218,79 @@ def test_report_html_in_headless_chromium_has_no_cut_label_no_overflow_and_no_co
     assert json.loads(html.unescape(found[1].split('"', 1)[0])) == []
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
     assert console == [], console
+
+
+def _thumbnails(out) -> dict[str, list[str]]:
+    """The thumbnails of report.html by class (the strip's name cell), as data URIs."""
+    page = (out / "report.html").read_text()
+    strips = {}
+    for strip in page.split("<div class='strip'>")[1:]:
+        name = strip.split("title='", 1)[1].split("'", 1)[0]
+        strips[name] = [part.split("'", 1)[0] for part in strip.split("<img src='")[1:]]
+    return strips
+
+
+def test_each_class_has_a_strip_of_its_images_with_its_boxes_drawn_rarest_first(cards_out):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from weighting import thumbnails
+
+    doc = report.load(str(cards_out)).attrs["stats"]
+    boxes = {}
+    for entry in doc["splits"].values():
+        for c in entry["classes"]:
+            boxes[c["name"]] = boxes.get(c["name"], 0) + c["boxes"]
+    strips = _thumbnails(cards_out)
+    assert list(strips) == sorted(boxes, key=lambda n: (boxes[n], n))  # rarest first
+    for uris in strips.values():
+        assert len(uris) == thumbnails.PER_CLASS
+        for uri in uris:
+            image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+            assert image.format == "JPEG" and max(image.size) == thumbnails.SIDE
+            pixels = np.asarray(image.convert("RGB")).astype(int)
+            red = (pixels[..., 0] > 180) & (pixels[..., 1] < 130) & (pixels[..., 2] < 130)
+            assert red.sum() > 20  # the class's boxes, drawn in red
+    page = (cards_out / "report.html").read_text()
+    assert len(page) < 1_500_000
+
+
+def test_the_histogram_of_boxes_per_image_draws_each_bin_as_wide_as_the_counts_it_holds():
+    svg = html_report.per_image_chart({"0": 10, "1": 40, "6-7": 20, "10-14": 50, "20+": 5})
+    root = ET.fromstring(svg)
+    bars = {}
+    for rect in root.iter("{http://www.w3.org/2000/svg}rect"):
+        title = rect.find("{http://www.w3.org/2000/svg}title")
+        if title is not None:
+            bars[title.text.split(" boxes")[0]] = (float(rect.get("width")) + 1, float(rect.get("height")))
+    unit = bars["0"][0]
+    assert bars["1"][0] == pytest.approx(unit, abs=0.2)
+    assert bars["6-7"][0] == pytest.approx(2 * unit, abs=0.2) and bars["10-14"][0] == pytest.approx(5 * unit, abs=0.2)
+    # the height is images per box count: 20 images over 2 counts stand as tall as 10 images in one
+    assert bars["6-7"][1] == pytest.approx(bars["0"][1], rel=0.01)
+    assert bars["10-14"][1] == pytest.approx(bars["0"][1], rel=0.01)
+    assert bars["1"][1] == pytest.approx(4 * bars["0"][1], rel=0.01)
+    short = ET.fromstring(html_report.per_image_chart({"0": 30, "1": 40}))
+    labels = [t.text for t in short.iter("{http://www.w3.org/2000/svg}text")]
+    assert "2" in labels and "3" not in labels  # the axis ends one bin after the last with images
+
+
+def test_a_version_2_report_still_loads_and_renders_without_the_shape_and_position_charts(cards_out):
+    import copy
+
+    from schemas.report import check_stats
+
+    doc = copy.deepcopy(report.load(str(cards_out)).attrs["stats"])
+    doc["stats_version"] = 2
+    for entry in doc["splits"].values():
+        for c in entry["classes"]:
+            del c["aspects"], c["positions"]
+    check_stats(doc)
+    page = html_report.render(doc)
+    assert "Box sizes per class" in page and "Box shapes per class" not in page
+    doc["stats_version"] = 3
+    with pytest.raises(ValueError, match="class entry lacks 'aspects'"):
+        check_stats(doc)

@@ -283,3 +283,30 @@ def test_source_id_is_a_decimal_int64_numeric_keys_as_they_are_others_a_stable_h
         tf.strings.to_number(tf.constant(ids + ["42", "0007"]), tf.int64).numpy().tolist()
     )  # as Model Garden reads it
     assert parsed == [int(i) for i in ids] + [42, 7]
+
+
+def test_box_shapes_and_centres_are_counted_per_class():
+    from schemas.annotations import Box, ImageRecord
+    from schemas.report import POSITION_GRID, aspect_bucket
+    from weighting.stats import SplitStats
+
+    # a 200 x 100 image: a box 20 x 60 px (tall) centred at (0.1, 0.7), one 40 x 40 (square) in the middle
+    boxes = (Box(0.05, 0.4, 0.15, 1.0, 1, "a"), Box(0.4, 0.3, 0.6, 0.7, 1, "a"))
+    stats = SplitStats.of([ImageRecord("1", "1.jpg", "p", height=100, width=200, format="jpeg", boxes=boxes)])
+    assert stats.class_aspects["a"] == {"tall": 1, "square": 1}
+    cells = stats.class_positions["a"]
+    assert len(cells) == POSITION_GRID**2 and sum(cells) == 2
+    assert cells[3 * POSITION_GRID + 0] == 1 and cells[2 * POSITION_GRID + 2] == 1  # fourth row at the left, centre
+    merged = SplitStats.of([]).merge(stats).merge(stats)
+    assert merged.class_positions["a"][15] == 2 and merged.class_aspects["a"]["tall"] == 2
+    assert [aspect_bucket(w, 100) for w in (49, 50, 79, 80, 124, 125, 199, 200)] == [
+        "tall",
+        "portrait",
+        "portrait",
+        "square",
+        "square",
+        "landscape",
+        "landscape",
+        "wide",
+    ]
+    assert aspect_bucket(10, 0) == "wide"

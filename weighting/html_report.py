@@ -7,13 +7,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from schemas.report import SIZE_BUCKETS, bin_labels
+from schemas.report import ASPECT_BUCKETS, BOXES_PER_IMAGE_BINS, POSITION_GRID, SIZE_BUCKETS, bin_labels
 from weighting.report import scheme_params, split_items
+from weighting.thumbnails import Thumbnail
 
 _W, _H, _PAD_L, _PAD_B, _PAD_T, _PAD_R = 760, 300, 60, 90, 20, 60
 _BAR = "#4c78a8"
 _WEIGHT = "#e45756"
 _SIZES = ("#72b7b2", "#f58518", "#54a24b")
+_ASPECTS = ("#b279a2", "#d4a6c8", "#bab0ac", "#9ecae9", "#4c78a8")
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#222;margin:0;background:#f6f7f9}
 main{max-width:980px;margin:0 auto;padding:24px}
@@ -27,6 +29,11 @@ code{background:#f0f1f3;padding:2px 5px;border-radius:4px;font-size:12.5px;white
 .kpis{display:flex;gap:10px;flex-wrap:wrap}.kpi{flex:1;min-width:100px;margin:0}.kpi b{display:block;font-size:20px}
 .muted{color:#667}.legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 svg text{font:11px system-ui,sans-serif;fill:#333}
+.strip{display:flex;align-items:center;gap:6px;margin:4px 0;flex-wrap:wrap}.strip .name{width:160px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.strip img{height:72px;border-radius:3px;border:1px solid #ddd}
+.maps{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-end}.maps figure{margin:0;width:min-content}
+figcaption{font-size:11px;color:#555;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:100%}
+.maps figure:first-child figcaption{max-width:none}
 """
 
 
@@ -148,8 +155,10 @@ def weight_charts(classes: Sequence[Mapping[str, Any]]) -> str:
     return out
 
 
-def sizes_chart(classes: Sequence[Mapping[str, Any]]) -> str:
-    """Share of COCO size buckets (small/medium/large) per class, as stacked horizontal bars."""
+def stacked_chart(
+    title: str, classes: Sequence[Mapping[str, Any]], key: str, buckets: Sequence[str], colors: Sequence[str]
+) -> str:
+    """Per class, the share of each bucket of ``c[key]`` as one stacked horizontal bar."""
     classes = sorted(classes, key=lambda c: (-c["boxes"], c["id"]))
     label_w = 12 + _CHAR_W * max([len(_label(c["name"])) for c in classes] + [4])
     left, right, top_pad = label_w, _W - 20, 8
@@ -164,16 +173,70 @@ def sizes_chart(classes: Sequence[Mapping[str, Any]]) -> str:
         parts.append(
             f'<text x="{left - 8:.1f}" y="{y + _ROW * 0.68:.1f}" text-anchor="end"><title>{_e(c["name"])}</title>{_e(_label(c["name"]))}</text>'
         )
-        total = sum(c["sizes"].values())
+        counts = c.get(key, {})
+        total = sum(counts.values())
         x = float(left)
-        for (bucket, _), color in zip(SIZE_BUCKETS, _SIZES):
-            n = c["sizes"].get(bucket, 0)
+        for bucket, color in zip(buckets, colors):
+            n = counts.get(bucket, 0)
             w = (right - left) * n / total if total else 0
             parts.append(
                 f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{_ROW - 6}" fill="{color}"><title>{_e(c["name"])}: {n} {bucket}</title></rect>'
             )
             x += w
-    return _svg("box size buckets per class", "".join(parts), height)
+    return _svg(title, "".join(parts), height)
+
+
+def _legend(buckets: Sequence[str], colors: Sequence[str], note: str) -> str:
+    swatches = "".join(
+        f"<span><i class='sw' style='background:{c}'></i>{_e(b)}</span>" for b, c in zip(buckets, colors)
+    )
+    return f"<p class='legend'>{swatches} <span class='muted'>{note}</span></p>"
+
+
+def heatmap(title: str, cells: Sequence[int], size: int) -> str:
+    """Box centres on the POSITION_GRID grid over the image: darker is more boxes; the count in each cell."""
+    n = POSITION_GRID
+    top = max(cells) if cells else 0
+    step = size / n
+    parts = [f'<rect width="{size}" height="{size}" fill="#fff" stroke="#ccc"/>']
+    for i, count in enumerate(cells):
+        row, col = divmod(i, n)
+        alpha = count / top if top else 0
+        parts.append(
+            f'<rect x="{col * step:.1f}" y="{row * step:.1f}" width="{step:.1f}" height="{step:.1f}" fill="{_BAR}" fill-opacity="{alpha:.3f}">'
+            f"<title>{_e(title)}: {count} box centres</title></rect>"
+        )
+        if size >= 150 and count:
+            color = "#fff" if alpha > 0.55 else "#333"
+            parts.append(
+                f'<text x="{(col + 0.5) * step:.1f}" y="{(row + 0.5) * step + 4:.1f}" text-anchor="middle" style="fill:{color}">{count}</text>'
+            )
+    return (
+        f'<svg class="heat" role="img" aria-label="{_e(title)}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" '
+        f'width="{size}" height="{size}">{"".join(parts)}</svg>'
+    )
+
+
+POSITION_CLASSES = 40  # classes with their own position map, rarest first
+
+
+def position_maps(classes: Sequence[Mapping[str, Any]]) -> str:
+    """Where box centres fall: all classes together, then one small map per class, rarest first."""
+    present = [c for c in classes if c["boxes"] and "positions" in c]
+    if not present:
+        return "<p class='muted'>No boxes.</p>"
+    total = [sum(cells) for cells in zip(*(c["positions"] for c in present))]
+    rarest = sorted(present, key=lambda c: (c["boxes"], c["id"]))[:POSITION_CLASSES]
+    small = "".join(
+        f"<figure>{heatmap(c['name'], c['positions'], 72)}<figcaption title='{_e(c['name'])}'>{_e(c['name'])} ({c['boxes']})</figcaption></figure>"
+        for c in rarest
+    )
+    more = (
+        f"<p class='muted'>The {len(present) - len(rarest)} most frequent classes are only in the map of all classes.</p>"
+        if len(present) > len(rarest)
+        else ""
+    )
+    return f"<div class='maps'><figure>{heatmap('all classes', total, 180)}<figcaption>all classes</figcaption></figure>{small}</div>{more}"
 
 
 def splits_table(doc: Mapping[str, Any]) -> str:
@@ -200,27 +263,38 @@ def splits_table(doc: Mapping[str, Any]) -> str:
 
 
 def per_image_chart(histogram: Mapping[str, int]) -> str:
-    """Images by number of boxes (histogram bins from schemas.report)."""
-    height = 220
-    bins = [(label, histogram.get(label, 0)) for label in bin_labels()]  # JSON key order is alphabetical
+    """Images by number of boxes, as a histogram: each bin as wide as the counts it holds, its height images per count.
+
+    The bins of ``schemas.report`` widen from 6 boxes up (6-7, 8-9, 10-14, 15-19); drawn at equal width
+    they would make the tail look heavier than it is. The open last bin (20+) is drawn 5 wide, hatched.
+    The axis ends one bin after the last bin with images.
+    """
+    height, bins = 220, BOXES_PER_IMAGE_BINS
+    spans = [(lo, hi) for lo, hi in zip(bins, bins[1:])] + [(bins[-1], bins[-1] + 5)]
+    counts = [histogram.get(label, 0) for label in bin_labels()]  # JSON key order is alphabetical
+    shown = min(len(spans), max([i for i, n in enumerate(counts) if n] + [0]) + 2)  # up to one empty bin past the last
+    spans, counts = spans[:shown], counts[:shown]
     plot_h = height - 40 - _PAD_T
-    step = (_W - _PAD_L - _PAD_R) / max(1, len(bins))
-    top = max([n for _, n in bins] + [1])
-    parts = []
-    for i, (label, n) in enumerate(bins):
-        h = plot_h * n / top
-        x = _PAD_L + step * i + step * 0.1
+    unit = (_W - _PAD_L - _PAD_R) / spans[-1][1]
+    top = max([n / (hi - lo) for n, (lo, hi) in zip(counts, spans)] + [1e-9])
+    parts = [
+        '<defs><pattern id="open" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
+        f'<rect width="3" height="6" fill="{_BAR}"/></pattern></defs>'
+    ]
+    for (lo, hi), label, n in zip(spans, bin_labels(), counts):
+        h = plot_h * n / (hi - lo) / top
+        x, w = _PAD_L + unit * lo, unit * (hi - lo)
+        fill = "url(#open)" if lo == bins[-1] else _BAR
         parts.append(
-            f'<rect x="{x:.1f}" y="{_PAD_T + plot_h - h:.1f}" width="{step * 0.8:.1f}" height="{h:.1f}" fill="{_BAR}"><title>{_e(label)} boxes: {n} images</title></rect>'
+            f'<rect x="{x + 0.5:.1f}" y="{_PAD_T + plot_h - h:.1f}" width="{w - 1:.1f}" height="{h:.1f}" fill="{fill}">'
+            f"<title>{_e(label)} boxes: {n} images</title></rect>"
         )
-        parts.append(
-            f'<text x="{x + step * 0.4:.1f}" y="{_PAD_T + plot_h + 14}" text-anchor="middle">{_e(label)}</text>'
-        )
+        parts.append(f'<text x="{x + w / 2:.1f}" y="{_PAD_T + plot_h + 14}" text-anchor="middle">{_e(label)}</text>')
         if n:
-            parts.append(
-                f'<text x="{x + step * 0.4:.1f}" y="{_PAD_T + plot_h - h - 4:.1f}" text-anchor="middle">{n}</text>'
-            )
-    parts.append(f'<text x="{_W / 2}" y="{height - 6}" text-anchor="middle">boxes per image</text>')
+            parts.append(f'<text x="{x + w / 2:.1f}" y="{_PAD_T + plot_h - h - 4:.1f}" text-anchor="middle">{n}</text>')
+    parts.append(
+        f'<text x="{_W / 2}" y="{height - 6}" text-anchor="middle">boxes per image (bar area = images; wide bins hold several counts)</text>'
+    )
     return _svg("boxes per image", "".join(parts), height)
 
 
@@ -284,16 +358,60 @@ def _reject_list(rejects: Sequence[Mapping[str, Any]] | None, total: int) -> str
     return f"<h3>The first {shown} of {total}</h3><div class='scroll'><table class='rejects'>{head}{rows}</table></div>{more}"
 
 
-def render(doc: Mapping[str, Any], rejects: Sequence[Mapping[str, Any]] | None = None, total_rejects: int = 0) -> str:
+THUMBNAIL_BYTES = 1 << 20  # the strips stop at about this many bytes of embedded JPEG
+
+
+def thumbnail_strips(doc: Mapping[str, Any], pictures: Mapping[str, Sequence[Thumbnail]]) -> str:
+    """One row per class, rarest first (boxes over all splits): its name and count, then its images."""
+    boxes: dict[str, int] = {}
+    for _, entry in split_items(doc):
+        for c in entry["classes"]:
+            boxes[c["name"]] = boxes.get(c["name"], 0) + c["boxes"]
+    rows, used, shown = [], 0, 0
+    for name in sorted((n for n in boxes if pictures.get(n)), key=lambda n: (boxes[n], n)):
+        if used > THUMBNAIL_BYTES:
+            break
+        images = "".join(
+            f"<img src='{t.uri}' alt='{_e(t.image)}' title='{_e(t.image)}: {t.boxes} {_e(name)}'>"
+            for t in pictures[name]
+        )
+        used += sum(len(t.uri) for t in pictures[name])
+        shown += 1
+        rows.append(
+            f"<div class='strip'><div class='name' title='{_e(name)}'>{_e(name)} <span class='muted'>{boxes[name]}</span></div>{images}</div>"
+        )
+    if not rows:
+        return "<p class='muted'>No image has a box.</p>"
+    rest = len([n for n in boxes if pictures.get(n)]) - shown
+    more = (
+        f"<p class='muted'>The {rest} most frequent classes are left out to keep this page small.</p>" if rest else ""
+    )
+    return "".join(rows) + more
+
+
+def render(
+    doc: Mapping[str, Any],
+    rejects: Sequence[Mapping[str, Any]] | None = None,
+    total_rejects: int = 0,
+    pictures: Mapping[str, Sequence[Thumbnail]] | None = None,
+) -> str:
     """The whole page for one ``stats.json`` document.
 
     ``rejects``: the first lines of ``rejects.jsonl`` (as dicts, in file order; the first
     :data:`REJECTS_SHOWN` are listed with their files) and ``total_rejects`` the number of
-    its lines; None leaves the list out.
+    its lines; None leaves the list out. ``pictures``: class name -> thumbnails with
+    the boxes drawn (:mod:`weighting.thumbnails`); None leaves the strips out.
     """
     t = doc["totals"]
     scheme = doc["scheme"]
     params = scheme_params(doc)
+    examples = (
+        ""
+        if pictures is None
+        else "<section class='card' id='examples'><h2>Examples per class, rarest first</h2>"
+        "<p class='muted'>A few images of each class as written to the shards: its boxes in red, other classes' in white.</p>"
+        f"{thumbnail_strips(doc, pictures)}</section>"
+    )
     sections = []
     for split, entry in split_items(doc):
         ratio = entry["imbalance_ratio"]
@@ -304,12 +422,29 @@ def render(doc: Mapping[str, Any], rejects: Sequence[Mapping[str, Any]] | None =
             f"<h3>Boxes per class</h3>{count_charts(entry['classes'])}"
             f"<h3>Class weights</h3><p class='muted'>The dashed line is weight 1, a background anchor's weight in most trainers.</p>"
             f"{weight_charts(entry['classes'])}"
-            f"<h3>Box sizes per class</h3><p class='legend'>"
-            + "".join(
-                f"<span><i class='sw' style='background:{c}'></i>{b}</span>" for (b, _), c in zip(SIZE_BUCKETS, _SIZES)
+            f"<h3>Box sizes per class</h3>"
+            + _legend(
+                [b for b, _ in SIZE_BUCKETS], _SIZES, "COCO buckets by box area: small &lt; 32², medium &lt; 96², large"
             )
-            + f" <span class='muted'>COCO buckets by box area: small &lt; 32², medium &lt; 96², large</span></p>{sizes_chart(entry['classes'])}"
-            f"<h3>Boxes per image</h3>{per_image_chart(entry['boxes_per_image'])}"
+            + stacked_chart(
+                "box size buckets per class", entry["classes"], "sizes", [b for b, _ in SIZE_BUCKETS], _SIZES
+            )
+            + (
+                "<h3>Box shapes per class</h3>"
+                + _legend(
+                    [b for b, _ in ASPECT_BUCKETS],
+                    _ASPECTS,
+                    "width : height in pixels: tall &lt; 1:2, portrait &lt; 4:5, square &lt; 5:4, landscape &lt; 2:1, wide",
+                )
+                + stacked_chart(
+                    "box aspect ratio per class", entry["classes"], "aspects", [b for b, _ in ASPECT_BUCKETS], _ASPECTS
+                )
+                + "<h3>Where the boxes are</h3><p class='muted'>Box centres on a 5 x 5 grid over the image; darker cells hold more.</p>"
+                + position_maps(entry["classes"])
+                if doc["stats_version"] >= 3
+                else ""
+            )
+            + f"<h3>Boxes per image</h3>{per_image_chart(entry['boxes_per_image'])}"
             f"<h3>Classes</h3>{_class_table(entry['classes'])}</section>"
         )
     return f"""<!DOCTYPE html>
@@ -327,6 +462,7 @@ def render(doc: Mapping[str, Any], rejects: Sequence[Mapping[str, Any]] | None =
 <div class="card kpi">boxes dropped<b>{t["boxes_dropped"]}</b></div>
 </div>
 <section class="card" id="splits"><h2>Splits side by side</h2>{splits_table(doc)}</section>
+{examples}
 {"".join(sections)}
 <section class="card" id="rejects"><h2>Rejects</h2>
 {_reject_list(rejects, total_rejects)}

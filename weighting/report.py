@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from schemas.features import SCHEMA_VERSION
 from schemas.label_map import LabelMap
-from schemas.report import SIZE_BUCKETS, STATS_VERSION, Stats, bin_labels, check_stats
+from schemas.report import ASPECT_BUCKETS, POSITION_GRID, SIZE_BUCKETS, STATS_VERSION, Stats, bin_labels, check_stats
 from weighting.apply import WeightPlan
 from weighting.schemes import class_repeat_factors
 from weighting.stats import SplitStats
@@ -48,15 +49,16 @@ def build_stats(
         factors = class_repeat_factors(
             SplitStats(
                 images=st.images,
-                class_boxes={n: st.class_boxes.get(n, 0) for _, n in label_map},
+                class_boxes=Counter({n: st.class_boxes.get(n, 0) for _, n in label_map}),
                 class_images=st.class_images,
-            ),  # type: ignore[arg-type]
+            ),
             threshold,
         )
         classes: list[dict[str, Any]] = []
         for label, name in label_map:
             n = st.class_boxes.get(name, 0)
             sizes: Mapping[str, int] = st.class_sizes.get(name, {})
+            aspects: Mapping[str, int] = st.class_aspects.get(name, {})
             classes.append(
                 {
                     "id": label,
@@ -68,6 +70,8 @@ def build_stats(
                     "weight": float(plan.class_weights.get(name, 1.0)),
                     "repeat_factor": factors.get(name, 1.0),
                     "sizes": {bucket: sizes.get(bucket, 0) for bucket, _ in SIZE_BUCKETS},
+                    "aspects": {bucket: aspects.get(bucket, 0) for bucket, _ in ASPECT_BUCKETS},
+                    "positions": list(st.class_positions.get(name, [0] * POSITION_GRID**2)),
                 }
             )
         present: list[int] = [c["boxes"] for c in classes if c["boxes"] > 0]
@@ -105,8 +109,9 @@ def rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for split, entry in split_items(doc):
         for c in entry["classes"]:
-            row = {"split": split, **{k: v for k, v in c.items() if k != "sizes"}}
+            row = {"split": split, **{k: v for k, v in c.items() if k not in ("sizes", "aspects", "positions")}}
             row.update({f"size_{k}": v for k, v in c["sizes"].items()})
+            row.update({f"aspect_{k}": v for k, v in c.get("aspects", {}).items()})
             out.append(row)
     return out
 

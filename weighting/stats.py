@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from schemas.annotations import ImageRecord
-from schemas.report import SIZE_BUCKETS, bin_label
+from schemas.report import POSITION_GRID, SIZE_BUCKETS, aspect_bucket, bin_label, position_cell
 
 
 @dataclasses.dataclass
@@ -27,6 +27,8 @@ class SplitStats:
         boxes_in_images_with: class name -> all boxes (any class) in the
             images containing the class; the denominator of median frequency.
         class_sizes: class name -> Counter of size bucket -> boxes.
+        class_aspects: class name -> Counter of aspect bucket -> boxes.
+        class_positions: class name -> boxes per position grid cell (box centres).
         boxes_per_image: histogram bin label -> images.
     """
 
@@ -36,6 +38,8 @@ class SplitStats:
     class_images: Counter[str] = dataclasses.field(default_factory=Counter)
     boxes_in_images_with: Counter[str] = dataclasses.field(default_factory=Counter)
     class_sizes: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
+    class_aspects: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
+    class_positions: dict[str, list[int]] = dataclasses.field(default_factory=dict)
     boxes_per_image: Counter[str] = dataclasses.field(default_factory=Counter)
 
     @property
@@ -53,9 +57,12 @@ class SplitStats:
         for box in record.boxes:
             self.class_boxes[box.text] += 1
             present.add(box.text)
-            area = (box.xmax - box.xmin) * record.width * (box.ymax - box.ymin) * record.height
-            bucket = next(name for name, limit in SIZE_BUCKETS if area < limit)
+            width, height = (box.xmax - box.xmin) * record.width, (box.ymax - box.ymin) * record.height
+            bucket = next(name for name, limit in SIZE_BUCKETS if width * height < limit)
             self.class_sizes.setdefault(box.text, Counter())[bucket] += 1
+            self.class_aspects.setdefault(box.text, Counter())[aspect_bucket(width, height)] += 1
+            cell = position_cell((box.xmin + box.xmax) / 2, (box.ymin + box.ymax) / 2)
+            self.class_positions.setdefault(box.text, [0] * POSITION_GRID**2)[cell] += 1
         for name in present:
             self.class_images[name] += 1
             self.boxes_in_images_with[name] += n
@@ -70,6 +77,11 @@ class SplitStats:
         self.boxes_per_image.update(other.boxes_per_image)
         for name, sizes in other.class_sizes.items():
             self.class_sizes.setdefault(name, Counter()).update(sizes)
+        for name, aspects in other.class_aspects.items():
+            self.class_aspects.setdefault(name, Counter()).update(aspects)
+        for name, cells in other.class_positions.items():
+            mine = self.class_positions.setdefault(name, [0] * POSITION_GRID**2)
+            self.class_positions[name] = [a + b for a, b in zip(mine, cells)]
         return self
 
     @classmethod
