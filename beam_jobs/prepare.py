@@ -12,6 +12,7 @@ output folder is written as one unit (see :mod:`beam_jobs.output`), with
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -57,7 +58,9 @@ from beam_jobs.transforms import (
     Thumbnails,
     Validate,
     WriteShards,
-    rejects_jsonl,
+    WriteSortedParts,
+    merge_parts,
+    reject_line,
 )
 from boxweight.progress import Progress
 from readers import fs
@@ -73,6 +76,7 @@ from weighting.stats import SplitStats
 from weighting.thumbnails import Thumbnail
 
 log = logging.getLogger(__name__)
+REJECT_PARTS = "_rejects-parts"  # sorted parts of rejects.jsonl, merged and removed before the manifest
 IN_PROCESS_RUNNER = (
     "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"  # --runner= value: this process only
 )
@@ -145,6 +149,11 @@ class Prepare(beam.PTransform):
             progress_dir=tally,
         )
         pictures = records | "Thumbnails" >> Thumbnails()
+        reject_parts = (
+            checked[REJECTS]
+            | "RejectLines" >> beam.Map(reject_line)
+            | "WriteRejectParts" >> WriteSortedParts(fs.join(self.target, REJECT_PARTS))
+        )
         accounting = checked[ACCOUNTS] | "Account" >> beam.CombineGlobally(Merge(readers.Accounting))
         _ = (
             pbegin
@@ -155,7 +164,7 @@ class Prepare(beam.PTransform):
                 beam.pvalue.AsList(stats),
                 beam.pvalue.AsSingleton(plan),
                 beam.pvalue.AsSingleton(accounting),
-                beam.pvalue.AsList(checked[REJECTS]),
+                beam.pvalue.AsList(reject_parts),
                 beam.pvalue.AsList(shards),
                 beam.pvalue.AsDict(pictures),
             )
@@ -182,7 +191,7 @@ class Prepare(beam.PTransform):
         stats: list,
         plan: WeightPlan,
         acc: readers.Accounting,
-        rejects: list,
+        reject_parts: list[tuple[str, int]],
         shards: list[FileEntry],
         pictures: dict[str, list[Thumbnail]],
     ) -> None:
@@ -200,17 +209,27 @@ class Prepare(beam.PTransform):
                 "shards": sorted(s.name for s in shards),
             },
         )
-        rejects_text = rejects_jsonl(rejects)
-        shown = [json.loads(line) for line in rejects_text.splitlines()[: html_report.REJECTS_SHOWN]]
+        parts = sorted(path for path, _ in reject_parts)
+        shown: list[dict[str, Any]] = []
+
+        def rejects() -> Iterator[str]:  # merged and written as a stream; the first lines kept for the page
+            for line in merge_parts(parts):
+                if len(shown) < html_report.REJECTS_SHOWN:
+                    shown.append(json.loads(line))
+                yield line
+
+        files = [_write_lines(self.target, "rejects.jsonl", rejects())]
+        if parts:
+            FileSystems.delete(parts)
+        fs.remove_empty_folder(fs.join(self.target, REJECT_PARTS))
         texts = {
             "stats.json": report.dumps(doc),
             "report.csv": report.to_csv(doc),
-            "rejects.jsonl": rejects_text,
             "label_map.pbtxt": self.label_map.to_pbtxt(),
-            "report.html": html_report.render(doc, shown, len(rejects), pictures),
+            "report.html": html_report.render(doc, shown, sum(n for _, n in reject_parts), pictures),
             **tfds_metadata.metadata_files(shards, self.label_map, f"boxweight output; {self.command}"),
         }
-        files = [_write_file(self.target, name, text) for name, text in texts.items()]
+        files += [_write_file(self.target, name, text) for name, text in texts.items()]
         manifest = build_manifest(shards, files, SCHEMA_VERSION, self.label_map)
         _write_file(self.target, MANIFEST_NAME, manifest.to_json())  # last: it makes the folder complete
 
@@ -253,6 +272,17 @@ def _follow_dataflow(result: Any, options: PipelineOptions, line: Progress) -> N
         )
         time.sleep(10)
     line.clear()
+
+
+def _write_lines(folder: str, name: str, lines: Iterable[str]) -> FileEntry:
+    """Write text lines as they come (a file too large to hold); its manifest entry."""
+    crc, size, it = 0, 0, iter(lines)
+    with FileSystems.create(fs.join(folder, name), compression_type="uncompressed") as f:
+        while batch := list(itertools.islice(it, 4096)):
+            data = "".join(batch).encode("utf-8")
+            crc, size = google_crc32c.extend(crc, data), size + len(data)
+            f.write(data)
+    return FileEntry(name, size, f"{crc:08x}")
 
 
 def _write_file(folder: str, name: str, text: str) -> FileEntry:

@@ -13,7 +13,10 @@ counts travel as one :class:`readers.Accounting` per chunk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import heapq
+import io
 import json
 import logging
 import math
@@ -22,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 import readers
@@ -108,24 +112,16 @@ class _ValidateFn(beam.DoFn):
         records: list[ImageRecord] = []
         acc = readers.Accounting()
         for item in chunk:
-            if isinstance(item, Reject):
-                rejects: tuple[Reject, ...] = (item,)
-                record: ImageRecord | None = None
-                repairs: tuple[Repair, ...] = ()
-            else:
-                result = readers.validate_image(item, self.label_map, self.max_bytes)
-                rejects, record, repairs = result.rejects, result.record, result.repairs
-            for reject in rejects:
-                acc.add_reject(reject)
-                if reject.is_image:
-                    Metrics.counter(NAMESPACE, f"images_quarantined_{reject.reason.value}").inc()
-                if reject.boxes:
-                    reason = "image_quarantined" if reject.is_image else reject.reason.value
-                    Metrics.counter(NAMESPACE, f"boxes_dropped_{reason}").inc(reject.boxes)
-                yield beam.pvalue.TaggedOutput(REJECTS, reject)
-            if record is not None:
-                acc.add_record(record, repairs)
-                records.append(record)
+            for out in readers.check(item, self.label_map, acc, self.max_bytes):
+                if isinstance(out, ImageRecord):
+                    records.append(out)
+                    continue
+                if out.is_image:
+                    Metrics.counter(NAMESPACE, f"images_quarantined_{out.reason.value}").inc()
+                if out.boxes:
+                    reason = "image_quarantined" if out.is_image else out.reason.value
+                    Metrics.counter(NAMESPACE, f"boxes_dropped_{reason}").inc(out.boxes)
+                yield beam.pvalue.TaggedOutput(REJECTS, out)
         self.read.inc(acc.images_in)
         self.quarantined.inc(acc.images_quarantined)
         self.boxes_dropped.inc(acc.boxes_dropped)
@@ -497,6 +493,61 @@ def merge_all(accumulators: Iterable[Any]) -> Any:
     return first
 
 
-def rejects_jsonl(rejects: Iterable[Reject]) -> str:
-    lines = sorted(json.dumps(r.to_json(), sort_keys=True, ensure_ascii=False) for r in rejects)
-    return "".join(line + "\n" for line in lines)
+def reject_line(reject: Reject) -> str:
+    """One line of ``rejects.jsonl`` (without its newline)."""
+    return json.dumps(reject.to_json(), sort_keys=True, ensure_ascii=False)
+
+
+PART_LINES = 200_000  # lines a worker sorts in memory (about 60 MB of rejects)
+
+
+def _part_of(line: str, lines: int) -> tuple[int, str]:
+    return stable_hash(line) % max(1, -(-lines // PART_LINES)), line
+
+
+class WriteSortedParts(beam.PTransform):
+    """Text lines -> sorted part files in ``folder``, about :data:`PART_LINES` lines each.
+
+    Beam has no global sort, and gathering every line on one worker (``AsList``)
+    does not finish on a dataset with millions of rejects. So each part is
+    sorted on the worker that groups it, and :func:`merge_parts` reads the
+    parts back as one sorted stream. Output: (path, lines) per non-empty part.
+    """
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def expand(self, lines: beam.PCollection) -> beam.PCollection:
+        count = lines | "Count" >> beam.combiners.Count.Globally()
+        return (
+            lines
+            | "ToPart" >> beam.Map(_part_of, beam.pvalue.AsSingleton(count))
+            | "ByPart" >> beam.GroupByKey()
+            | "SortAndWrite" >> beam.MapTuple(self._write)
+        )
+
+    def _write(self, part: int, lines: Iterable[str]) -> tuple[str, int]:
+        ordered = sorted(lines)
+        path = fs.join(self.folder, f"part-{part:05d}")
+        with FileSystems.create(path, compression_type="uncompressed") as f:
+            for start in range(0, len(ordered), 4096):
+                f.write("".join(line + "\n" for line in ordered[start : start + 4096]).encode("utf-8"))
+        return path, len(ordered)
+
+
+def merge_parts(paths: Iterable[str]) -> Iterator[str]:
+    """The lines of sorted part files (see :class:`WriteSortedParts`) as one sorted stream, newlines kept.
+
+    JSON escapes every character below a space, so a line's newline sorts
+    before any character it could continue with: the merged order is that of
+    ``sorted()`` over the lines without their newlines.
+    """
+    with contextlib.ExitStack() as stack:
+        files = [
+            stack.enter_context(
+                io.TextIOWrapper(FileSystems.open(p, compression_type="uncompressed"), encoding="utf-8")
+            )
+            for p in paths
+        ]
+        yield from heapq.merge(*files)

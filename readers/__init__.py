@@ -2,9 +2,9 @@
 
 ``open_source(path, format)`` returns a source (a parser with a
 ``label_map`` and an iterator of :class:`~readers.raw.RawImage` or
-:class:`~schemas.annotations.Reject`); :func:`validate_image` checks one raw
-image; :func:`read` chains both and keeps the :class:`Accounting`. The Beam
-job runs the same two steps as its read and validate stages.
+:class:`~schemas.annotations.Reject`); :func:`check` validates and counts one
+item of it (:func:`validate_image` on a raw image); :func:`read` chains both.
+The Beam job runs the same two steps as its read and validate stages.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ __all__ = [
     "Source",
     "SourceError",
     "Validated",
+    "check",
     "detect_format",
     "open_source",
     "read",
@@ -320,14 +321,24 @@ def read(
     acc = accounting if accounting is not None else Accounting()
     source = open_source(path, format, image_root)
     for item in source:
-        if isinstance(item, Reject):
-            acc.add_reject(item)
-            yield item
-            continue
-        result = validate_image(item, source.label_map)
-        for reject in result.rejects:
-            acc.add_reject(reject)
-            yield reject
-        if result.record is not None:
-            acc.add_record(result.record, result.repairs)
-            yield result.record
+        yield from check(item, source.label_map, acc)
+
+
+def check(
+    item: RawImage | Reject, label_map: LabelMap, acc: Accounting, max_bytes: int = MAX_IMAGE_BYTES
+) -> Iterator[ImageRecord | Reject]:
+    """One item of a source, validated and counted in ``acc``: its rejects, then its record if it has one.
+
+    The one validation step: :func:`read` and the Beam job's Validate stage both call it.
+    """
+    if isinstance(item, Reject):
+        acc.add_reject(item)
+        yield item
+        return
+    result = validate_image(item, label_map, max_bytes)
+    for reject in result.rejects:
+        acc.add_reject(reject)
+        yield reject
+    if result.record is not None:
+        acc.add_record(result.record, result.repairs)
+        yield result.record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
@@ -67,6 +68,13 @@ def join(root: str, *parts: str) -> str:
 
 def exists(path: str) -> bool:
     return os.path.exists(path) if _is_local(path) else FileSystems.exists(path)
+
+
+def remove_empty_folder(path: str) -> None:
+    """Remove a local folder left empty; object stores such as GCS have no folders to remove."""
+    if _is_local(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.rmdir(path)
 
 
 def open_binary(path: str) -> BinaryIO:

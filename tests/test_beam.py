@@ -407,3 +407,26 @@ def test_the_progress_counts_of_a_run_add_up_to_its_totals(tmp_path):
         == "validating images: 2 / 5 images"
     )
     assert progress.local_line({}, stages, 3.0) == "prepare: starting workers (3 s)"
+
+
+def test_rejects_are_sorted_in_parts_and_merged_as_one_sorted_stream(tmp_path, monkeypatch):
+    """rejects.jsonl never gathers on one worker: parts sorted apart, then merged line by line."""
+    import random
+
+    from beam_jobs import transforms
+
+    monkeypatch.setattr(transforms, "PART_LINES", 64)
+    rng = random.Random(3)
+    words = ["a", "ab", "b", "é", "\u00e9t\u00e9", 'z"q', "x\\y", "日本", "0", ""]
+    lines = [
+        json.dumps(
+            {"detail": "".join(rng.choices(words, k=rng.randint(0, 4))), "n": rng.randint(0, 9)}, ensure_ascii=False
+        )
+        for _ in range(1000)
+    ]
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
+        parts = p | beam.Create(lines) | transforms.WriteSortedParts(str(tmp_path / "parts"))
+        assert_that(parts | beam.MapTuple(lambda path, n: n) | beam.CombineGlobally(sum), equal_to([1000]))
+    paths = sorted(str(f) for f in (tmp_path / "parts").iterdir())
+    assert len(paths) == 16  # ceil(1000 / 64)
+    assert list(transforms.merge_parts(paths)) == [line + "\n" for line in sorted(lines)]
