@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 from typing import Any
 
 from schemas.reasons import RejectReason
@@ -55,11 +54,6 @@ class Box:
             raise AnnotationError(f"box {self.text!r}: weight={self.weight!r} is not finite and >= 0")
         if not math.isfinite(self.area) or self.area < 0:
             raise AnnotationError(f"box {self.text!r}: area={self.area!r} is not finite and >= 0")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Beam pickles records between stages: a tuple of values is about half the cost of the
-        # default (a dict with every field name), and was validated when first built.
-        return _restore, (Box, _VALUES[Box](self))
 
     def with_weight(self, weight: float) -> Box:
         """This box with another weight: checks only the weight (the rest was checked).
@@ -112,16 +106,6 @@ class ImageRecord:
     def replace(self, **changes: Any) -> ImageRecord:
         return dataclasses.replace(self, **changes)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _restore, (ImageRecord, _VALUES[ImageRecord](self))
-
-
-def _restore(cls: type, values: tuple[Any, ...]) -> Any:
-    """Unpickle a Box or ImageRecord: the values were checked when it was first built."""
-    obj: Any = object.__new__(cls)
-    obj.__dict__.update(zip(_FIELDS[cls], values))
-    return obj
-
 
 @dataclasses.dataclass(frozen=True)
 class Reject:
@@ -155,9 +139,3 @@ class Reject:
             "classes": list(self.classes),
             "detail": self.detail,
         }
-
-
-_FIELDS: dict[type, tuple[str, ...]] = {
-    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (Box, ImageRecord)
-}
-_VALUES = {cls: operator.attrgetter(*names) for cls, names in _FIELDS.items()}

@@ -515,7 +515,7 @@ def test_probe_reads_a_file_once_to_decode_it(tmp_path):
 
 
 def test_raw_items_survive_pickling_exactly():
-    """Beam pickles raw items through the shuffle after parsing (a custom __reduce__ makes it cheap)."""
+    """Beam pickles raw items through the shuffle after parsing (dataclasses' own pickling)."""
     import pickle
 
     box = RawBox(
