@@ -373,7 +373,7 @@ def help_text() -> str:
     PrepareOptions._add_argparse_args(parser)
     flags = [
         f"  {a.option_strings[0]:<22} {a.help or ''}"
-        + (f" (default {a.default})" if a.default not in (None, "", False) else "")
+        + ("" if a.default is None or a.default == "" or a.default is False else f" (default {a.default})")
         for a in parser._actions
     ]
     return "\n".join(
@@ -387,6 +387,14 @@ def help_text() -> str:
             "",
             "flags:",
             *flags,
+            "",
+            "examples:",
+            "  boxweight prepare --input data/annotations.json --output out",
+            "  boxweight prepare --input data/voc --output out --scheme effective_number --beta 0.999 --max-weight 10",
+            "  boxweight prepare --input 'shards/train-*' --output out --overwrite --direct_num_workers=8",
+            "  boxweight prepare --input gs://my-bucket/coco/instances_train2017.json --image-root gs://my-bucket/coco/train2017 \\",
+            "    --output gs://my-bucket/out --runner DataflowRunner --project my-project-123 --region us-central1 \\",
+            "    --temp_location gs://my-bucket/tmp --setup_file ./setup.py   (see the README: Run on Dataflow)",
         ]
     )
 

@@ -297,6 +297,8 @@ def test_python_dash_m_runs_the_job(demo_dir, tmp_path):
         [sys.executable, "-m", "beam_jobs.prepare", "--help"], capture_output=True, text=True, timeout=60, env=ENV
     )
     assert helped.returncode == 0 and helped.stdout.startswith("usage: boxweight prepare --input PATH --output DIR")
+    assert "\nexamples:\n  boxweight prepare --input data/annotations.json --output out\n" in helped.stdout
+    assert "--scheme " in helped.stdout and "(default inverse_sqrt)" in helped.stdout
 
 
 # Case 7: --manual-weights was read again on a worker.
