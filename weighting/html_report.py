@@ -31,6 +31,7 @@ code{background:#f0f1f3;padding:2px 5px;border-radius:4px;font-size:12.5px;white
 svg text{font:11px system-ui,sans-serif;fill:#333}
 .strip{display:flex;align-items:center;gap:6px;margin:4px 0;flex-wrap:wrap}.strip .name{width:160px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .strip img{height:72px;border-radius:3px;border:1px solid #ddd}
+@media (max-width:600px){.strip .name{flex-basis:100%;width:auto}}
 .maps{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-end}.maps figure{margin:0;width:min-content}
 figcaption{font-size:11px;color:#555;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:100%}
 .maps figure:first-child figcaption{max-width:none}
