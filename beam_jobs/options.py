@@ -41,22 +41,9 @@ class PrepareOptions(PipelineOptions):
         add("image-root", default=None, help="folder that image file names are relative to")
         add("label-map", default=None, help="fix the class set and ids with a label_map.pbtxt")
         add("output", help="output folder (local or gs://); must be new or empty unless --overwrite")
-        add(
-            "overwrite",
-            action="store_true",
-            default=False,
-            help="replace a previous boxweight output in --output as a whole",
-        )
-        add(
-            "scheme",
-            default="inverse_sqrt",
-            help="weighting scheme: " + "|".join(SCHEMES) + " (see README: Choosing a scheme)",
-        )
-        add(
-            "normalize",
-            default="min",
-            help="|".join(NORMALIZATIONS) + "; min: the most frequent class weighs 1, rarer classes more",
-        )
+        add("overwrite", action="store_true", default=False, help="replace a previous boxweight output in --output as a whole")
+        add("scheme", default="inverse_sqrt", help="weighting scheme: " + "|".join(SCHEMES) + " (see README: Choosing a scheme)")
+        add("normalize", default="min", help="|".join(NORMALIZATIONS) + "; min: the most frequent class weighs 1, rarer classes more")
         add("max-weight", type=float, default=None, help="cap on class weights, applied last")
         add("beta", type=float, default=0.999, help="effective_number: beta")
         add("repeat-threshold", type=float, default=0.001, help="LVIS repeat factor threshold t")
@@ -64,12 +51,7 @@ class PrepareOptions(PipelineOptions):
         add("difficult-weight", type=float, default=1.0, help="multiplier for difficult boxes")
         add("crowd-weight", type=float, default=1.0, help="multiplier for is_crowd boxes")
         add("truncated-weight", type=float, default=1.0, help="multiplier for truncated boxes")
-        add(
-            "val-fraction",
-            type=float,
-            default=0.1,
-            help="val share carved from train when the source declares no val split",
-        )
+        add("val-fraction", type=float, default=0.1, help="val share carved from train when the source declares no val split")
         add("num-shards", type=int, default=0, help="shards per split; 0 = about 64 MiB each")
         add("compression", default="none", help="none|gzip")
         add("max-side", type=int, default=0, help="re-encode images whose longer side exceeds this (0 = never)")

@@ -62,9 +62,7 @@ def prepare_output(output: str, overwrite: bool, input_path: str) -> OutputFolde
     if _is_local(output):
         output = os.path.normpath(output)
         if _is_local(input_path) and os.path.isdir(input_path) and _inside(output, input_path):
-            raise JobError(
-                f"output {output!r} is inside the input folder {input_path!r}; the next run would read it as input. Choose a folder outside it"
-            )
+            raise JobError(f"output {output!r} is inside the input folder {input_path!r}; the next run would read it as input. Choose a folder outside it")
         if os.path.exists(output) and not os.path.isdir(output):
             raise JobError(f"output {output!r} is a file, not a folder")
     names = _listing(output)

@@ -31,46 +31,24 @@ def write_coco(path: str, images: int, boxes: int, seed: int = 0) -> None:
         f.write('{"info": {"description": "bench"}, "categories": [')
         f.write(",".join(json.dumps({"id": i, "name": f"class_{i}", "supercategory": "x"}) for i in range(80)))
         f.write('], "images": [')
-        f.write(
-            ",".join(
-                json.dumps(
-                    {
-                        "id": i,
-                        "file_name": f"{i:012d}.jpg",
-                        "width": 640,
-                        "height": 480,
-                        "license": 1,
-                        "date_captured": "2017-01-01 00:00:00",
-                    }
-                )
-                for i in range(images)
-            )
-        )
+        f.write(",".join(
+            json.dumps({"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480, "license": 1, "date_captured": "2017-01-01 00:00:00"})
+            for i in range(images)
+        ))
         f.write('], "annotations": [')
         for j in range(boxes):
             x, y = rng.uniform(0, 600), rng.uniform(0, 440)
             w, h = rng.uniform(1, 40), rng.uniform(1, 40)
-            ann = {
-                "id": j,
-                "image_id": rng.randrange(images),
-                "category_id": rng.randrange(80),
-                "bbox": [x, y, w, h],
-                "area": w * h,
-                "iscrowd": 0,
-                "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
-            }
+            ann = {"id": j, "image_id": rng.randrange(images), "category_id": rng.randrange(80), "bbox": [x, y, w, h],
+                   "area": w * h, "iscrowd": 0, "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}
             f.write(("," if j else "") + json.dumps(ann))
         f.write("]}")
 
 
 def write_nan_string(path: str, megabytes: int) -> None:
     with open(path, "w") as f:
-        f.write(
-            '{"info": {"description": "' + "x" * (megabytes << 20) + '"}, "images": [{"id": 1, "file_name": "a.jpg"}], '
-        )
-        f.write(
-            '"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [NaN, 1, 2, 3]}], "categories": [{"id": 1, "name": "x"}]}'
-        )
+        f.write('{"info": {"description": "' + "x" * (megabytes << 20) + '"}, "images": [{"id": 1, "file_name": "a.jpg"}], ')
+        f.write('"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [NaN, 1, 2, 3]}], "categories": [{"id": 1, "name": "x"}]}')
 
 
 def _child(mode: str, path: str) -> None:
@@ -89,17 +67,7 @@ def _child(mode: str, path: str) -> None:
                 n_images += 1
                 n_boxes += len(item.boxes)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(
-        json.dumps(
-            {
-                "mode": mode,
-                "peak_mb": peak_kb / 1024,
-                "seconds": time.perf_counter() - start,
-                "images": n_images,
-                "boxes": n_boxes,
-            }
-        )
-    )
+    print(json.dumps({"mode": mode, "peak_mb": peak_kb / 1024, "seconds": time.perf_counter() - start, "images": n_images, "boxes": n_boxes}))
 
 
 def main() -> None:
@@ -116,37 +84,23 @@ def main() -> None:
         path = os.path.join(tmp, "instances_bench.json")
         t = time.perf_counter()
         write_coco(path, args.images, args.boxes)
-        print(
-            f"generated {path}: {args.images} images, {args.boxes} boxes, {os.path.getsize(path) / 1e6:.0f} MB in {time.perf_counter() - t:.0f} s"
-        )
+        print(f"generated {path}: {args.images} images, {args.boxes} boxes, {os.path.getsize(path) / 1e6:.0f} MB in {time.perf_counter() - t:.0f} s")
         results = []
         for mode in ("json.load", "boxweight"):
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.coco_stream", "--child", mode, path],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+            out = subprocess.run([sys.executable, "-m", "bench.coco_stream", "--child", mode, path], capture_output=True, text=True, check=True)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{'reader':<12} {'peak RSS MB':>12} {'seconds':>8} {'images':>8} {'boxes':>9}")
     for r in results:
         print(f"{r['mode']:<12} {r['peak_mb']:>12.0f} {r['seconds']:>8.1f} {r['images']:>8} {r['boxes']:>9}")
     base, ours = results
-    print(
-        f"boxweight / json.load peak RSS: {ours['peak_mb'] / base['peak_mb']:.2f}, time: {ours['seconds'] / base['seconds']:.2f}"
-    )
+    print(f"boxweight / json.load peak RSS: {ours['peak_mb'] / base['peak_mb']:.2f}, time: {ours['seconds'] / base['seconds']:.2f}")
     if args.nan_string_mb:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "nan_string.json")
             write_nan_string(path, args.nan_string_mb)
             print(f"\none NaN and a {args.nan_string_mb} MB string:")
             for mode in ("json.load", "boxweight"):
-                out = subprocess.run(
-                    [sys.executable, "-m", "bench.coco_stream", "--child", mode, path],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
+                out = subprocess.run([sys.executable, "-m", "bench.coco_stream", "--child", mode, path], capture_output=True, text=True, check=True)
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"{r['mode']:<12} {r['peak_mb']:>12.0f} {r['seconds']:>8.1f} {r['images']:>8} {r['boxes']:>9}")
 

@@ -46,9 +46,7 @@ def naive(files: list[str]) -> tf.data.Dataset:
 
     def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         p = tf.io.parse_single_example(serialized, spec)
-        boxes = tf.stack(
-            [tf.sparse.to_dense(p[f"image/object/bbox/{k}"]) for k in ("ymin", "xmin", "ymax", "xmax")], axis=1
-        )
+        boxes = tf.stack([tf.sparse.to_dense(p[f"image/object/bbox/{k}"]) for k in ("ymin", "xmin", "ymax", "xmax")], axis=1)
         return _decode_resize(p["image/encoded"]), boxes
 
     return tf.data.TFRecordDataset(files).repeat().map(parse).padded_batch(BATCH)
@@ -89,9 +87,7 @@ def main() -> None:
         for name, make in pipelines.items():
             rates[name].append(measure(make(), args.batches))
     results = {name: statistics.median(r) for name, r in rates.items()}
-    print(
-        f"batch {BATCH}, {SIZE[0]}x{SIZE[1]}, {args.batches} batches after 5 warm-up, median of {args.rounds} rounds, {os.cpu_count()} cores"
-    )
+    print(f"batch {BATCH}, {SIZE[0]}x{SIZE[1]}, {args.batches} batches after 5 warm-up, median of {args.rounds} rounds, {os.cpu_count()} cores")
     print(f"{'pipeline':<16} {'images/s':>9} {'(min-max)':>12}")
     for name, rate in results.items():
         print(f"{name:<16} {rate:>9.1f} {min(rates[name]):>5.0f}-{max(rates[name]):<5.0f}")

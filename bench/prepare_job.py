@@ -55,9 +55,7 @@ def _make_image(args: tuple[str, int]) -> list[dict]:
     h, w = 480, 640
     yy, xx = np.mgrid[0:h, 0:w]
     base = rng.integers(0, 255, 3)
-    grad = (
-        base[None, None, :] + (xx[..., None] * rng.uniform(-0.2, 0.2, 3)) + (yy[..., None] * rng.uniform(-0.2, 0.2, 3))
-    )
+    grad = (base[None, None, :] + (xx[..., None] * rng.uniform(-0.2, 0.2, 3)) + (yy[..., None] * rng.uniform(-0.2, 0.2, 3)))
     pixels = np.clip(grad + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
     img = Image.fromarray(pixels)
     draw = ImageDraw.Draw(img)
@@ -118,31 +116,17 @@ def _baseline_example(image: dict, image_dir: str) -> bytes:
         crowd.append(a["iscrowd"])
         area.append(bw * bh)
 
-    def b(v):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
-
-    def i(v):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
-
-    def f(v):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=v))
+    def b(v): return tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
+    def i(v): return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+    def f(v): return tf.train.Feature(float_list=tf.train.FloatList(value=v))
 
     feature = {
-        "image/height": i([h]),
-        "image/width": i([w]),
-        "image/filename": b([image["file_name"].encode()]),
-        "image/source_id": b([str(image["id"]).encode()]),
-        "image/key/sha256": b([key.encode()]),
-        "image/encoded": b([encoded]),
-        "image/format": b([b"jpeg"]),
-        "image/object/bbox/xmin": f(xmin),
-        "image/object/bbox/xmax": f(xmax),
-        "image/object/bbox/ymin": f(ymin),
-        "image/object/bbox/ymax": f(ymax),
-        "image/object/class/text": b(text),
-        "image/object/class/label": i(cls),
-        "image/object/is_crowd": i(crowd),
-        "image/object/area": f(area),
+        "image/height": i([h]), "image/width": i([w]), "image/filename": b([image["file_name"].encode()]),
+        "image/source_id": b([str(image["id"]).encode()]), "image/key/sha256": b([key.encode()]),
+        "image/encoded": b([encoded]), "image/format": b([b"jpeg"]),
+        "image/object/bbox/xmin": f(xmin), "image/object/bbox/xmax": f(xmax), "image/object/bbox/ymin": f(ymin),
+        "image/object/bbox/ymax": f(ymax), "image/object/class/text": b(text), "image/object/class/label": i(cls),
+        "image/object/is_crowd": i(crowd), "image/object/area": f(area),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -166,9 +150,7 @@ def run_baseline(ann_path: str, out: str, shards: int, pool: bool) -> int:
     with open(ann_path) as f:
         images = json.load(f)["images"]
     image_dir = os.path.dirname(ann_path)
-    writers = [
-        tf.io.TFRecordWriter(os.path.join(out, f"train-{k:05d}-of-{shards:05d}.tfrecord")) for k in range(shards)
-    ]
+    writers = [tf.io.TFRecordWriter(os.path.join(out, f"train-{k:05d}-of-{shards:05d}.tfrecord")) for k in range(shards)]
     if pool:
         with multiprocessing.Pool(initializer=_init, initargs=(ann_path,)) as p:
             examples = p.imap(_pool_work, ((img, image_dir) for img in images), chunksize=32)
@@ -234,13 +216,8 @@ def main() -> None:
         return
     t = time.perf_counter()
     ann_path = make_dataset(os.path.join("build", f"bench-coco-{args.images}"), args.images)
-    size = sum(
-        os.path.getsize(os.path.join(os.path.dirname(ann_path), "images", f))
-        for f in os.listdir(os.path.join(os.path.dirname(ann_path), "images"))
-    )
-    print(
-        f"dataset {ann_path}: {args.images} images, {size / args.images / 1024:.0f} KB per image on average ({time.perf_counter() - t:.0f} s to prepare)"
-    )
+    size = sum(os.path.getsize(os.path.join(os.path.dirname(ann_path), "images", f)) for f in os.listdir(os.path.join(os.path.dirname(ann_path), "images")))
+    print(f"dataset {ann_path}: {args.images} images, {size / args.images / 1024:.0f} KB per image on average ({time.perf_counter() - t:.0f} s to prepare)")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     modes = ("baseline-1", "baseline-pool", "boxweight", "boxweight-1proc", "empty-pipeline", "tf-import")
     runs: dict[str, list[dict]] = {m: [] for m in modes}
@@ -261,12 +238,8 @@ def main() -> None:
     for mode in modes[:4]:
         secs = [r["seconds"] for r in runs[mode]]
         n = runs[mode][0]["images"]
-        print(
-            f"{mode:<14} {n:>7} {median(mode, 'seconds'):>8.1f} {min(secs):>5.1f}-{max(secs):<5.1f} {n / median(mode, 'seconds'):>9.1f} {median(mode, 'peak_mb'):>12.0f}"
-        )
-    print(
-        f"fixed costs inside those figures: empty pipeline on boxweight's local runner {median('empty-pipeline', 'seconds'):.1f} s; import tensorflow {median('tf-import', 'seconds'):.1f} s"
-    )
+        print(f"{mode:<14} {n:>7} {median(mode, 'seconds'):>8.1f} {min(secs):>5.1f}-{max(secs):<5.1f} {n / median(mode, 'seconds'):>9.1f} {median(mode, 'peak_mb'):>12.0f}")
+    print(f"fixed costs inside those figures: empty pipeline on boxweight's local runner {median('empty-pipeline', 'seconds'):.1f} s; import tensorflow {median('tf-import', 'seconds'):.1f} s")
     ratio = median("baseline-pool", "seconds") / median("boxweight", "seconds")
     # ratios within a round (the modes ran back to back) are steadier than ratios of medians
     per_round = [p["seconds"] / b["seconds"] for p, b in zip(runs["baseline-pool"], runs["boxweight"])]

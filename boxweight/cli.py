@@ -83,41 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's, absl's and Beam's log lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
-        "prepare",
-        help="run the Beam job: annotations -> weighted TFRecords + report (see 'prepare --help')",
-        add_help=False,
-    )
+    sub.add_parser("prepare", help="run the Beam job: annotations -> weighted TFRecords + report (see 'prepare --help')", add_help=False)
     rep = sub.add_parser(
-        "report",
-        help="print the class statistics of a prepare output folder",
-        formatter_class=HelpFormatter,
+        "report", help="print the class statistics of a prepare output folder", formatter_class=HelpFormatter,
         epilog="examples:\n  boxweight report build/demo-out\n  boxweight report --json build/demo-out\n  boxweight report --compare build/out-a build/out-b\n",
     )
     rep.add_argument("dir", nargs="?", help="output folder of 'boxweight prepare'")
     rep.add_argument("--json", action="store_true", help="print stats.json instead of the table")
     rep.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two output folders side by side")
-    sub.add_parser(
-        "train", help="train the reference detector with weighted losses (see 'train --help')", add_help=False
-    )
+    sub.add_parser("train", help="train the reference detector with weighted losses (see 'train --help')", add_help=False)
     ev = sub.add_parser(
-        "evaluate",
-        help="per-class AP50, AP[.5:.95] and recall of a trained run",
-        formatter_class=HelpFormatter,
+        "evaluate", help="per-class AP50, AP[.5:.95] and recall of a trained run", formatter_class=HelpFormatter,
         epilog="example:\n  boxweight evaluate --model build/run --data build/demo-out --split val --json build/run/eval.json\n",
     )
     ev.add_argument("--model", required=True, help="run folder of 'boxweight train'")
-    ev.add_argument(
-        "--data",
-        required=True,
-        help="a boxweight prepare output folder (one split is read) or a glob of shards inside one",
-    )
+    ev.add_argument("--data", required=True, help="a boxweight prepare output folder (one split is read) or a glob of shards inside one")
     ev.add_argument("--split", default=None, help="split of a --data folder to evaluate on (default: val)")
     ev.add_argument("--json", default=None, help="also write the results to this JSON file")
     demo = sub.add_parser(
-        "demo-data",
-        help="write the embedded demo dataset (COCO JSON, deterministic by seed)",
-        formatter_class=HelpFormatter,
+        "demo-data", help="write the embedded demo dataset (COCO JSON, deterministic by seed)", formatter_class=HelpFormatter,
         epilog="example:\n  boxweight demo-data --out build/demo --images 2000\n",
     )
     demo.add_argument("--out", default="build/demo", help="folder for annotations.json and images/")

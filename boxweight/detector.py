@@ -118,9 +118,7 @@ def assign_targets(
     }
 
 
-def detect(
-    outputs: dict[str, tf.Tensor], image_size: int, max_detections: int = 100, min_score: float = 0.05
-) -> dict[str, tf.Tensor]:
+def detect(outputs: dict[str, tf.Tensor], image_size: int, max_detections: int = 100, min_score: float = 0.05) -> dict[str, tf.Tensor]:
     """Top-k detections per image after a 3x3 max-pool peak filter on the class scores.
 
     Returns ``boxes`` [B, K, 4], ``scores`` [B, K], ``classes`` [B, K] (ids from 1),

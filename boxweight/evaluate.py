@@ -33,9 +33,7 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
-def _class_ap(
-    gts: Sequence[np.ndarray], dets: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float
-) -> tuple[float, int]:
+def _class_ap(gts: Sequence[np.ndarray], dets: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float) -> tuple[float, int]:
     """AP of one class at one IoU threshold; -1 when the class has no ground truth."""
     n_gt = sum(len(g) for g in gts)
     scores, matched = [], []
@@ -92,16 +90,12 @@ def evaluate_detections(
             confident = boxes[s >= score_threshold]
             if len(g) and len(confident):
                 hits += int(np.sum(iou_matrix(g, confident).max(axis=1) >= 0.5))
-        per_class.append(
-            {
-                "id": cid,
-                "name": name,
-                "ground_truth": n_gt,
-                "ap50": aps[0] if n_gt else None,
-                "ap": float(np.mean(aps)) if n_gt else None,
-                "recall": hits / n_gt if n_gt else None,
-            }
-        )
+        per_class.append({
+            "id": cid, "name": name, "ground_truth": n_gt,
+            "ap50": aps[0] if n_gt else None,
+            "ap": float(np.mean(aps)) if n_gt else None,
+            "recall": hits / n_gt if n_gt else None,
+        })
     scored = [c for c in per_class if c["ground_truth"]]
     return {
         "classes": per_class,
@@ -172,13 +166,9 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [
-        f"{'id':>3}  {'class':<20} {'gt':>6} {'AP50':>7} {'AP':>7} {'recall@' + str(result['score_threshold']):>11}"
-    ]
+    lines = [f"{'id':>3}  {'class':<20} {'gt':>6} {'AP50':>7} {'AP':>7} {'recall@' + str(result['score_threshold']):>11}"]
     for c in result["classes"]:
         fmt = lambda v: "   n/a" if v is None else f"{v:7.3f}"  # noqa: E731
-        lines.append(
-            f"{c['id']:>3}  {c['name'][:20]:<20} {c['ground_truth']:>6} {fmt(c['ap50'])} {fmt(c['ap'])} {fmt(c['recall']):>11}"
-        )
+        lines.append(f"{c['id']:>3}  {c['name'][:20]:<20} {c['ground_truth']:>6} {fmt(c['ap50'])} {fmt(c['ap'])} {fmt(c['recall']):>11}")
     lines.append(f"mAP50 {result['map50']:.3f}   mAP[.5:.95] {result['map']:.3f}")
     return "\n".join(lines) + "\n"

@@ -63,9 +63,7 @@ def _weights_arg(cfg: TrainConfig, job_dir: str) -> Any:
     if cfg.weights in ("record", "none"):
         return cfg.weights
     if cfg.weights not in SCHEMES:
-        raise SystemExit(
-            f"boxweight train: error: --weights {cfg.weights!r}: use record, none or a scheme ({', '.join(SCHEMES)})"
-        )
+        raise SystemExit(f"boxweight train: error: --weights {cfg.weights!r}: use record, none or a scheme ({', '.join(SCHEMES)})")
     return ReweightSpec(job_dir, cfg.weights, normalize=cfg.normalize)
 
 
@@ -81,21 +79,11 @@ def _tail(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float]
 class _Trainer(keras.Model):
     """Wraps the detector so ``fit`` runs our weighted loss (and any tf.distribute strategy)."""
 
-    def __init__(
-        self,
-        detector: keras.Model,
-        num_classes: int,
-        size: int,
-        loss: str,
-        tail: list[float] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, detector: keras.Model, num_classes: int, size: int, loss: str, tail: list[float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.detector, self.num_classes, self.size = detector, num_classes, size
         self.tail = None if tail is None else tf.constant(tail, tf.float32)
-        self.cls_loss_fn = (WeightedSigmoidFocalLoss if loss == "focal" else WeightedBinaryCrossEntropy)(
-            reduction="sum"
-        )
+        self.cls_loss_fn = (WeightedSigmoidFocalLoss if loss == "focal" else WeightedBinaryCrossEntropy)(reduction="sum")
         self.box_loss_fn = WeightedGIoU()
         self.cls_tracker = keras.metrics.Mean(name="cls_loss")
         self.box_tracker = keras.metrics.Mean(name="box_loss")
@@ -109,26 +97,16 @@ class _Trainer(keras.Model):
 
     def train_step(self, data: Any) -> dict[str, Any]:
         images, labels = data
-        t = assign_targets(
-            labels["groundtruth_boxes"],
-            labels["groundtruth_classes"],
-            labels["groundtruth_weights"],
-            self.num_classes,
-            self.size,
-        )
+        t = assign_targets(labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"], self.num_classes, self.size)
         with tf.GradientTape() as tape:
             out = self.detector(images, training=True)
             cls_weights = t["class_weights"]
             if self.tail is not None:  # [B, N, C]: foreground cells send no negative gradient to tail classes
-                cls_weights = cls_weights[..., None] * equalization_weights(
-                    t["class_targets"], t["positive"], self.tail
-                )
+                cls_weights = cls_weights[..., None] * equalization_weights(t["class_targets"], t["positive"], self.tail)
             # normalized by the summed weight of positive cells, as RetinaNet by their number
             cls_loss = self.cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=cls_weights)
             cls_loss = cls_loss / tf.maximum(tf.reduce_sum(t["box_weights"]), 1.0)
-            box_loss = self.box_loss_fn(
-                t["box_targets"], decode_boxes(out["box_raw"], self.size), sample_weight=t["box_weights"]
-            )
+            box_loss = self.box_loss_fn(t["box_targets"], decode_boxes(out["box_raw"], self.size), sample_weight=t["box_weights"])
             # gradients are summed over replicas, so each contributes its share of the mean
             loss = (cls_loss + box_loss) / tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(loss)
@@ -181,24 +159,9 @@ class _EpochCheckpoint(keras.callbacks.Callback):
     one would make Keras wait for every step's losses (no async dispatch).
     """
 
-    def __init__(
-        self,
-        manager: tf.train.CheckpointManager,
-        epoch: tf.Variable,
-        optimizer: Any,
-        history: list,
-        path: str,
-        epochs: int,
-    ) -> None:
+    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable, optimizer: Any, history: list, path: str, epochs: int) -> None:
         super().__init__()
-        self.manager, self.epoch, self.optimizer, self.history, self.path, self.epochs = (
-            manager,
-            epoch,
-            optimizer,
-            history,
-            path,
-            epochs,
-        )
+        self.manager, self.epoch, self.optimizer, self.history, self.path, self.epochs = manager, epoch, optimizer, history, path, epochs
         self.interrupted = False
 
     def on_sigint(self, signum: int, frame: Any) -> None:
@@ -224,20 +187,14 @@ class _EpochCheckpoint(keras.callbacks.Callback):
         self.epoch.assign(epoch + 1)
         logs = logs or {}
         record = {
-            "epoch": epoch + 1,
-            "step": int(self.optimizer.iterations.numpy()),
-            "cls_loss": float(logs["cls_loss"]),
-            "box_loss": float(logs["box_loss"]),
-            "seconds": time.perf_counter() - self.start,
+            "epoch": epoch + 1, "step": int(self.optimizer.iterations.numpy()),
+            "cls_loss": float(logs["cls_loss"]), "box_loss": float(logs["box_loss"]), "seconds": time.perf_counter() - self.start,
         }
         self.history.append(record)
         self.manager.save(checkpoint_number=epoch + 1)
         with open(self.path, "w") as f:
             json.dump(self.history, f, indent=2)
-        print(
-            f"epoch {record['epoch']}/{self.epochs}  cls {record['cls_loss']:.4f}  box {record['box_loss']:.4f}  {record['seconds']:.1f}s",
-            flush=True,
-        )
+        print(f"epoch {record['epoch']}/{self.epochs}  cls {record['cls_loss']:.4f}  box {record['box_loss']:.4f}  {record['seconds']:.1f}s", flush=True)
 
 
 def train(cfg: TrainConfig) -> list[dict[str, float]]:
@@ -257,13 +214,8 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
     num_classes, size = labels.max_id, cfg.image_size  # ids may have gaps (a TF OD API label map)
     steps = cfg.steps_per_epoch or max(1, data.records_in(shards.files) // cfg.batch_size)
     dataset = create_input_fn(
-        shards.files,
-        cfg.batch_size,
-        True,
-        image_size=(size, size),
-        max_boxes=50,
-        weights=_weights_arg(cfg, data.directory),
-        repeat_factor_sampling=cfg.repeat_factor_sampling,
+        shards.files, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
+        weights=_weights_arg(cfg, data.directory), repeat_factor_sampling=cfg.repeat_factor_sampling,
     )()
     with strategy.scope():
         model = build_detector(num_classes, size, cfg.width)
@@ -287,32 +239,14 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
     with open(config_path, "w") as f:
         label_map = [list(e) for e in data.label_map]
         trained_on = {"output": data.directory, "shards": [os.path.basename(f) for f in shards.files]}
-        json.dump(
-            {
-                **dataclasses.asdict(cfg),
-                "class_names": names,
-                "label_map": label_map,
-                "num_classes": num_classes,
-                "data": trained_on,
-            },
-            f,
-            indent=2,
-        )
+        json.dump({**dataclasses.asdict(cfg), "class_names": names, "label_map": label_map, "num_classes": num_classes, "data": trained_on}, f, indent=2)
     callback = _EpochCheckpoint(manager, epoch, optimizer, history, history_path, cfg.epochs)
     progress = [_StepProgress(steps, cfg.epochs)] if sys.stderr.isatty() else []
     on_main = threading.current_thread() is threading.main_thread()
     previous_sigint = signal.signal(signal.SIGINT, callback.on_sigint) if on_main else None
     try:
         if int(epoch.numpy()) < cfg.epochs:
-            trainer.fit(
-                dataset,
-                epochs=cfg.epochs,
-                initial_epoch=int(epoch.numpy()),
-                steps_per_epoch=steps,
-                callbacks=[*progress, callback],
-                verbose=0,
-                shuffle=False,
-            )
+            trainer.fit(dataset, epochs=cfg.epochs, initial_epoch=int(epoch.numpy()), steps_per_epoch=steps, callbacks=[*progress, callback], verbose=0, shuffle=False)
     except KeyboardInterrupt:
         callback.interrupted = True
     finally:

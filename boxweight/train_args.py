@@ -13,11 +13,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if (
-            "%(default)" not in text
-            and action.option_strings
-            and not (default is None or default is False or default == argparse.SUPPRESS)
-        ):
+        if "%(default)" not in text and action.option_strings and not (default is None or default is False or default == argparse.SUPPRESS):
             text += " (default: %(default)s)"
         return text
 
@@ -40,59 +36,27 @@ examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="boxweight train", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter
-    )
-    p.add_argument(
-        "--train",
-        required=True,
-        help="a boxweight prepare output folder (its train split), or a glob of shards inside one",
-    )
+    p = argparse.ArgumentParser(prog="boxweight train", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter)
+    p.add_argument("--train", required=True, help="a boxweight prepare output folder (its train split), or a glob of shards inside one")
     p.add_argument("--train-split", default=None, help="split of --train to train on (default: train)")
     p.add_argument("--val", default=None, help="output folder (its val split) or glob; evaluated at the end when given")
     p.add_argument("--val-split", default=None, help="split of --val to evaluate on (default: val)")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument(
-        "--loss",
-        choices=("focal", "ce"),
-        default="focal",
-        help="classification loss: sigmoid focal or sigmoid cross-entropy",
-    )
-    p.add_argument(
-        "--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json)"
-    )
-    p.add_argument(
-        "--normalize",
-        default="min",
-        choices=NORMALIZATIONS,
-        help="normalization of a --weights scheme; min: the most frequent class 1, rarer more",
-    )
-    p.add_argument(
-        "--eql-threshold",
-        type=float,
-        default=None,
-        metavar="LAMBDA",
-        help="equalization loss: on foreground cells, no negative gradient to classes in fewer than this share of "
-        "the train images (e.g. 0.1); default: off",
-    )
-    p.add_argument(
-        "--repeat-factor-sampling", action="store_true", help="repeat images by the records' LVIS repeat factors"
-    )
-    p.add_argument(
-        "--epochs", type=int, default=10, help="epochs to train (with --resume: in all, counting those done)"
-    )
+    p.add_argument("--loss", choices=("focal", "ce"), default="focal", help="classification loss: sigmoid focal or sigmoid cross-entropy")
+    p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json)")
+    p.add_argument("--normalize", default="min", choices=NORMALIZATIONS,
+                   help="normalization of a --weights scheme; min: the most frequent class 1, rarer more")
+    p.add_argument("--eql-threshold", type=float, default=None, metavar="LAMBDA",
+                   help="equalization loss: on foreground cells, no negative gradient to classes in fewer than this share of "
+                        "the train images (e.g. 0.1); default: off")
+    p.add_argument("--repeat-factor-sampling", action="store_true", help="repeat images by the records' LVIS repeat factors")
+    p.add_argument("--epochs", type=int, default=10, help="epochs to train (with --resume: in all, counting those done)")
     p.add_argument("--batch-size", type=int, default=32, help="images per step")
     p.add_argument("--image-size", type=int, default=128, help="side of the square, letterboxed input in pixels")
     p.add_argument("--width", type=int, default=32, help="detector's base channel count")
     p.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's learning rate")
-    p.add_argument(
-        "--mixed-precision",
-        action="store_true",
-        help="float16 compute (mixed_float16 policy with loss scaling); for GPUs",
-    )
+    p.add_argument("--mixed-precision", action="store_true", help="float16 compute (mixed_float16 policy with loss scaling); for GPUs")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    p.add_argument(
-        "--steps-per-epoch", type=int, default=None, help="steps per epoch (default: one pass over the train split)"
-    )
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="steps per epoch (default: one pass over the train split)")
     return p

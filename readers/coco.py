@@ -54,9 +54,7 @@ def find_files(path: str, image_root: str | None) -> list[_AnnotationFile]:
     """
     if path.lower().endswith(".json"):
         name = posixpath.basename(path)
-        split = split_in_name(posixpath.splitext(name)[0]) or split_name(
-            posixpath.basename(posixpath.dirname(path)), default=""
-        )
+        split = split_in_name(posixpath.splitext(name)[0]) or split_name(posixpath.basename(posixpath.dirname(path)), default="")
         return [_AnnotationFile(path, image_root or posixpath.dirname(path), split)]
     files = []
     for json_path in fs.list_files(path, (".json",)):
@@ -69,11 +67,7 @@ def find_files(path: str, image_root: str | None) -> list[_AnnotationFile]:
         elif posixpath.basename(rel) == "_annotations.coco.json":
             files.append(_AnnotationFile(json_path, image_root or folder, split_name(posixpath.basename(folder))))
         elif split_in_name(posixpath.splitext(posixpath.basename(rel))[0]):
-            files.append(
-                _AnnotationFile(
-                    json_path, image_root or folder, split_in_name(posixpath.splitext(posixpath.basename(rel))[0])
-                )
-            )
+            files.append(_AnnotationFile(json_path, image_root or folder, split_in_name(posixpath.splitext(posixpath.basename(rel))[0])))
     return files
 
 
@@ -107,9 +101,7 @@ class _NonFiniteAsStrings:
             pos = 0
             if self.in_string:
                 body = _STRING_BODY.match(data).end()  # type: ignore[union-attr]  # always matches
-                if (
-                    body == len(data) or data[body : body + 1] == b"\\"
-                ):  # no closing quote here (a lone \\ waits for its pair)
+                if body == len(data) or data[body:body + 1] == b"\\":  # no closing quote here (a lone \\ waits for its pair)
                     out += data[:body]
                     self.carry = data[body:]
                     if eof:
@@ -217,9 +209,7 @@ class CocoSource:
             except ijson.JSONError as exc:
                 raise SourceError(f"{af.path}: malformed JSON: {exc}") from None
             if unknown:
-                log.warning(
-                    "%s: top-level keys %s are not COCO's; they are not read", af.path, ", ".join(map(repr, unknown))
-                )
+                log.warning("%s: top-level keys %s are not COCO's; they are not read", af.path, ", ".join(map(repr, unknown)))
             self.files.append(dataclasses.replace(af, non_finite=non_finite))
         if not self.files:
             found = [fs.relpath(f, path) for f in fs.list_files(path, (".json",))]
@@ -235,9 +225,7 @@ class CocoSource:
                 for cat in _items(af.path, "categories.item", af.non_finite):
                     cid, name = int(cat["id"]), str(cat["name"])
                     if self._categories.get(cid, name) != name:
-                        raise SourceError(
-                            f"{af.path}: category id {cid} is {name!r} here, {self._categories[cid]!r} elsewhere"
-                        )
+                        raise SourceError(f"{af.path}: category id {cid} is {name!r} here, {self._categories[cid]!r} elsewhere")
                     self._categories[cid] = name
             except (ijson.JSONError, KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, SourceError):
@@ -274,13 +262,7 @@ class CocoSource:
                     continue
                 image_id = _key(ann.get("image_id"))
                 if image_id not in image_ids:
-                    yield Reject(
-                        item.source,
-                        RejectReason.BOX_ORPHAN,
-                        f"image_id {ann.get('image_id')!r} is not in 'images'",
-                        boxes=1,
-                        classes=classes_of((item,)),
-                    )
+                    yield Reject(item.source, RejectReason.BOX_ORPHAN, f"image_id {ann.get('image_id')!r} is not in 'images'", boxes=1, classes=classes_of((item,)))
                     continue
                 boxes.setdefault(image_id, []).append(item)
         except ijson.JSONError as exc:
@@ -291,16 +273,12 @@ class CocoSource:
         for index, img in enumerate(images):
             where = f"{af.path}: images[{index}]"
             if not _usable(img):
-                yield Reject(
-                    where, RejectReason.ANNOTATION_MALFORMED, f"image entry {str(img)[:200]} lacks id or file_name"
-                )
+                yield Reject(where, RejectReason.ANNOTATION_MALFORMED, f"image entry {str(img)[:200]} lacks id or file_name")
                 continue
             key, name = _key(img["id"]), str(img["file_name"])
             if key in seen or name in seen_names:
                 what = f"image id {img['id']!r}" if key in seen else f"file_name {name!r}"
-                yield Reject(
-                    where, RejectReason.DUPLICATE_IMAGE, f"{what} appears twice; the first is kept", image=name
-                )
+                yield Reject(where, RejectReason.DUPLICATE_IMAGE, f"{what} appears twice; the first is kept", image=name)
                 continue
             seen.add(key)
             seen_names.add(name)
@@ -320,13 +298,7 @@ class CocoSource:
             )
         for leftovers in boxes.values():  # boxes of duplicate or malformed image entries
             for rb in leftovers:
-                yield Reject(
-                    rb.source,
-                    RejectReason.BOX_ORPHAN,
-                    "its image entry was refused",
-                    boxes=1,
-                    classes=classes_of((rb,)),
-                )
+                yield Reject(rb.source, RejectReason.BOX_ORPHAN, "its image entry was refused", boxes=1, classes=classes_of((rb,)))
 
     def _box(self, ann: Any, path: str, index: int, file_names: dict[Any, str]) -> RawBox | Reject:
         where = f"{path}: annotations[{index}]"
@@ -346,19 +318,9 @@ class CocoSource:
                 raise KeyError("category_id")
         except (KeyError, TypeError, ValueError) as exc:
             image = file_names.get(_key(ann.get("image_id")), "") if isinstance(ann, dict) else ""
-            return Reject(
-                where,
-                RejectReason.BOX_MALFORMED,
-                f"bbox/category_id unusable: {exc!r}",
-                image=image,
-                boxes=1,
-                classes=(name or f"category_id {cid!r}",),
-            )
+            return Reject(where, RejectReason.BOX_MALFORMED, f"bbox/category_id unusable: {exc!r}", image=image, boxes=1, classes=(name or f"category_id {cid!r}",))
         return RawBox(
-            x,
-            y,
-            x + w,
-            y + h,
+            x, y, x + w, y + h,
             class_name=name,
             class_ref=f"category_id {cid!r}",
             source=where,
@@ -367,9 +329,7 @@ class CocoSource:
 
 
 def _usable(img: Any) -> bool:
-    return (
-        isinstance(img, dict) and isinstance(img.get("id"), (int, str, float)) and isinstance(img.get("file_name"), str)
-    )
+    return isinstance(img, dict) and isinstance(img.get("id"), (int, str, float)) and isinstance(img.get("file_name"), str)
 
 
 def _key(value: Any) -> Any:

@@ -39,14 +39,7 @@ class CsvSource:
         self._unreadable = [r for r in read.values() if isinstance(r, Reject)]
         self._rows = {f: rows for f, rows in read.items() if not isinstance(rows, Reject)}
         if label_map is None:
-            names = sorted(
-                {
-                    row["class"]
-                    for rows in self._rows.values()
-                    for _, row in rows
-                    if row.get("class") and "_lines" not in row
-                }
-            )
+            names = sorted({row["class"] for rows in self._rows.values() for _, row in rows if row.get("class") and "_lines" not in row})
             if not names:
                 raise SourceError(f"{path}: no class names in the 'class' column")
             label_map = LabelMap.from_names(names)
@@ -74,11 +67,7 @@ class CsvSource:
                 rows.append((reader.line_num - span + 1, clean))
             return rows
         except (csv.Error, UnicodeDecodeError) as exc:  # a field over the size limit, a NUL byte, not UTF-8
-            return Reject(
-                path,
-                RejectReason.ANNOTATION_MALFORMED,
-                f"unreadable CSV ({exc.__class__.__name__}: {exc}); none of its rows were read",
-            )
+            return Reject(path, RejectReason.ANNOTATION_MALFORMED, f"unreadable CSV ({exc.__class__.__name__}: {exc}); none of its rows were read")
 
     def _root_for(self, csv_path: str) -> tuple[str, str]:
         stem = posixpath.splitext(posixpath.basename(csv_path))[0]
@@ -108,13 +97,7 @@ class CsvSource:
                 if "_lines" in row:  # each of those lines was meant as a row: a box each
                     span = int(row["_lines"])
                     detail = f"lines {lineno}-{lineno + span - 1} were read as one row (an unbalanced quote?)"
-                    yield Reject(
-                        f"{csv_path}:{lineno}",
-                        RejectReason.BOX_MALFORMED,
-                        detail,
-                        image=row.get("filename", "")[:80],
-                        boxes=span,
-                    )
+                    yield Reject(f"{csv_path}:{lineno}", RejectReason.BOX_MALFORMED, detail, image=row.get("filename", "")[:80], boxes=span)
                     continue
                 grouped.setdefault(row["filename"], []).append((lineno, row))
             for name, image_rows in grouped.items():
@@ -122,14 +105,7 @@ class CsvSource:
                 if image_path in first_in:
                     where = f"{csv_path}:{image_rows[0][0]}"
                     detail = f"{name} is already annotated in {first_in[image_path]}; the first is kept"
-                    yield Reject(
-                        where,
-                        RejectReason.DUPLICATE_IMAGE,
-                        detail,
-                        image=name,
-                        boxes=len(image_rows),
-                        classes=tuple(r["class"] for _, r in image_rows),
-                    )
+                    yield Reject(where, RejectReason.DUPLICATE_IMAGE, detail, image=name, boxes=len(image_rows), classes=tuple(r["class"] for _, r in image_rows))
                     continue
                 first_in[image_path] = csv_path
                 boxes, rejects = [], []
@@ -138,29 +114,10 @@ class CsvSource:
                     try:
                         coords = [float(row[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
                     except ValueError as exc:
-                        rejects.append(
-                            Reject(
-                                where,
-                                RejectReason.BOX_MALFORMED,
-                                f"{exc}",
-                                image=name,
-                                boxes=1,
-                                classes=(row["class"],),
-                            )
-                        )
+                        rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"{exc}", image=name, boxes=1, classes=(row["class"],)))
                         continue
                     cls = row["class"]
-                    boxes.append(
-                        RawBox(
-                            coords[0],
-                            coords[1],
-                            coords[2],
-                            coords[3],
-                            class_name=cls if self.label_map.id_of(cls) else None,
-                            class_ref=repr(cls),
-                            source=where,
-                        )
-                    )
+                    boxes.append(RawBox(coords[0], coords[1], coords[2], coords[3], class_name=cls if self.label_map.id_of(cls) else None, class_ref=repr(cls), source=where))
                 yield from rejects
                 first = image_rows[0][1]
                 yield RawImage(

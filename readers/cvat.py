@@ -114,14 +114,7 @@ class CvatSource:
         if shape.tag == "tag":
             return None
         if shape.tag in _NOT_BOXES:
-            return Reject(
-                where,
-                RejectReason.SHAPE_NOT_A_BOX,
-                f"a <{shape.tag}> is not a box",
-                image=image,
-                boxes=1,
-                classes=(label,),
-            )
+            return Reject(where, RejectReason.SHAPE_NOT_A_BOX, f"a <{shape.tag}> is not a box", image=image, boxes=1, classes=(label,))
         try:
             if shape.tag == "box":
                 x0, y0, x1, y1 = (float(shape.get(k, "nan")) for k in ("xtl", "ytl", "xbr", "ybr"))
@@ -138,30 +131,13 @@ class CvatSource:
                 left, top, width, height = (float(shape.get(k, "nan")) for k in ("left", "top", "width", "height"))
                 x0, y0, x1, y1 = left, top, left + width, top + height
             else:
-                return Reject(
-                    where,
-                    RejectReason.SHAPE_NOT_A_BOX,
-                    f"unknown element <{shape.tag}>",
-                    image=image,
-                    boxes=1,
-                    classes=(label,),
-                )
+                return Reject(where, RejectReason.SHAPE_NOT_A_BOX, f"unknown element <{shape.tag}>", image=image, boxes=1, classes=(label,))
         except ValueError as exc:
-            return Reject(
-                where,
-                RejectReason.BOX_MALFORMED,
-                f"<{shape.tag}> coordinates unusable: {exc}",
-                image=image,
-                boxes=1,
-                classes=(label,),
-            )
+            return Reject(where, RejectReason.BOX_MALFORMED, f"<{shape.tag}> coordinates unusable: {exc}", image=image, boxes=1, classes=(label,))
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             x0 = y0 = x1 = y1 = math.nan  # dropped as non-finite, with its reason
         return RawBox(
-            x0,
-            y0,
-            x1,
-            y1,
+            x0, y0, x1, y1,
             class_name=label if self.label_map.id_of(label) else None,
             class_ref=repr(label),
             source=where,

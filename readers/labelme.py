@@ -73,10 +73,7 @@ class LabelMeSource:
                 why = f"not JSON: {doc}" if isinstance(doc, Exception) else "no 'shapes' list and 'imagePath'"
                 yield Reject(path, RejectReason.ANNOTATION_MALFORMED, f"not a LabelMe file ({why})", image=rel)
                 continue
-            image_name = (
-                fs.base_name(str(doc.get("imagePath") or ""))
-                or posixpath.splitext(posixpath.basename(path))[0] + ".jpg"
-            )
+            image_name = fs.base_name(str(doc.get("imagePath") or "")) or posixpath.splitext(posixpath.basename(path))[0] + ".jpg"
             boxes: list[RawBox] = []
             for index, shape in enumerate(doc["shapes"]):
                 item = self._box(shape, f"{path}: shapes[{index}]", image_name)
@@ -106,20 +103,11 @@ class LabelMeSource:
 
     def _box(self, shape: Any, where: str, image: str) -> RawBox | Reject:
         if not isinstance(shape, dict):
-            return Reject(
-                where, RejectReason.BOX_MALFORMED, f"shape {str(shape)[:80]!r} is not an object", image=image, boxes=1
-            )
+            return Reject(where, RejectReason.BOX_MALFORMED, f"shape {str(shape)[:80]!r} is not an object", image=image, boxes=1)
         label = str(shape.get("label", ""))
         kind = shape.get("shape_type") or "polygon"  # LabelMe 3 wrote no type
         if kind not in _BOX_SHAPES:
-            return Reject(
-                where,
-                RejectReason.SHAPE_NOT_A_BOX,
-                f"a {kind!r} shape is not a box",
-                image=image,
-                boxes=1,
-                classes=(label,),
-            )
+            return Reject(where, RejectReason.SHAPE_NOT_A_BOX, f"a {kind!r} shape is not a box", image=image, boxes=1, classes=(label,))
         try:
             points = [(float(x), float(y)) for x, y in shape["points"]]
             if kind == "circle":
@@ -129,22 +117,12 @@ class LabelMeSource:
             if len(points) < 2:
                 raise ValueError(f"{len(points)} points")
         except (KeyError, TypeError, ValueError) as exc:
-            return Reject(
-                where,
-                RejectReason.BOX_MALFORMED,
-                f"{kind} points unusable: {exc!r}",
-                image=image,
-                boxes=1,
-                classes=(label,),
-            )
+            return Reject(where, RejectReason.BOX_MALFORMED, f"{kind} points unusable: {exc!r}", image=image, boxes=1, classes=(label,))
         if not all(math.isfinite(v) for p in points for v in p):
             points = [(math.nan, math.nan)] * 2  # dropped as non-finite, with its reason
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         return RawBox(
-            min(xs),
-            min(ys),
-            max(xs),
-            max(ys),
+            min(xs), min(ys), max(xs), max(ys),
             class_name=label if self.label_map.id_of(label) else None,
             class_ref=repr(label),
             source=where,

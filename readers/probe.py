@@ -93,9 +93,7 @@ def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ProbeError(RejectReason.IMAGE_TOO_LARGE, f"{name}: {exc}") from None
     except Exception as exc:  # Pillow's parsers raise many types on hostile headers; each is a bad file, not a bad job
-        raise ProbeError(
-            RejectReason.IMAGE_UNREADABLE, f"{name}: not a readable image: {exc.__class__.__name__}: {exc}"
-        ) from None
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: not a readable image: {exc.__class__.__name__}: {exc}") from None
     if fmt not in _FORMATS:
         raise ProbeError(
             RejectReason.IMAGE_FORMAT_UNSUPPORTED,
@@ -116,9 +114,7 @@ def probe_stream(f: BinaryIO, size: int, name: str) -> ImageInfo:
         raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: {exc.__class__.__name__}: {exc}") from None
     _decode(data, fmt, name)
     shown = (height, width) if orientation in _SWAPS_AXES else (width, height)
-    return ImageInfo(
-        _FORMATS[fmt], shown[0], shown[1], orientation, width, height, trailing, fmt == "MPO", exif_unreadable
-    )
+    return ImageInfo(_FORMATS[fmt], shown[0], shown[1], orientation, width, height, trailing, fmt == "MPO", exif_unreadable)
 
 
 def _decode(data: bytes, fmt: str, name: str) -> None:
@@ -138,9 +134,7 @@ def _decode(data: bytes, fmt: str, name: str) -> None:
             tf.io.decode_image(data, channels=3, expand_animations=False)
     except tf.errors.OpError as exc:
         detail = exc.message.rsplit("}}", 1)[-1].split("[Op:")[0].strip()
-        raise ProbeError(
-            RejectReason.IMAGE_CORRUPT, f"{name}: pixel data does not decode in TensorFlow: {detail}"
-        ) from None
+        raise ProbeError(RejectReason.IMAGE_CORRUPT, f"{name}: pixel data does not decode in TensorFlow: {detail}") from None
 
 
 def _tensorflow() -> Any:
@@ -179,9 +173,7 @@ def _trailing_bytes(f: BinaryIO, size: int, tail: bytes, fmt: str, name: str) ->
     end = _png_end(data) if fmt == "PNG" else _jpeg_end(data)
     if end is None:
         what = "no IEND chunk" if fmt == "PNG" else "no end-of-image marker"
-        raise ProbeError(
-            RejectReason.IMAGE_UNREADABLE, f"{name}: truncated {'PNG' if fmt == 'PNG' else 'JPEG'} ({what})"
-        )
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: truncated {'PNG' if fmt == 'PNG' else 'JPEG'} ({what})")
     return size - end
 
 
@@ -256,9 +248,7 @@ def rotate_upright(data: bytes, orientation: int, name: str) -> bytes:
                 img = img.transpose(_UPRIGHT[orientation])
             return _encode_jpeg(img)
     except Exception as exc:  # any decoder failure is this file's, never the job's
-        raise ProbeError(
-            RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to rotate: {exc.__class__.__name__}: {exc}"
-        ) from None
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to rotate: {exc.__class__.__name__}: {exc}") from None
 
 
 def resize_to(data: bytes, max_side: int, fmt: str, name: str) -> tuple[bytes, int, int]:
@@ -267,9 +257,7 @@ def resize_to(data: bytes, max_side: int, fmt: str, name: str) -> tuple[bytes, i
         img = Image.open(io.BytesIO(data))
         img.load()
     except Exception as exc:
-        raise ProbeError(
-            RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to resize: {exc.__class__.__name__}: {exc}"
-        ) from None
+        raise ProbeError(RejectReason.IMAGE_UNREADABLE, f"{name}: cannot decode to resize: {exc.__class__.__name__}: {exc}") from None
     scale = max_side / max(img.size)
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
     resized = img.resize(size, Image.Resampling.BILINEAR)

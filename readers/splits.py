@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import re
 
-_ALIASES = {
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "training": "train",
-    "testing": "test",
-    "trainval": "train",
-}
+_ALIASES = {"valid": "val", "validation": "val", "dev": "val", "training": "train", "testing": "test", "trainval": "train"}
 _TOKEN = re.compile(r"[-_.\s]+")
 
 

@@ -46,10 +46,7 @@ def _names(values: dict[str, Any]) -> list[str | None]:
     texts = [t.decode("utf-8", "replace") for t in values.get("image/object/class/text", [])]
     labels = values.get("image/object/class/label", [])
     n = max(len(texts), len(labels), len(values.get("image/object/bbox/xmin", [])))
-    return [
-        texts[i] if i < len(texts) and texts[i] else (f"class_{labels[i]}" if i < len(labels) else None)
-        for i in range(n)
-    ]
+    return [texts[i] if i < len(texts) and texts[i] else (f"class_{labels[i]}" if i < len(labels) else None) for i in range(n)]
 
 
 def _known(name: str | None, label_map: LabelMap) -> str | None:
@@ -68,9 +65,7 @@ class TfRecordSource:
         elif path.lower().endswith(SUFFIXES) or "-of-" in posixpath.basename(path):
             self.files = [path]
         else:
-            self.files = [
-                f for f in fs.list_files(path) if f.lower().endswith(SUFFIXES) or "-of-" in posixpath.basename(f)
-            ]
+            self.files = [f for f in fs.list_files(path) if f.lower().endswith(SUFFIXES) or "-of-" in posixpath.basename(f)]
         if not self.files:
             raise SourceError(f"{path}: no TFRecord files (*.tfrecord, *.record, *-of-*)")
         if label_map is None:
@@ -98,9 +93,7 @@ class TfRecordSource:
             for index, data in _records(f):
                 where = f"{f}: record {index}"
                 if isinstance(data, Exception):
-                    yield Reject(
-                        where, RejectReason.ANNOTATION_MALFORMED, f"corrupt TFRecord, rest of shard unreadable: {data}"
-                    )
+                    yield Reject(where, RejectReason.ANNOTATION_MALFORMED, f"corrupt TFRecord, rest of shard unreadable: {data}")
                     continue
                 try:
                     values = decode_example(data)
@@ -122,19 +115,10 @@ class TfRecordSource:
         if not encoded:
             return Reject(where, RejectReason.IMAGE_MISSING, "record has no image/encoded", image=filename, boxes=n)
         if any(len(c) != n for c in coords):
-            return Reject(
-                where,
-                RejectReason.ANNOTATION_MALFORMED,
-                f"bbox lists differ in length {[len(c) for c in coords]}",
-                image=filename,
-                boxes=max(len(c) for c in coords),
-            )
+            return Reject(where, RejectReason.ANNOTATION_MALFORMED, f"bbox lists differ in length {[len(c) for c in coords]}", image=filename, boxes=max(len(c) for c in coords))
         boxes = tuple(
             RawBox(
-                coords[0][i],
-                coords[1][i],
-                coords[2][i],
-                coords[3][i],
+                coords[0][i], coords[1][i], coords[2][i], coords[3][i],
                 class_name=_known(names[i] if i < len(names) else None, self.label_map),
                 class_ref=repr(names[i] if i < len(names) else None),
                 source=f"{where} box {i}",

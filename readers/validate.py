@@ -74,9 +74,7 @@ def validate_image(raw: RawImage, label_map: LabelMap, max_bytes: int = MAX_IMAG
             width, height = stored  # annotated on the raw frame, which TF also sees
         else:
             try:
-                encoded = probe.rotate_upright(
-                    data if data is not None else _read_all(path), info.orientation, raw.file_name
-                )
+                encoded = probe.rotate_upright(data if data is not None else _read_all(path), info.orientation, raw.file_name)
             except probe.ProbeError as exc:
                 return _quarantine(raw, exc.reason, exc.detail)
             repairs.append(Repair.EXIF_ROTATED)
@@ -98,7 +96,7 @@ def validate_image(raw: RawImage, label_map: LabelMap, max_bytes: int = MAX_IMAG
     try:
         record = ImageRecord(
             source_id=raw.key,
-            filename=raw.file_name,
+        filename=raw.file_name,
             path=path,
             height=height,
             width=width,
@@ -151,17 +149,14 @@ def _check_local_file(path: str, root: str, max_bytes: int) -> None:
         reason = RejectReason.IMAGE_MISSING if isinstance(exc, FileNotFoundError) else RejectReason.IMAGE_UNREADABLE
         raise probe.ProbeError(reason, f"{path}: {exc.__class__.__name__}: {exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise probe.ProbeError(
-            RejectReason.IMAGE_UNREADABLE, f"{path} is not a regular file (a folder, pipe or device); it is not read"
-        )
+        raise probe.ProbeError(RejectReason.IMAGE_UNREADABLE, f"{path} is not a regular file (a folder, pipe or device); it is not read")
     _check_size(st.st_size, max_bytes, path)
 
 
 def _check_size(size: int, max_bytes: int, name: str) -> None:
     if size > max_bytes:
         raise probe.ProbeError(
-            RejectReason.IMAGE_TOO_LARGE,
-            f"{name}: {size:,} bytes, above the {max_bytes:,}-byte limit (--max-image-mb raises it)",
+            RejectReason.IMAGE_TOO_LARGE, f"{name}: {size:,} bytes, above the {max_bytes:,}-byte limit (--max-image-mb raises it)"
         )
 
 
@@ -173,9 +168,7 @@ def _read_all(path: str) -> bytes:
 
 
 def _quarantine(raw: RawImage, reason: RejectReason, detail: str) -> Validated:
-    reject = Reject(
-        raw.source, reason, detail, image=raw.file_name, boxes=len(raw.boxes), classes=classes_of(raw.boxes)
-    )
+    reject = Reject(raw.source, reason, detail, image=raw.file_name, boxes=len(raw.boxes), classes=classes_of(raw.boxes))
     return Validated(None, (reject,))
 
 

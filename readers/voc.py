@@ -133,22 +133,13 @@ class VocSource:
             try:
                 image_path, searched = self._find_image(xml, declared)
             except fs.UnsafePath as exc:
-                yield Reject(
-                    xml, RejectReason.PATH_UNSAFE, str(exc), image=declared, boxes=len(boxes), classes=classes_of(boxes)
-                )
+                yield Reject(xml, RejectReason.PATH_UNSAFE, str(exc), image=declared, boxes=len(boxes), classes=classes_of(boxes))
                 continue
             if image_path is None:  # reported once every XML has claimed its image
                 missing.append((xml, declared, rel, boxes, searched))
                 continue
             if image_path in claimed:
-                yield Reject(
-                    xml,
-                    RejectReason.DUPLICATE_IMAGE,
-                    f"{image_path} is already annotated by another XML",
-                    image=declared,
-                    boxes=len(boxes),
-                    classes=classes_of(boxes),
-                )
+                yield Reject(xml, RejectReason.DUPLICATE_IMAGE, f"{image_path} is already annotated by another XML", image=declared, boxes=len(boxes), classes=classes_of(boxes))
                 continue
             claimed.add(image_path)
             if self.split_lists is not None:
@@ -161,14 +152,7 @@ class VocSource:
                         if listed
                         else (RejectReason.SPLIT_UNDECLARED, f"{stem} is in no split list of ImageSets/Main")
                     )
-                    yield Reject(
-                        xml,
-                        reason,
-                        detail,
-                        image=posixpath.basename(image_path),
-                        boxes=len(boxes),
-                        classes=classes_of(boxes),
-                    )
+                    yield Reject(xml, reason, detail, image=posixpath.basename(image_path), boxes=len(boxes), classes=classes_of(boxes))
                     continue
                 split = _LIST_SPLIT.get(listed[0], listed[0])
             root = posixpath.dirname(image_path)
@@ -189,23 +173,11 @@ class VocSource:
             if elsewhere:  # the same image: counted here, not again as an image without XML
                 claimed.add(elsewhere[0])
                 detail += f"; {elsewhere[0]} has that name: pass --image-root {posixpath.dirname(elsewhere[0])}"
-            yield Reject(
-                xml,
-                RejectReason.IMAGE_MISSING,
-                detail,
-                image=declared or rel,
-                boxes=len(lost),
-                classes=classes_of(lost),
-            )
+            yield Reject(xml, RejectReason.IMAGE_MISSING, detail, image=declared or rel, boxes=len(lost), classes=classes_of(lost))
         for _, files in sorted(self._images_by_dir.items()):
             for image_path in sorted(files.values()):
                 if image_path not in claimed:
-                    yield Reject(
-                        image_path,
-                        RejectReason.ANNOTATION_MISSING,
-                        "image file has no XML annotation",
-                        image=fs.relpath(image_path, self.root),
-                    )
+                    yield Reject(image_path, RejectReason.ANNOTATION_MISSING, "image file has no XML annotation", image=fs.relpath(image_path, self.root))
 
     def _boxes(self, tree: Element, xml: str) -> Iterator[RawBox]:
         for index, obj in enumerate(tree.iter("object")):
@@ -216,10 +188,7 @@ class VocSource:
             except ValueError:
                 coords = [float("nan")] * 4
             yield RawBox(
-                coords[0],
-                coords[1],
-                coords[2],
-                coords[3],
+                coords[0], coords[1], coords[2], coords[3],
                 class_name=name if self.label_map.id_of(name) else None,
                 class_ref=repr(name),
                 source=where,

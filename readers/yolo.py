@@ -61,12 +61,7 @@ def declared_splits(root: str) -> list[tuple[str, str]]:
     yaml_path, doc = found
     here = posixpath.dirname(yaml_path)
     base = here
-    if (
-        isinstance(doc.get("path"), str)
-        and doc["path"]
-        and not doc["path"].startswith(("/", "\\"))
-        and "://" not in doc["path"]
-    ):
+    if isinstance(doc.get("path"), str) and doc["path"] and not doc["path"].startswith(("/", "\\")) and "://" not in doc["path"]:
         base = fs.join(here, doc["path"])
     pairs: list[tuple[str, str]] = []
     for key in ("train", "val", "test"):
@@ -102,15 +97,10 @@ def class_names(root: str) -> list[str]:
     if found is not None:
         path, doc = found
         return _names_from(doc.get("names"), path)
-    for path in (
-        fs.join(root, "classes.txt"),
-        fs.join(root, "labels", "classes.txt"),
-    ):  # labelImg writes it among the labels
+    for path in (fs.join(root, "classes.txt"), fs.join(root, "labels", "classes.txt")):  # labelImg writes it among the labels
         if fs.exists(path):
             return [line.strip() for line in fs.read_text(path).splitlines() if line.strip()]
-    raise SourceError(
-        f"{root}: no class names (looked for data.yaml, data.yml, dataset.yaml, classes.txt, labels/classes.txt)"
-    )
+    raise SourceError(f"{root}: no class names (looked for data.yaml, data.yml, dataset.yaml, classes.txt, labels/classes.txt)")
 
 
 def _names_from(names: Any, path: str) -> list[str]:
@@ -189,12 +179,8 @@ class YoloSource:
                 continue
             yield from rejects
             yield Reject(
-                label_path,
-                RejectReason.IMAGE_MISSING,
-                "label file has no image beside it in images/",
-                image=fs.relpath(label_path, self.root),
-                boxes=len(boxes),
-                classes=classes_of(boxes),
+                label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/",
+                image=fs.relpath(label_path, self.root), boxes=len(boxes), classes=classes_of(boxes),
             )
 
     def _split_of(self, image_path: str, rel: str) -> str:
@@ -226,16 +212,7 @@ class YoloSource:
                 cls = _class_index(fields[0])
                 box = self._corners([float(v) for v in fields[1:]], len(fields))
             except ValueError as exc:
-                rejects.append(
-                    Reject(
-                        where,
-                        RejectReason.BOX_MALFORMED,
-                        f"line {line.strip()[:80]!r}: {exc}",
-                        image=image,
-                        boxes=1,
-                        classes=(self._class_of(fields[0]),),
-                    )
-                )
+                rejects.append(Reject(where, RejectReason.BOX_MALFORMED, f"line {line.strip()[:80]!r}: {exc}", image=image, boxes=1, classes=(self._class_of(fields[0]),)))
                 continue
             name = self.names[cls] if 0 <= cls < len(self.names) else None
             boxes.append(

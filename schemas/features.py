@@ -43,14 +43,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("image/height", _I, False, 0, True, "pixels"),
     Feature("image/width", _I, False, 0, True, "pixels"),
     Feature("image/filename", _B, False, b"", False, "name relative to the dataset root"),
-    Feature(
-        "image/source_id",
-        _B,
-        False,
-        b"",
-        True,
-        "decimal int64: a numeric image id, else a stable hash of the image key",
-    ),
+    Feature("image/source_id", _B, False, b"", True, "decimal int64: a numeric image id, else a stable hash of the image key"),
     Feature("image/key/sha256", _B, False, b"", False, "hex sha256 of image/encoded"),
     Feature("image/repeat_factor", _F, False, 1.0, False, "LVIS image sampling factor, >= 1"),
     Feature("boxweight/schema_version", _I, False, 0, False, "version of this contract"),
@@ -134,9 +127,7 @@ def encode_example_parts(values: Mapping[str, Any]) -> list[bytes]:
         body_len = sum(map(len, items))
         feature_len = len(kind_tag) + _varint_len(body_len) + body_len
         entry_len = len(key_field) + 1 + _varint_len(feature_len) + feature_len
-        parts.append(
-            b"\x0a" + _varint(entry_len) + key_field + b"\x12" + _varint(feature_len) + kind_tag + _varint(body_len)
-        )
+        parts.append(b"\x0a" + _varint(entry_len) + key_field + b"\x12" + _varint(feature_len) + kind_tag + _varint(body_len))
         parts.extend(items)
         total += 1 + _varint_len(entry_len) + entry_len
     parts[0] = b"\x0a" + _varint(total)

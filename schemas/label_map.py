@@ -109,7 +109,9 @@ class LabelMap:
 
 
 def _escape(name: str) -> str:
-    return name.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t")
+    return (
+        name.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t")
+    )
 
 
 _TOKEN = re.compile(
@@ -124,7 +126,7 @@ def _tokens(text: str, source: str) -> Iterator[tuple[str, str]]:
         m = _TOKEN.match(text, pos)
         if m is None:
             line = text.count("\n", 0, pos) + 1
-            raise LabelMapError(f"{source}:{line}: unexpected text {text[pos : pos + 20]!r}")
+            raise LabelMapError(f"{source}:{line}: unexpected text {text[pos:pos + 20]!r}")
         pos = m.end()
         if m.group("str") is not None:
             raw = m.group("str")[1:-1].encode("utf-8")

@@ -93,9 +93,7 @@ class Manifest:
             "schema_version": self.schema_version,
             "label_map": [{"id": i, "name": n} for i, n in self.label_map],
             "shards": [dataclasses.asdict(s) for s in sorted(self.shards, key=lambda s: s.name)],
-            "files": [
-                {k: v for k, v in dataclasses.asdict(f).items() if k in ("name", "bytes", "crc32c")} for f in self.files
-            ],
+            "files": [{k: v for k, v in dataclasses.asdict(f).items() if k in ("name", "bytes", "crc32c")} for f in self.files],
         }
         return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -113,9 +111,7 @@ class Manifest:
         if not isinstance(doc, dict) or doc.get("complete") is not True:
             raise ManifestError(f"{source}: not a complete manifest")
         if doc.get("manifest_version") != MANIFEST_VERSION:
-            raise ManifestError(
-                f"{source}: manifest_version {doc.get('manifest_version')!r}; this boxweight reads {MANIFEST_VERSION}"
-            )
+            raise ManifestError(f"{source}: manifest_version {doc.get('manifest_version')!r}; this boxweight reads {MANIFEST_VERSION}")
         try:
             shards = tuple(FileEntry(**s) for s in doc["shards"])
             files = tuple(FileEntry(**f) for f in doc["files"])
@@ -129,9 +125,7 @@ class Manifest:
         return cls(shards, files, schema_version, label_map)
 
 
-def build_manifest(
-    shards: Iterable[FileEntry], files: Iterable[FileEntry], schema_version: int, label_map: Iterable[tuple[int, str]]
-) -> Manifest:
+def build_manifest(shards: Iterable[FileEntry], files: Iterable[FileEntry], schema_version: int, label_map: Iterable[tuple[int, str]]) -> Manifest:
     return Manifest(tuple(sorted(shards, key=lambda s: s.name)), tuple(files), schema_version, tuple(label_map))
 
 
@@ -140,11 +134,10 @@ def describe_label_map(label_map: Iterable[tuple[int, str]]) -> str:
     return ", ".join(f"{i} {n}" for i, n in label_map)
 
 
-def label_map_mismatch(
-    a: Iterable[tuple[int, str]], b: Iterable[tuple[int, str]], name_a: str, name_b: str
-) -> str | None:
+def label_map_mismatch(a: Iterable[tuple[int, str]], b: Iterable[tuple[int, str]], name_a: str, name_b: str) -> str | None:
     """One line naming both class sets when they differ (names or ids), else None."""
     a, b = tuple(a), tuple(b)
     if a == b:
         return None
     return f"classes differ: {name_a} has [{describe_label_map(a)}], {name_b} has [{describe_label_map(b)}]"
+

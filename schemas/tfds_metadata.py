@@ -30,10 +30,7 @@ _PKG = "tensorflow_datasets.core.features."
 
 def _tensor(dtype: str, per_box: bool) -> dict[str, Any]:
     shape: dict[str, Any] = {"dimensions": ["-1"]} if per_box else {}
-    return {
-        "pythonClassName": _PKG + "tensor_feature.Tensor",
-        "tensor": {"dtype": dtype, "encoding": "none", "shape": shape},
-    }
+    return {"pythonClassName": _PKG + "tensor_feature.Tensor", "tensor": {"dtype": dtype, "encoding": "none", "shape": shape}}
 
 
 def _text() -> dict[str, Any]:
@@ -46,14 +43,9 @@ def _sequence(feature: dict[str, Any]) -> dict[str, Any]:
 
 def _leaf(f: Feature, num_classes: int) -> dict[str, Any]:
     if f.key == "image/encoded":  # decoded by TFDS to uint8 [H, W, 3], JPEG or PNG alike
-        return {
-            "pythonClassName": _PKG + "image_feature.Image",
-            "image": {"dtype": "uint8", "shape": {"dimensions": ["-1", "-1", "3"]}},
-        }
+        return {"pythonClassName": _PKG + "image_feature.Image", "image": {"dtype": "uint8", "shape": {"dimensions": ["-1", "-1", "3"]}}}
     if f.key == LABEL_KEY:
-        return _sequence(
-            {"pythonClassName": _PKG + "class_label_feature.ClassLabel", "classLabel": {"numClasses": str(num_classes)}}
-        )
+        return _sequence({"pythonClassName": _PKG + "class_label_feature.ClassLabel", "classLabel": {"numClasses": str(num_classes)}})
     if f.dtype is Dtype.BYTES:
         return _sequence(_text()) if f.per_box else _text()
     return _tensor("int64" if f.dtype is Dtype.INT64 else "float32", f.per_box)

@@ -97,10 +97,7 @@ def coco_absolute_paths(root: Path) -> None:
     (root / "imgs" / "x.jpg").write_bytes(jpeg())
     (root / "imgs" / "y.jpg").write_bytes(jpeg())
     doc = {
-        "images": [
-            {"id": 1, "file_name": "/content/drive/MyDrive/data/x.jpg"},
-            {"id": 2, "file_name": "C:\\data\\y.jpg"},
-        ],
+        "images": [{"id": 1, "file_name": "/content/drive/MyDrive/data/x.jpg"}, {"id": 2, "file_name": "C:\\data\\y.jpg"}],
         "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 10, 10]} for i in (1, 2)],
         "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
     }
@@ -141,24 +138,9 @@ def labelme_folder(root: Path) -> dict[str, list[tuple[str, float, float, float,
         {"label": "cat", "points": [[20, 20], [23, 24]], "shape_type": "circle"},  # radius 5
         {"label": "dog", "points": [[3, 3]], "shape_type": "point"},
     ]
-    doc = {
-        "version": "5.2.1",
-        "flags": {},
-        "shapes": shapes,
-        "imagePath": "..\\train\\one.jpg",
-        "imageData": None,
-        "imageHeight": H,
-        "imageWidth": W,
-    }
+    doc = {"version": "5.2.1", "flags": {}, "shapes": shapes, "imagePath": "..\\train\\one.jpg", "imageData": None, "imageHeight": H, "imageWidth": W}
     (root / "train" / "one.json").write_text(json.dumps(doc))
-    embedded = {
-        "version": "5.2.1",
-        "shapes": [shapes[0]],
-        "imagePath": "gone.jpg",
-        "imageData": base64.b64encode(jpeg()).decode(),
-        "imageHeight": H,
-        "imageWidth": W,
-    }
+    embedded = {"version": "5.2.1", "shapes": [shapes[0]], "imagePath": "gone.jpg", "imageData": base64.b64encode(jpeg()).decode(), "imageHeight": H, "imageWidth": W}
     (root / "train" / "two.json").write_text(json.dumps(embedded))
     return {
         "one.jpg": [("cat", 5, 4, 30, 20), ("dog", 10, 10, 40, 30), ("cat", 15, 15, 25, 25)],

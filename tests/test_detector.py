@@ -19,10 +19,7 @@ IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 @pytest.fixture(scope="module")
 def records(demo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
-    prepare.run(
-        ["--input", str(demo_dir / "annotations.json"), "--output", str(out), "--val-fraction=0.2", *IN_PROCESS],
-        print_report=False,
-    )
+    prepare.run(["--input", str(demo_dir / "annotations.json"), "--output", str(out), "--val-fraction=0.2", *IN_PROCESS], print_report=False)
     return out
 
 
@@ -67,15 +64,7 @@ def test_detect_shapes():
 
 
 def test_training_reduces_loss_and_resume_continues_at_the_same_step(records, tmp_path):
-    cfg = TrainConfig(
-        train=str(records / "train-*"),
-        out=str(tmp_path / "run"),
-        epochs=3,
-        batch_size=8,
-        image_size=96,
-        steps_per_epoch=10,
-        learning_rate=3e-3,
-    )
+    cfg = TrainConfig(train=str(records / "train-*"), out=str(tmp_path / "run"), epochs=3, batch_size=8, image_size=96, steps_per_epoch=10, learning_rate=3e-3)
     history = train(cfg)
     first, last = history[0], history[-1]
     assert last["cls_loss"] + last["box_loss"] < first["cls_loss"] + first["box_loss"]
@@ -92,15 +81,7 @@ def test_gpu_path_trains_with_mixed_precision(records, tmp_path):
         pytest.skip("no GPU visible to TensorFlow")
     import keras
 
-    cfg = TrainConfig(
-        train=str(records / "train-*"),
-        out=str(tmp_path / "gpu"),
-        epochs=1,
-        batch_size=8,
-        image_size=96,
-        steps_per_epoch=5,
-        mixed_precision=True,
-    )
+    cfg = TrainConfig(train=str(records / "train-*"), out=str(tmp_path / "gpu"), epochs=1, batch_size=8, image_size=96, steps_per_epoch=5, mixed_precision=True)
     try:
         assert np.isfinite(train(cfg)[0]["cls_loss"])
     finally:
@@ -126,10 +107,7 @@ def test_mirrored_strategy_trains_on_two_logical_devices(records, tmp_path):
 
     out = subprocess.run(
         [sys.executable, "-c", MIRRORED, str(records / "train-*"), str(tmp_path / "mirrored")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert out.returncode == 0, out.stderr[-3000:]
     replicas, step, cls_loss = out.stdout.split("RESULT")[1].split()

@@ -29,12 +29,17 @@ from weighting.job_output import JobOutput
 IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
 
 
+
+
 # 1. YOLO segmentation exports and float class ids
 def test_yolo_polygon_lines_are_read_as_their_bounding_boxes(tmp_path):
     expected = dialects.yolo_segmentation(tmp_path)
     records, rejects, acc = _read(tmp_path)
     assert rejects == []
-    got = {Path(r.filename).stem: [(b.text, b.xmin, b.ymin, b.xmax, b.ymax) for b in r.boxes] for r in records}
+    got = {
+        Path(r.filename).stem: [(b.text, b.xmin, b.ymin, b.xmax, b.ymax) for b in r.boxes]
+        for r in records
+    }
     for stem, boxes in expected.items():
         assert [b[0] for b in got[stem]] == [b[0] for b in boxes]
         for have, want in zip(got[stem], boxes):
@@ -55,12 +60,7 @@ def test_yolo_lines_that_are_neither_box_nor_polygon_are_dropped_naming_image_an
     assert "4 fields, expected 5 (class cx cy w h) or a polygon" in rejects[0].detail
     assert "class id '0.5' is not an integer" in rejects[1].detail
     totals = acc.totals()["classes"]
-    assert totals["shark"] == {
-        "boxes_in": 2,
-        "boxes_written": 1,
-        "boxes_dropped": 1,
-        "boxes_dropped_by_reason": {"box_malformed": 1},
-    }
+    assert totals["shark"] == {"boxes_in": 2, "boxes_written": 1, "boxes_dropped": 1, "boxes_dropped_by_reason": {"box_malformed": 1}}
 
 
 # 2. CSV folders: an image in two CSVs is written once
@@ -69,10 +69,7 @@ def test_csv_images_repeated_across_files_are_kept_once_in_their_declared_split(
     records, rejects, acc = _read(tmp_path, format="csv", image_root=str(tmp_path / "images"))
     assert {r.filename: r.split for r in records} == splits
     assert sorted((r.image, r.reason.value) for r in rejects) == [(n, "duplicate_image") for n in sorted(splits)]
-    assert all(
-        f"is already annotated in {tmp_path}/" in r.detail and r.source.startswith(str(tmp_path / "raccoon_labels.csv"))
-        for r in rejects
-    )
+    assert all(f"is already annotated in {tmp_path}/" in r.detail and r.source.startswith(str(tmp_path / "raccoon_labels.csv")) for r in rejects)
     assert (acc.images_in, acc.images_written, acc.boxes_in, acc.boxes_written) == (6, 3, 6, 3)
 
 
@@ -93,10 +90,7 @@ def test_linked_folders_inside_the_dataset_are_read_and_ones_leading_outside_are
     shutil.move(str(store), str(outside))
     (dataset / "test").unlink()
     (dataset / "test").symlink_to(outside, target_is_directory=True)
-    with pytest.raises(
-        JobError,
-        match=r"ds/test is a link to .*outside, outside the dataset folder .*ds; boxweight reads only inside it",
-    ):
+    with pytest.raises(JobError, match=r"ds/test is a link to .*outside, outside the dataset folder .*ds; boxweight reads only inside it"):
         prepare.run(["--input", str(dataset), "--output", str(tmp_path / "out"), *IN_PROCESS], print_report=False)
 
 
@@ -162,27 +156,17 @@ def test_a_label_map_with_gaps_keeps_its_ids(tmp_path):
     (tmp_path / "export.json").write_text(json.dumps(doc))
     out = tmp_path / "out"
     prepare.run(
-        [
-            "--input",
-            str(tmp_path / "export.json"),
-            "--image-root",
-            str(tmp_path / "imgs"),
-            "--label-map",
-            str(tmp_path / "mscoco_label_map.pbtxt"),
-            "--output",
-            str(out),
-            "--val-fraction=0",
-            *IN_PROCESS,
-        ],
+        ["--input", str(tmp_path / "export.json"), "--image-root", str(tmp_path / "imgs"), "--label-map", str(tmp_path / "mscoco_label_map.pbtxt"),
+         "--output", str(out), "--val-fraction=0", *IN_PROCESS],
         print_report=False,
     )
     assert LabelMap.from_pbtxt((out / "label_map.pbtxt").read_text()) == LabelMap.from_pbtxt(dialects.MSCOCO_LABEL_MAP)
     output = JobOutput.open(str(out))
     assert output.labels().max_id == 90
     written = [decode_example(x) for x in tf.data.TFRecordDataset(output.files("train")).as_numpy_iterator()]
-    assert sorted(
-        (list(e["image/object/class/label"]), [t.decode() for t in e["image/object/class/text"]]) for e in written
-    ) == [([1], ["/m/01g317"]), ([3], ["car"])]
+    assert sorted((list(e["image/object/class/label"]), [t.decode() for t in e["image/object/class/text"]]) for e in written) == [
+        ([1], ["/m/01g317"]), ([3], ["car"])
+    ]
     assert [c["id"] for c in output.stats()["splits"]["train"]["classes"]] == [1, 3, 90]
 
 
@@ -215,60 +199,26 @@ def test_stats_and_report_carry_per_class_losses(tmp_path):
     (tmp_path / "ds" / "train" / "labels" / "b.txt").write_text("1 0.5 0.5 0.2\n1 0.5 0.5 0.0 0.2\n")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     boxweight = str(Path(sys.executable).with_name("boxweight"))
-    done = subprocess.run(
-        [boxweight, "prepare", "--input", str(tmp_path / "ds"), "--output", str(tmp_path / "out"), *IN_PROCESS],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    done = subprocess.run([boxweight, "prepare", "--input", str(tmp_path / "ds"), "--output", str(tmp_path / "out"), *IN_PROCESS],
+                          capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     classes = JobOutput.open(str(tmp_path / "out")).stats()["totals"]["classes"]
-    assert classes["shark"] == {
-        "boxes_in": 3,
-        "boxes_written": 1,
-        "boxes_dropped": 2,
-        "boxes_dropped_by_reason": {"box_malformed": 1, "box_zero_area": 1},
-    }
+    assert classes["shark"] == {"boxes_in": 3, "boxes_written": 1, "boxes_dropped": 2, "boxes_dropped_by_reason": {"box_malformed": 1, "box_zero_area": 1}}
     assert classes["fish"]["boxes_dropped"] == 0
-    assert (
-        "shark                          3 in =       1 written +      2 dropped (box_malformed 1, box_zero_area 1)"
-        in done.stdout
-    )
+    assert "shark                          3 in =       1 written +      2 dropped (box_malformed 1, box_zero_area 1)" in done.stdout
     rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
-    assert sorted((r["image"], r["classes"], r["reason"]) for r in rejects) == [
-        ("b.jpg", ["shark"], "box_malformed"),
-        ("b.jpg", ["shark"], "box_zero_area"),
-    ]
+    assert sorted((r["image"], r["classes"], r["reason"]) for r in rejects) == [("b.jpg", ["shark"], "box_malformed"), ("b.jpg", ["shark"], "box_zero_area")]
     assert "Dropped boxes by class" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_the_fixture_script_writes_every_dialect(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.dialects", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parents[1],
-    )
+    done = subprocess.run([sys.executable, "-m", "tests.dialects", str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
-    assert {p.name for p in tmp_path.iterdir()} == {
-        "yolo-seg",
-        "csv-tutorial",
-        "voc-annotations-images",
-        "coco-absolute",
-        "labelimg-yolo",
-        "labelme",
-        "cvat",
-        "mscoco_label_map.pbtxt",
-    }
+    assert {p.name for p in tmp_path.iterdir()} == {"yolo-seg", "csv-tutorial", "voc-annotations-images", "coco-absolute", "labelimg-yolo", "labelme", "cvat", "mscoco_label_map.pbtxt"}
 
 
 def _pixel_boxes(record: ImageRecord) -> list[tuple]:
-    return [
-        (b.text, b.xmin * record.width, b.ymin * record.height, b.xmax * record.width, b.ymax * record.height)
-        for b in record.boxes
-    ]
+    return [(b.text, b.xmin * record.width, b.ymin * record.height, b.xmax * record.width, b.ymax * record.height) for b in record.boxes]
 
 
 # LabelMe and CVAT, the annotation tools' own exports
@@ -307,16 +257,6 @@ def test_labelme_and_cvat_run_through_the_job(tmp_path):
     dialects.labelme_folder(tmp_path / "lm")
     dialects.cvat_export(tmp_path / "cvat")
     for name in ("lm", "cvat"):
-        doc = prepare.run(
-            [
-                "--input",
-                str(tmp_path / name),
-                "--output",
-                str(tmp_path / f"out-{name}"),
-                "--val-fraction=0",
-                *IN_PROCESS,
-            ],
-            print_report=False,
-        )
+        doc = prepare.run(["--input", str(tmp_path / name), "--output", str(tmp_path / f"out-{name}"), "--val-fraction=0", *IN_PROCESS], print_report=False)
         t = doc["totals"]
         assert (t["images_written"], t["boxes_dropped_by_reason"]) == (2, {"shape_not_a_box": 1})

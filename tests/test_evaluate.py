@@ -29,11 +29,7 @@ def _random_case(seed):
         fp = np.concatenate([fyx, fyx + rng.uniform(0.05, 0.3, (m, 2))], axis=1)
         db = np.concatenate([d, fp]).clip(0, 1)
         gt_b.append(g), gt_c.append(gc)
-        (
-            det_b.append(db),
-            det_s.append(rng.uniform(size=len(db))),
-            det_c.append(np.concatenate([dc, rng.integers(1, 4, m)])),
-        )
+        det_b.append(db), det_s.append(rng.uniform(size=len(db))), det_c.append(np.concatenate([dc, rng.integers(1, 4, m)]))
     return gt_b, gt_c, det_b, det_s, det_c
 
 
@@ -52,28 +48,15 @@ def test_matches_pycocotools(seed):
 
     images = [{"id": i, "width": S, "height": S} for i in range(len(gt_b))]
     anns = [
-        {
-            "id": len(images) * 100 + i * 10 + j,
-            "image_id": i,
-            "category_id": int(c),
-            "bbox": xywh(b),
-            "area": xywh(b)[2] * xywh(b)[3],
-            "iscrowd": 0,
-        }
-        for i, (bs, cs) in enumerate(zip(gt_b, gt_c))
-        for j, (b, c) in enumerate(zip(bs, cs))
+        {"id": len(images) * 100 + i * 10 + j, "image_id": i, "category_id": int(c), "bbox": xywh(b), "area": xywh(b)[2] * xywh(b)[3], "iscrowd": 0}
+        for i, (bs, cs) in enumerate(zip(gt_b, gt_c)) for j, (b, c) in enumerate(zip(bs, cs))
     ]
     dets = [
         {"image_id": i, "category_id": int(c), "bbox": xywh(b), "score": float(s)}
-        for i, (bs, ss, cs) in enumerate(zip(det_b, det_s, det_c))
-        for b, s, c in zip(bs, ss, cs)
+        for i, (bs, ss, cs) in enumerate(zip(det_b, det_s, det_c)) for b, s, c in zip(bs, ss, cs)
     ]
     coco = COCO()
-    coco.dataset = {
-        "images": images,
-        "annotations": anns,
-        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
-    }
+    coco.dataset = {"images": images, "annotations": anns, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
         ev = COCOeval(coco, coco.loadRes(dets), "bbox")

@@ -38,6 +38,8 @@ from weighting.job_output import JobOutput
 IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
 
 
+
+
 def _coco(folder: Path, names: list, ids: list | None = None) -> Path:
     doc = {
         "images": [{"id": i if ids is None else ids[k], "file_name": n} for k, (i, n) in enumerate(enumerate(names))],
@@ -89,11 +91,7 @@ def test_a_sparse_file_above_the_size_limit_is_rejected_before_it_is_read(tmp_pa
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=30))
 @settings(max_examples=80, deadline=None)
 def test_non_finite_rewriting_is_right_at_every_chunk_boundary(sizes):
-    doc = {
-        "s": 'NaN in a "string" \\ and Infinity',
-        "v": [float("nan"), float("-inf"), 1.5, float("inf")],
-        "t": "x" * 300 + "\\",
-    }
+    doc = {"s": 'NaN in a "string" \\ and Infinity', "v": [float("nan"), float("-inf"), 1.5, float("inf")], "t": "x" * 300 + "\\"}
     text = json.dumps(doc).encode()
 
     class Chunks:
@@ -111,11 +109,7 @@ def test_non_finite_rewriting_is_right_at_every_chunk_boundary(sizes):
 
 def test_a_long_string_with_a_nan_elsewhere_streams_through(tmp_path):
     path = tmp_path / "a.json"
-    path.write_bytes(
-        b'{"info": {"description": "'
-        + b"x" * 4_000_000
-        + b'"}, "images": [], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [NaN, 1, 2, 3]}], "categories": [{"id": 1, "name": "x"}]}'
-    )
+    path.write_bytes(b'{"info": {"description": "' + b"x" * 4_000_000 + b'"}, "images": [], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [NaN, 1, 2, 3]}], "categories": [{"id": 1, "name": "x"}]}')
     _, rejects, _ = _read(path)
     assert [r.reason.value for r in rejects] == ["box_orphan"]
 
@@ -125,10 +119,8 @@ def test_overflowing_sizes_and_oversized_csv_fields_are_per_file_problems(tmp_pa
     voc = tmp_path / "voc"
     voc.mkdir()
     (voc / "a.jpg").write_bytes(dialects.jpeg())
-    (voc / "a.xml").write_text(
-        "<annotation><filename>a.jpg</filename><size><width>1e999</width><height>inf</height></size>"
-        "<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>"
-    )
+    (voc / "a.xml").write_text("<annotation><filename>a.jpg</filename><size><width>1e999</width><height>inf</height></size>"
+                               "<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
     records, rejects, _ = _read(voc)
     assert len(records) == 1 and rejects == []
     csvs = tmp_path / "csv"
@@ -185,9 +177,7 @@ def test_rows_a_stray_quote_merged_are_counted_as_lost_boxes(tmp_path):
     (tmp_path / "a.jpg").write_bytes(dialects.jpeg())
     quote = '"'
     rows = ["a.jpg,64,48,x,1,1,9,9"] + [f"{quote if i == 2 else ''}a.jpg,64,48,x,{i},1,20,20" for i in range(2, 50)]
-    (tmp_path / "train_labels.csv").write_text(
-        "filename,width,height,class,xmin,ymin,xmax,ymax\n" + "\n".join(rows) + "\n"
-    )
+    (tmp_path / "train_labels.csv").write_text("filename,width,height,class,xmin,ymin,xmax,ymax\n" + "\n".join(rows) + "\n")
     records, rejects, acc = _read(tmp_path, format="csv", image_root=str(tmp_path))
     assert acc.boxes_in == 49  # as many boxes as lines
     (merged,) = rejects
@@ -225,10 +215,8 @@ def test_paths_with_glob_characters_are_taken_literally(tmp_path):
     for name, color in (("voc[1]", (0, 0, 255)), ("voc1", (255, 0, 0))):
         (tmp_path / name).mkdir()
         (tmp_path / name / "a.jpg").write_bytes(dialects.jpeg(color=color))
-        (tmp_path / name / "a.xml").write_text(
-            f"<annotation><filename>a.jpg</filename><object><name>{name[:3]}{len(name)}</name>"
-            "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>"
-        )
+        (tmp_path / name / "a.xml").write_text(f"<annotation><filename>a.jpg</filename><object><name>{name[:3]}{len(name)}</name>"
+                                               "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
     records, _, _ = _read(tmp_path / "voc[1]")
     assert [b.text for r in records for b in r.boxes] == ["voc6"]
     coco = tmp_path / "set [v2]"
@@ -240,28 +228,11 @@ def test_paths_with_glob_characters_are_taken_literally(tmp_path):
 # 9. unknown top-level COCO keys are named in a warning, as the user runs the job
 def test_unknown_top_level_coco_keys_are_named_in_a_warning(tmp_path):
     (tmp_path / "a.jpg").write_bytes(dialects.jpeg())
-    doc = {
-        "images": [{"id": 1, "file_name": "a.jpg"}],
-        "annotations": [],
-        "categories": [{"id": 1, "name": "x"}],
-        "categoriez": [{"id": 2, "name": "y"}],
-        "info": {"note": {"nested": "not a top-level key"}},
-    }
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": [{"id": 1, "name": "x"}],
+           "categoriez": [{"id": 2, "name": "y"}], "info": {"note": {"nested": "not a top-level key"}}}
     (tmp_path / "a.json").write_text(json.dumps(doc))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "beam_jobs.prepare",
-            "--input",
-            str(tmp_path / "a.json"),
-            "--output",
-            str(tmp_path / "out"),
-            *IN_PROCESS,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = subprocess.run([sys.executable, "-m", "beam_jobs.prepare", "--input", str(tmp_path / "a.json"),
+                             "--output", str(tmp_path / "out"), *IN_PROCESS], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "a.json: top-level keys 'categoriez' are not COCO's; they are not read" in result.stderr
     assert "nested" not in result.stderr
@@ -285,11 +256,7 @@ def _png_header_only(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
 
 
 def _decodes_in_tensorflow(data: bytes) -> bool:
@@ -311,10 +278,7 @@ def test_corrupt_pixel_data_is_quarantined_and_every_written_image_decodes_in_tr
         (tmp_path / name).write_bytes(data)
     records, rejects, acc = _read(_coco(tmp_path, ["good.jpg", "noisy.jpg", "empty.png"]))
     assert [r.filename for r in records] == ["good.jpg"]
-    assert sorted((r.image, r.reason.value) for r in rejects) == [
-        ("empty.png", "image_corrupt"),
-        ("noisy.jpg", "image_corrupt"),
-    ]
+    assert sorted((r.image, r.reason.value) for r in rejects) == [("empty.png", "image_corrupt"), ("noisy.jpg", "image_corrupt")]
     assert all("pixel data does not decode" in r.detail for r in rejects)
     assert acc.images_in == 3 and acc.images_quarantined == 2
 
@@ -378,10 +342,7 @@ def test_colliding_ids_and_duplicate_files_are_rejected_naming_the_first(tmp_pat
     path = _coco(tmp_path, ["x.jpg", "y.jpg", "./x.jpg"], ids=[5, "5", 7])
     records, rejects, _ = _read(path)
     assert [r.filename for r in records] == ["x.jpg"]
-    assert sorted(r.detail.split(" is also")[0] for r in rejects) == [
-        "image file " + str(tmp_path / "x.jpg"),
-        "image key 'train/5'",
-    ]
+    assert sorted(r.detail.split(" is also")[0] for r in rejects) == ["image file " + str(tmp_path / "x.jpg"), "image key 'train/5'"]
     yolo = tmp_path / "yolo"
     dialects.yolo_segmentation(yolo)
     (yolo / "train" / "images" / "a.png").write_bytes(dialects.png())  # one label file, two images
@@ -421,17 +382,8 @@ def test_a_write_that_fails_mid_report_publishes_nothing_and_keeps_the_previous_
 
     generate(str(tmp_path / "demo"), num_images=240, image_size=32, seed=3)
     out = tmp_path / "out"
-    cmd = [
-        str(Path(sys.executable).with_name("boxweight")),
-        "prepare",
-        "--input",
-        str(tmp_path / "demo" / "annotations.json"),
-        "--output",
-        str(out),
-        "--num-shards",
-        "60",
-        *IN_PROCESS,
-    ]
+    cmd = [str(Path(sys.executable).with_name("boxweight")), "prepare", "--input", str(tmp_path / "demo" / "annotations.json"),
+           "--output", str(out), "--num-shards", "60", *IN_PROCESS]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     assert subprocess.run(cmd, capture_output=True, env=env, timeout=300).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -444,20 +396,10 @@ def test_a_write_that_fails_mid_report_publishes_nothing_and_keeps_the_previous_
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    failed = subprocess.run(
-        [*cmd, "--overwrite", "--scheme", "inverse"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        preexec_fn=small_files,
-    )
+    failed = subprocess.run([*cmd, "--overwrite", "--scheme", "inverse"], capture_output=True, text=True, env=env, timeout=300, preexec_fn=small_files)
     assert failed.returncode == 1
     assert "File too large" in failed.stderr
-    assert (
-        failed.stderr.strip().splitlines()[-1]
-        == "boxweight prepare: error: the job failed (see above); the output folder was left as it was"
-    )
+    assert failed.stderr.strip().splitlines()[-1] == "boxweight prepare: error: the job failed (see above); the output folder was left as it was"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous output, whole
     assert not Path(str(out) + ".incomplete").exists()
     assert JobOutput.open(str(out)).verify() == []

@@ -74,24 +74,12 @@ def test_boxes_classes_and_weights_stay_aligned_through_flip_crop_and_padding(tm
                 assert float(labels["groundtruth_weights"][b, i]) == pytest.approx(0.1 * label)
                 ymin, xmin, ymax, xmax = labels["groundtruth_boxes"][b, i].numpy() * [80, 160, 80, 160]
                 # the box's pixels have its color up to 1.5 px inside each edge, and not 1.5 px outside
-                for y, x in (
-                    (ymin + 1.5, xmin + 1.5),
-                    (ymin + 1.5, xmax - 1.5),
-                    (ymax - 1.5, xmin + 1.5),
-                    (ymax - 1.5, xmax - 1.5),
-                ):
+                for y, x in ((ymin + 1.5, xmin + 1.5), (ymin + 1.5, xmax - 1.5), (ymax - 1.5, xmin + 1.5), (ymax - 1.5, xmax - 1.5)):
                     np.testing.assert_allclose(img[int(y), int(x)], COLORS[label], atol=40)
-                for y, x in (
-                    (ymin - 1.5, (xmin + xmax) / 2),
-                    (ymax + 1.5, (xmin + xmax) / 2),
-                    ((ymin + ymax) / 2, xmin - 1.5),
-                    ((ymin + ymax) / 2, xmax + 1.5),
-                ):
+                for y, x in ((ymin - 1.5, (xmin + xmax) / 2), (ymax + 1.5, (xmin + xmax) / 2), ((ymin + ymax) / 2, xmin - 1.5), ((ymin + ymax) / 2, xmax + 1.5)):
                     if 0 <= y < 80 and 0 <= x < 160:
                         assert np.abs(img[int(y), int(x)] - COLORS[label]).max() > 40
-            seen_flipped += bool(
-                n and int(labels["groundtruth_classes"][b, 0]) == 1 and labels["groundtruth_boxes"][b, 0, 1] > 0.25
-            )
+            seen_flipped += bool(n and int(labels["groundtruth_classes"][b, 0]) == 1 and labels["groundtruth_boxes"][b, 0, 1] > 0.25)
             # kept boxes first, then padding that carries nothing
             assert not labels["groundtruth_classes"][b, n:].numpy().any()
             assert not labels["groundtruth_weights"][b, n:].numpy().any()
@@ -133,9 +121,7 @@ def test_weight_fallbacks(tmp_path):
     assert first_weights(full) == pytest.approx([0.1, 0.2, 0.3, 0.4])
     assert first_weights(od_only) == [2.0, 3.0, 4.0, 5.0]
     assert first_weights(neither) == [1.0, 1.0, 1.0, 1.0]
-    _, labels = next(
-        iter(create_input_fn(str(tmp_path / "0.tfrecord"), 1, False, image_size=(32, 32), weights="none")())
-    )
+    _, labels = next(iter(create_input_fn(str(tmp_path / "0.tfrecord"), 1, False, image_size=(32, 32), weights="none")()))
     assert labels["groundtruth_weights"][0, :4].numpy().tolist() == [1.0] * 4
 
 
@@ -146,9 +132,7 @@ def test_a_record_with_coordinate_lists_of_different_lengths_fails_with_the_key(
     path = tmp_path / "bad.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as w:
         w.write(ex.SerializeToString())
-    with pytest.raises(
-        tf.errors.InvalidArgumentError, match="image/object/bbox/xmax and image/object/bbox/ymin differ in length"
-    ):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image/object/bbox/xmax and image/object/bbox/ymin differ in length"):
         next(iter(create_input_fn(str(path), 1, False, image_size=(32, 32))()))
 
 
@@ -184,30 +168,17 @@ def test_repeat_factor_sampling_frequencies(tmp_path):
 @pytest.mark.slow
 def test_job_records_read_back_exactly_and_read_time_reweighting_matches_written(tmp_path, demo_dir):
     base = ["--input", str(demo_dir / "annotations.json"), "--val-fraction=0", *IN_PROCESS]
-    prepare.run(
-        [*base, "--output", str(tmp_path / "eff"), "--scheme=effective_number", "--beta=0.99"], print_report=False
-    )
+    prepare.run([*base, "--output", str(tmp_path / "eff"), "--scheme=effective_number", "--beta=0.99"], print_report=False)
     prepare.run([*base, "--output", str(tmp_path / "none"), "--scheme=none"], print_report=False)
     # exact box values: no augmentation, output size = the 96x96 source size
-    written = [
-        decode_example(x)
-        for x in tf.data.TFRecordDataset(sorted(str(p) for p in (tmp_path / "eff").glob("train-*"))).as_numpy_iterator()
-    ]
+    written = [decode_example(x) for x in tf.data.TFRecordDataset(sorted(str(p) for p in (tmp_path / "eff").glob("train-*"))).as_numpy_iterator()]
     fn = create_input_fn(str(tmp_path / "eff"), 1, False, split="train", image_size=(96, 96), max_boxes=10)
     for (_, labels), rec in zip(fn(), written):
         n = int(labels["num_groundtruth_boxes"][0])
         got = labels["groundtruth_boxes"][0, :n].numpy()
-        want = (
-            np.stack([rec[f"image/object/bbox/{k}"] for k in ("ymin", "xmin", "ymax", "xmax")], axis=1).astype(
-                "float32"
-            )
-            if n
-            else np.zeros((0, 4))
-        )
+        want = np.stack([rec[f"image/object/bbox/{k}"] for k in ("ymin", "xmin", "ymax", "xmax")], axis=1).astype("float32") if n else np.zeros((0, 4))
         np.testing.assert_array_equal(got, want)
-        np.testing.assert_array_equal(
-            labels["groundtruth_weights"][0, :n].numpy(), np.asarray(rec["image/object/class/weight"], "float32")
-        )
+        np.testing.assert_array_equal(labels["groundtruth_weights"][0, :n].numpy(), np.asarray(rec["image/object/class/weight"], "float32"))
     spec = ReweightSpec(str(tmp_path / "none"), "effective_number", params={"beta": 0.99})
     a = create_input_fn(str(tmp_path / "eff"), 16, False, split="train", image_size=(32, 32))()
     b = create_input_fn(str(tmp_path / "none"), 16, False, split="train", image_size=(32, 32), weights=spec)()

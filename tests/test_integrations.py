@@ -38,18 +38,7 @@ def job_out(demo_dir, tmp_path_factory) -> Path:
     from beam_jobs import prepare
 
     out = tmp_path_factory.mktemp("job") / "out"
-    prepare.run(
-        [
-            "--input",
-            str(demo_dir / "annotations.json"),
-            "--output",
-            str(out),
-            "--num-shards=2",
-            "--val-fraction=0.25",
-            IN_PROCESS,
-        ],
-        print_report=False,
-    )
+    prepare.run(["--input", str(demo_dir / "annotations.json"), "--output", str(out), "--num-shards=2", "--val-fraction=0.25", IN_PROCESS], print_report=False)
     return out
 
 
@@ -58,19 +47,12 @@ def test_tfds_class_names_fill_ids_without_a_class_and_stay_distinct():
     from schemas.tfds_metadata import class_names
 
     assert class_names(LabelMap.from_pairs([(1, "a"), (3, "b\nc")])) == ["(no class 0)", "a", "(no class 2)", "b c"]
-    assert class_names(LabelMap.from_pairs([(2, "(no class 0)"), (3, "(no class 1)")])) == [
-        "(no class 0)",
-        "(no class 1)",
-        "(no class 0)_",
-        "(no class 1)_",
-    ]
+    assert class_names(LabelMap.from_pairs([(2, "(no class 0)"), (3, "(no class 1)")])) == ["(no class 0)", "(no class 1)", "(no class 0)_", "(no class 1)_"]
 
 
 @pytest.mark.slow
 def test_the_output_loads_with_tfds_builder_from_directory_record_for_record(job_out):
-    tfds = pytest.importorskip(
-        "tensorflow_datasets", reason="tensorflow-datasets is not installed: pip install 'boxweight[tfds]'"
-    )
+    tfds = pytest.importorskip("tensorflow_datasets", reason="tensorflow-datasets is not installed: pip install 'boxweight[tfds]'")
     import tensorflow as tf
 
     from schemas.features import decode_example
@@ -78,15 +60,9 @@ def test_the_output_loads_with_tfds_builder_from_directory_record_for_record(job
 
     data = JobOutput.open(str(job_out))
     builder = tfds.builder_from_directory(str(job_out))
-    assert builder.info.features["image"]["object"]["class"]["label"].feature.names == [
-        "(no class 0)",
-        *(name for _, name in data.label_map),
-    ]
+    assert builder.info.features["image"]["object"]["class"]["label"].feature.names == ["(no class 0)", *(name for _, name in data.label_map)]
     for split in data.splits:
-        ours = {
-            e["image/source_id"]: e
-            for e in map(decode_example, tf.data.TFRecordDataset(data.files(split)).as_numpy_iterator())
-        }
+        ours = {e["image/source_id"]: e for e in map(decode_example, tf.data.TFRecordDataset(data.files(split)).as_numpy_iterator())}
         theirs = list(builder.as_dataset(split=split).as_numpy_iterator())  # TFDS interleaves the shards
         assert builder.info.splits[split].num_examples == len(ours) == len(theirs) > 0
         for b in theirs:
@@ -106,10 +82,7 @@ def test_a_gzip_output_has_no_tfds_metadata_which_could_not_read_it(demo_dir, tm
     from beam_jobs import prepare
 
     out = tmp_path / "out"
-    prepare.run(
-        ["--input", str(demo_dir / "annotations.json"), "--output", str(out), "--compression=gzip", IN_PROCESS],
-        print_report=False,
-    )
+    prepare.run(["--input", str(demo_dir / "annotations.json"), "--output", str(out), "--compression=gzip", IN_PROCESS], print_report=False)
     assert not (out / "features.json").exists() and not (out / "dataset_info.json").exists()
 
 
@@ -121,20 +94,11 @@ def _small_retinanet(num_classes: int, size: int):
 
     keras.utils.set_random_seed(0)
     encoder = keras_hub.models.ResNetBackbone(  # small, no pretrained weights
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[3],
-        stackwise_num_filters=[64, 64, 64],
-        stackwise_num_blocks=[1, 1, 1],
-        stackwise_num_strides=[1, 2, 2],
-        block_type="basic_block",
-        image_shape=(size, size, 3),
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 64, 64],
+        stackwise_num_blocks=[1, 1, 1], stackwise_num_strides=[1, 2, 2], block_type="basic_block", image_shape=(size, size, 3),
     )
-    backbone = keras_hub.models.RetinaNetBackbone(
-        image_encoder=encoder, min_level=3, max_level=4, use_p5=False, image_shape=(size, size, 3)
-    )
-    model = WeightedRetinaNetObjectDetector(
-        backbone=backbone, num_classes=num_classes, bounding_box_format="yxyx", pre_logits_num_conv_layers=1
-    )
+    backbone = keras_hub.models.RetinaNetBackbone(image_encoder=encoder, min_level=3, max_level=4, use_p5=False, image_shape=(size, size, 3))
+    model = WeightedRetinaNetObjectDetector(backbone=backbone, num_classes=num_classes, bounding_box_format="yxyx", pre_logits_num_conv_layers=1)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     return model
 
@@ -150,19 +114,12 @@ def test_keras_hub_retinanet_trains_from_create_input_fn_and_its_losses_read_the
 
     size = 96
     model = _small_retinanet(JobOutput.open(str(job_out)).labels().max_id, size)
-    history = model.fit(
-        create_input_fn(str(job_out), 8, True, image_size=(size, size))().map(to_keras_hub),
-        epochs=1,
-        steps_per_epoch=3,
-        verbose=0,
-    )
+    history = model.fit(create_input_fn(str(job_out), 8, True, image_size=(size, size))().map(to_keras_hub), epochs=1, steps_per_epoch=3, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
 
     images, targets = next(iter(create_input_fn(str(job_out), 8, False, image_size=(size, size))().map(to_keras_hub)))
     real = targets["labels"] >= 0
-    assert (
-        targets["labels"].numpy().max() < model.num_classes and float(tf.reduce_max(targets["boxes"])) > 1.0
-    )  # ids from 0, pixels
+    assert targets["labels"].numpy().max() < model.num_classes and float(tf.reduce_max(targets["boxes"])) > 1.0  # ids from 0, pixels
     predictions = model(images, training=False)
 
     def loss(weights=None) -> float:
@@ -201,10 +158,7 @@ def test_the_readme_model_garden_lines_give_one_weight_per_box_in_box_order(job_
 
     lines = _readme_block("# Model Garden: groundtruth_weights from a boxweight record")
     namespace: dict = {"tf": tf, "ModelGardenDecoder": ModelGardenDecoder}
-    exec(
-        "class WeightedDecoder(ModelGardenDecoder):\n" + "".join("    " + line + "\n" for line in lines.splitlines()),
-        namespace,
-    )
+    exec("class WeightedDecoder(ModelGardenDecoder):\n" + "".join("    " + line + "\n" for line in lines.splitlines()), namespace)
     decoder = namespace["WeightedDecoder"]()
     data = JobOutput.open(str(job_out))
     checked = 0

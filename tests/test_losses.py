@@ -42,9 +42,7 @@ def test_focal_golden_value_by_hand():
 
 def test_focal_agrees_with_keras_binary_focal_when_weights_are_one():
     ours = WeightedSigmoidFocalLoss(alpha=0.25, gamma=2.0, reduction="none")(ONE_HOT, LOGITS)
-    ref = keras.losses.BinaryFocalCrossentropy(
-        apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True, reduction=None
-    )(ONE_HOT, LOGITS)
+    ref = keras.losses.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.25, gamma=2.0, from_logits=True, reduction=None)(ONE_HOT, LOGITS)
     np.testing.assert_allclose(np.mean(np.asarray(ours), axis=-1), np.asarray(ref), rtol=1e-5, atol=1e-6)
 
 
@@ -94,13 +92,7 @@ def test_smooth_l1_and_giou_golden():
 @pytest.mark.parametrize("cls", LOSSES, ids=lambda c: c.__name__)
 def test_config_round_trip(cls):
     kwargs = {"normalizer_floor": 2.0, "name": "x"}
-    kwargs.update(
-        {
-            WeightedSigmoidFocalLoss: {"alpha": 0.5, "gamma": 1.0},
-            WeightedSmoothL1: {"delta": 0.5},
-            WeightedSoftmaxCrossEntropy: {"label_smoothing": 0.1},
-        }.get(cls, {})
-    )
+    kwargs.update({WeightedSigmoidFocalLoss: {"alpha": 0.5, "gamma": 1.0}, WeightedSmoothL1: {"delta": 0.5}, WeightedSoftmaxCrossEntropy: {"label_smoothing": 0.1}}.get(cls, {}))
     loss = cls(**kwargs)
     config = loss.get_config()
     for key, value in kwargs.items():
@@ -114,9 +106,7 @@ def test_config_round_trip(cls):
         assert float(other(y, p, sample_weight=w)) == pytest.approx(float(loss(y, p, sample_weight=w)), rel=1e-6)
 
 
-@pytest.mark.parametrize(
-    "cls", [WeightedSigmoidFocalLoss, WeightedSoftmaxCrossEntropy, WeightedBinaryCrossEntropy], ids=lambda c: c.__name__
-)
+@pytest.mark.parametrize("cls", [WeightedSigmoidFocalLoss, WeightedSoftmaxCrossEntropy, WeightedBinaryCrossEntropy], ids=lambda c: c.__name__)
 def test_zero_weight_class_contributes_zero_gradient(cls):
     logits = tf.Variable(LOGITS)
     labels = np.argmax(ONE_HOT, axis=-1)

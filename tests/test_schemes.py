@@ -54,9 +54,7 @@ def test_effective_number_refuses_bad_beta():
 def _stats(images):
     """SplitStats from lists of class names per image (box areas irrelevant here)."""
     recs = [
-        ImageRecord(
-            str(i), f"{i}.jpg", "p", 100, 100, "jpeg", boxes=tuple(Box(0.1, 0.1, 0.2, 0.2, 1, n) for n in names)
-        )
+        ImageRecord(str(i), f"{i}.jpg", "p", 100, 100, "jpeg", boxes=tuple(Box(0.1, 0.1, 0.2, 0.2, 1, n) for n in names))
         for i, names in enumerate(images)
     ]
     return SplitStats.of(recs)
@@ -96,9 +94,7 @@ def test_manual_weights(tmp_path):
 
 
 def test_unknown_scheme_lists_known_ones():
-    with pytest.raises(
-        WeightingError, match=r"unknown weighting scheme 'focal'; known: none, inverse, inverse_sqrt, balanced"
-    ):
+    with pytest.raises(WeightingError, match=r"unknown weighting scheme 'focal'; known: none, inverse, inverse_sqrt, balanced"):
         class_weights(COUNTS, "focal")
     with pytest.raises(WeightingError, match="unknown normalization 'sum'"):
         class_weights(COUNTS, "inverse", normalize="sum")
@@ -122,12 +118,7 @@ def test_box_multipliers_and_plan_apply():
     stats = _stats([["a", "a"], ["b"]])
     plan = WeightPlan.from_stats(stats, ("a", "b"), "balanced", multipliers=BoxMultipliers(difficult=0.5))
     rec = ImageRecord(
-        "1",
-        "1.jpg",
-        "p",
-        10,
-        10,
-        "jpeg",
+        "1", "1.jpg", "p", 10, 10, "jpeg",
         boxes=(Box(0.1, 0.1, 0.2, 0.2, 2, "b", difficult=True), Box(0.1, 0.1, 0.3, 0.3, 1, "a")),
     )
     out = plan.apply(rec)
@@ -140,9 +131,7 @@ def test_box_multipliers_and_plan_apply():
 counts_strategy = st.dictionaries(st.sampled_from("abcdefgh"), st.integers(min_value=0, max_value=10**6), min_size=1)
 
 
-@given(
-    counts=counts_strategy, scheme=st.sampled_from(["none", "inverse", "inverse_sqrt", "balanced", "effective_number"])
-)
+@given(counts=counts_strategy, scheme=st.sampled_from(["none", "inverse", "inverse_sqrt", "balanced", "effective_number"]))
 def test_boxes_normalization_keeps_mean_one_over_boxes(counts, scheme):
     w = class_weights(counts, scheme)
     assert all(math.isfinite(v) and v >= 0 for v in w.values())
@@ -164,16 +153,7 @@ def test_schemes_preserve_rarity_order(counts, scheme):
 
 
 def test_every_scheme_is_tested_here():
-    assert set(SCHEMES) == {
-        "none",
-        "inverse",
-        "inverse_sqrt",
-        "balanced",
-        "effective_number",
-        "median_frequency",
-        "repeat_factor",
-        "manual",
-    }
+    assert set(SCHEMES) == {"none", "inverse", "inverse_sqrt", "balanced", "effective_number", "median_frequency", "repeat_factor", "manual"}
 
 
 def test_min_normalization_keeps_every_class_at_or_above_one():

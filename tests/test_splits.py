@@ -47,9 +47,7 @@ def bccd_like(root: Path, n: int = 12, image_sets: dict[str, list[int]] | None =
         main.mkdir(parents=True)
         for name, members in image_sets.items():
             (main / f"{name}.txt").write_text("".join(f"{ids[i]}\n" for i in members))
-        (main / "RBC_train.txt").write_text(
-            "".join(f"{ids[i]}  1\n" for i in image_sets.get("train", []))
-        )  # a per-class list
+        (main / "RBC_train.txt").write_text("".join(f"{ids[i]}  1\n" for i in image_sets.get("train", [])))  # a per-class list
     return ids
 
 
@@ -101,11 +99,7 @@ def test_images_a_voc_list_omits_or_names_twice_are_quarantined_with_the_reason(
     ]
     acc = readers.Accounting()
     list(readers.read(str(tmp_path / "d"), accounting=acc))
-    assert (
-        acc.balanced()
-        and acc.images_in == 6
-        and acc.images_quarantined_by_reason == {"split_conflict": 1, "split_undeclared": 2}
-    )
+    assert acc.balanced() and acc.images_in == 6 and acc.images_quarantined_by_reason == {"split_conflict": 1, "split_undeclared": 2}
 
 
 def test_trainval_counts_as_train_and_val_is_carved_from_it_only(tmp_path):
@@ -118,13 +112,9 @@ def test_trainval_counts_as_train_and_val_is_carved_from_it_only(tmp_path):
 def test_the_carved_val_split_depends_on_the_image_key_not_on_how_the_path_is_written(tmp_path):
     bccd_like(tmp_path / "BCCD", n=40)  # no ImageSets: val is carved
     stats = []
-    for i, where in enumerate(
-        (tmp_path / "BCCD", tmp_path / "BCCD" / "Annotations", f"{tmp_path}/BCCD/./Annotations/")
-    ):
+    for i, where in enumerate((tmp_path / "BCCD", tmp_path / "BCCD" / "Annotations", f"{tmp_path}/BCCD/./Annotations/")):
         out = tmp_path / f"out{i}"
-        doc = prepare.run(
-            ["--input", str(where), "--output", str(out), "--val-fraction=0.25", *IN_PROCESS], print_report=False
-        )
+        doc = prepare.run(["--input", str(where), "--output", str(out), "--val-fraction=0.25", *IN_PROCESS], print_report=False)
         stats.append({s: (e["images"], e["boxes"]) for s, e in doc["splits"].items()})
         assert _shard_ids(out, "val") == _shard_ids(tmp_path / "out0", "val")
     assert stats[0] == stats[1] == stats[2]
@@ -141,29 +131,17 @@ def test_yolo_data_yaml_entries_name_the_splits(tmp_path):
             (root / folder / "labels" / f"{folder}{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     # Roboflow writes paths one folder too high; 'holdout' is no split name, data.yaml says val
     (root / "data.yaml").write_text("train: ../train/images\nval: ../holdout/images\nnames: ['cell']\n")
-    assert _splits(root) == {
-        "train/images/train0": "train",
-        "train/images/train1": "train",
-        "holdout/images/holdout0": "val",
-        "holdout/images/holdout1": "val",
-        "test/images/test0": "test",
-        "test/images/test1": "test",
-    }
+    assert _splits(root) == {"train/images/train0": "train", "train/images/train1": "train", "holdout/images/holdout0": "val",
+                             "holdout/images/holdout1": "val", "test/images/test0": "test", "test/images/test1": "test"}
 
 
 def test_coco_files_named_per_split(tmp_path):
     (tmp_path / "imgs").mkdir()
     for split in ("train", "val"):
         (tmp_path / "imgs" / f"{split}.jpg").write_bytes(_jpeg())
-        doc = {
-            "images": [{"id": 1, "file_name": f"{split}.jpg"}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]}],
-            "categories": [{"id": 1, "name": "x"}],
-        }
+        doc = {"images": [{"id": 1, "file_name": f"{split}.jpg"}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]}], "categories": [{"id": 1, "name": "x"}]}
         (tmp_path / f"custom_{split}.json").write_text(json.dumps(doc))
-    items = [
-        r for r in readers.read(str(tmp_path), "coco", image_root=str(tmp_path / "imgs")) if isinstance(r, ImageRecord)
-    ]
+    items = [r for r in readers.read(str(tmp_path), "coco", image_root=str(tmp_path / "imgs")) if isinstance(r, ImageRecord)]
     assert sorted((r.split, r.filename) for r in items) == [("train", "train.jpg"), ("val", "val.jpg")]
 
 
@@ -179,10 +157,7 @@ def test_csv_split_from_its_name_else_its_folder(tmp_path):
 @pytest.mark.slow
 def test_tf_od_api_shard_names_name_the_split(tmp_path, demo_dir):
     out = tmp_path / "job"
-    prepare.run(
-        ["--input", str(demo_dir / "annotations.json"), "--output", str(out), "--num-shards=1", *IN_PROCESS],
-        print_report=False,
-    )
+    prepare.run(["--input", str(demo_dir / "annotations.json"), "--output", str(out), "--num-shards=1", *IN_PROCESS], print_report=False)
     records = tmp_path / "records"
     records.mkdir()
     shutil.copy(out / "train-00000-of-00001.tfrecord", records / "coco_train.record-00000-of-00001")

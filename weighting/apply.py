@@ -60,8 +60,7 @@ class WeightPlan:
         weights, factor_of = self.class_weights, self.multipliers.factor
         boxes = tuple(
             box.with_weight(
-                weights.get(box.text, 1.0)
-                * factor_of(difficult=box.difficult, is_crowd=box.is_crowd, truncated=box.truncated)
+                weights.get(box.text, 1.0) * factor_of(difficult=box.difficult, is_crowd=box.is_crowd, truncated=box.truncated)
             )
             for box in record.boxes
         )

@@ -83,9 +83,7 @@ class ReweightSpec:
 
     def class_weights(self) -> dict[str, float]:
         counts = split_counts(self.output(), self.split)
-        return class_weights(
-            counts, self.scheme, normalize=self.normalize, max_weight=self.max_weight, **dict(self.params)
-        )
+        return class_weights(counts, self.scheme, normalize=self.normalize, max_weight=self.max_weight, **dict(self.params))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,9 +122,7 @@ def one_hot_classes(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
 _DRAWS = 7  # uniform numbers per image: flip, crop scale, crop offset y and x, saturation, contrast, brightness
 
 
-def _window(
-    shape: tf.Tensor, u: tf.Tensor, cfg: Augment | None
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+def _window(shape: tf.Tensor, u: tf.Tensor, cfg: Augment | None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """The crop window (offset y, offset x, height, width, in pixels) and whether to flip.
 
     ``u`` holds the image's uniform draws. Without scale jitter the window is
@@ -144,9 +140,7 @@ def _window(
     return offset[0], offset[1], side[0], side[1], flip
 
 
-def _crop_and_flip(
-    image: tf.Tensor, oy: tf.Tensor, ox: tf.Tensor, ch: tf.Tensor, cw: tf.Tensor, flip: tf.Tensor
-) -> tf.Tensor:
+def _crop_and_flip(image: tf.Tensor, oy: tf.Tensor, ox: tf.Tensor, ch: tf.Tensor, cw: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
     """The window, mirrored left-right when ``flip``, without a branch.
 
     The mirror is a reverse whose axis list is ``[1]`` or empty. Both
@@ -213,22 +207,9 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
     of these steps was a handful of small ops, and inside ``tf.data`` small
     ops cost more than their arithmetic.
     """
-    needed = {
-        "image/encoded",
-        "image/filename",
-        "image/source_id",
-        "image/object/class/label",
-        "image/object/class/weight",
-        "image/object/weight",
-        *_COORDS,
-    }
+    needed = {"image/encoded", "image/filename", "image/source_id", "image/object/class/label", "image/object/class/weight", "image/object/weight", *_COORDS}
     if isinstance(weights, ReweightSpec):
-        needed |= {
-            "image/object/class/text",
-            "image/object/difficult",
-            "image/object/is_crowd",
-            "image/object/truncated",
-        }
+        needed |= {"image/object/class/text", "image/object/difficult", "image/object/is_crowd", "image/object/truncated"}
     spec = _parse_spec(needed)  # parsing unused keys costs time
     table = None
     multipliers = BoxMultipliers()
@@ -236,9 +217,7 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
         by_class = weights.class_weights()
         multipliers = weights.multipliers
         table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(list(by_class)), tf.constant(list(by_class.values()), tf.float32)
-            ),
+            tf.lookup.KeyValueTensorInitializer(tf.constant(list(by_class)), tf.constant(list(by_class.values()), tf.float32)),
             default_value=1.0,
         )
 
@@ -247,9 +226,7 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
         n = p[_COORDS[0]].row_lengths()
         names = tf.where(p["image/filename"] != "", p["image/filename"], p["image/source_id"])  # for warnings
         for key in _COORDS[1:]:
-            tf.debugging.assert_equal(
-                p[key].row_lengths(), n, message=f"boxweight: {key} and {_COORDS[0]} differ in length in a record"
-            )
+            tf.debugging.assert_equal(p[key].row_lengths(), n, message=f"boxweight: {key} and {_COORDS[0]} differ in length in a record")
 
         def per_box(key: str, fallback: Any, values: tf.RaggedTensor | None = None) -> tf.Tensor:
             """``[B, max_boxes]``: the key's values where a record has one per box, else ``fallback``."""
@@ -264,11 +241,7 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
         elif table is not None:
             text = p["image/object/class/text"]
             box_w = per_box("image/object/class/text", 1.0, values=tf.ragged.map_flat_values(table.lookup, text))
-            for key, factor in (
-                ("difficult", multipliers.difficult),
-                ("is_crowd", multipliers.crowd),
-                ("truncated", multipliers.truncated),
-            ):
+            for key, factor in (("difficult", multipliers.difficult), ("is_crowd", multipliers.crowd), ("truncated", multipliers.truncated)):
                 if factor != 1.0:
                     box_w *= tf.where(per_box(f"image/object/{key}", tf.constant(0, tf.int64)) > 0, factor, 1.0)
         else:
@@ -287,9 +260,7 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
     return parse
 
 
-def _image_fn(
-    image_size: tuple[int, int], augment: Augment | None
-) -> Callable[[dict[str, tf.Tensor]], tuple[tf.Tensor, dict[str, tf.Tensor]]]:
+def _image_fn(image_size: tuple[int, int], augment: Augment | None) -> Callable[[dict[str, tf.Tensor]], tuple[tf.Tensor, dict[str, tf.Tensor]]]:
     """Stage 2, per image: decode, crop, flip, color, resize, pad; the geometry goes on for the boxes.
 
     Written without ``tf.cond``: inside ``tf.data`` each conditional is a
@@ -316,9 +287,7 @@ def _image_fn(
     return decode
 
 
-def _box_fn(
-    max_boxes: int, augment: Augment | None
-) -> Callable[[tf.Tensor, dict[str, tf.Tensor]], tuple[tf.Tensor, dict[str, tf.Tensor]]]:
+def _box_fn(max_boxes: int, augment: Augment | None) -> Callable[[tf.Tensor, dict[str, tf.Tensor]], tuple[tf.Tensor, dict[str, tf.Tensor]]]:
     """Stage 3, per batch: move the boxes with the pixels, drop those cut by the crop, warn about cut images.
 
     Boxes are clipped to the crop window; those keeping less than
@@ -331,11 +300,7 @@ def _box_fn(
     def move(images: tf.Tensor, labels: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         labels = dict(labels)
         n, names, geometry = labels.pop(_BOXES_IN), labels.pop(_NAME), labels.pop(_GEOMETRY)
-        boxes, classes, box_w = (
-            labels["groundtruth_boxes"],
-            labels["groundtruth_classes"],
-            labels["groundtruth_weights"],
-        )
+        boxes, classes, box_w = labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"]
         oy, ox, ch, cw, h, w, flip, ry, rx = tf.unstack(geometry, axis=1)
         lo = tf.stack([oy / h, ox / w], axis=1)
         size = tf.stack([ch / h, cw / w], axis=1)
@@ -365,13 +330,8 @@ def _box_fn(
 
         def warn() -> tf.Tensor:
             tf.print(
-                "boxweight: images",
-                tf.boolean_mask(names, over),
-                "have",
-                tf.boolean_mask(n, over),
-                "boxes; keeping the first",
-                max_boxes,
-                output_stream=sys.stderr,
+                "boxweight: images", tf.boolean_mask(names, over), "have", tf.boolean_mask(n, over),
+                "boxes; keeping the first", max_boxes, output_stream=sys.stderr,
             )
             return tf.constant(0)
 
@@ -384,9 +344,7 @@ def _box_fn(
 def _repeat_by_factor(serialized: tf.Tensor) -> tf.data.Dataset:
     # detectron2's RepeatFactorTrainingSampler: repeat floor(r) times, plus once
     # more with probability frac(r), drawn anew every epoch.
-    r = tf.io.parse_single_example(serialized, {"image/repeat_factor": tf.io.FixedLenFeature([], tf.float32, 1.0)})[
-        "image/repeat_factor"
-    ]
+    r = tf.io.parse_single_example(serialized, {"image/repeat_factor": tf.io.FixedLenFeature([], tf.float32, 1.0)})["image/repeat_factor"]
     base = tf.floor(r)
     times = tf.cast(base, tf.int64) + tf.cast(tf.random.uniform([]) < r - base, tf.int64)
     return tf.data.Dataset.from_tensors(serialized).repeat(times)
@@ -486,9 +444,7 @@ def create_input_fn(
         if is_training:
             ds = ds.shuffle(shuffle_buffer)
         # three stages: parse per group of records, pixels per image, boxes per batch
-        ds = ds.batch(_PARSE_GROUP).map(
-            _label_parser(max_boxes, weights), num_parallel_calls=AUTOTUNE, deterministic=deterministic
-        )
+        ds = ds.batch(_PARSE_GROUP).map(_label_parser(max_boxes, weights), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         ds = ds.unbatch().map(_image_fn(size, aug), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         ds = ds.batch(per_replica, drop_remainder=is_training).map(_box_fn(max_boxes, aug)).prefetch(AUTOTUNE)
         if deterministic is not None:

@@ -147,9 +147,7 @@ class JobOutput:
             if size is None:
                 raise DataError(f"{directory}: {entry.name} is listed in {MANIFEST_NAME} but missing; rerun the job")
             if size != entry.bytes:
-                raise DataError(
-                    f"{directory}: {entry.name} has {size} bytes, {MANIFEST_NAME} says {entry.bytes}; the folder changed after the job"
-                )
+                raise DataError(f"{directory}: {entry.name} has {size} bytes, {MANIFEST_NAME} says {entry.bytes}; the folder changed after the job")
         return cls(directory, manifest)
 
     @property
@@ -214,9 +212,7 @@ def _owning_output(path: str, opened: dict[str, JobOutput | None]) -> JobOutput 
     """The output folder that ``path`` (a shard) lies in, if the folder has a manifest; ``opened`` caches by folder."""
     directory = posixpath.dirname(path) if not _is_local(path) else os.path.dirname(path)
     if directory not in opened:
-        opened[directory] = (
-            JobOutput.open(directory) if directory and _exists(_join(directory, MANIFEST_NAME)) else None
-        )
+        opened[directory] = JobOutput.open(directory) if directory and _exists(_join(directory, MANIFEST_NAME)) else None
     return opened[directory]
 
 

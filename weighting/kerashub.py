@@ -55,28 +55,20 @@ class WeightedRetinaNetObjectDetector(keras_hub.models.RetinaNetObjectDetector):
     Same constructor, presets and ``compile``; targets from :func:`to_keras_hub`.
     """
 
-    def compute_loss(
-        self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, **kwargs: Any
-    ) -> Any:
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None, **kwargs: Any) -> Any:
         if not isinstance(y, dict) or "weights" not in y:
             return super().compute_loss(x, y, y_pred, sample_weight, **kwargs)
         _, height, width, _ = ops.shape(x)
         y = dict(y)
         weights = ops.cast(y.pop("weights"), "float32")
         y = keras.utils.bounding_boxes.convert_format(
-            y,
-            source=self.bounding_box_format,
-            target=self.label_encoder.bounding_box_format,
-            height=height,
-            width=width,
+            y, source=self.bounding_box_format, target=self.label_encoder.bounding_box_format, height=height, width=width
         )
         boxes, labels = self.label_encoder(images=x, gt_boxes=y["boxes"], gt_classes=y["labels"])
         # the same matching with each box's weight where its class was (padding keeps -1, so it stays
         # unmatched): every anchor gets the weight of its box
         padding = ops.equal(ops.cast(y["labels"], "float32"), -1.0)
-        _, anchor_weights = self.label_encoder(
-            images=x, gt_boxes=y["boxes"], gt_classes=ops.where(padding, -1.0, weights)
-        )
+        _, anchor_weights = self.label_encoder(images=x, gt_boxes=y["boxes"], gt_classes=ops.where(padding, -1.0, weights))
         # from here as KerasHub's own compute_loss, with the anchor weights multiplied in
         positive = ops.cast(ops.greater(labels, -1.0), "float32")
         kept = ops.cast(ops.not_equal(labels, -2.0), "float32")

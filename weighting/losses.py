@@ -28,9 +28,7 @@ _REDUCTIONS = ("mean_with_sample_weight", "sum", "none")
 class _WeightedLoss(keras.losses.Loss):
     """Shared reduction: weighted sum over elements / max(sum of anchor weights, floor)."""
 
-    def __init__(
-        self, normalizer_floor: float = 1.0, reduction: str = "mean_with_sample_weight", **kwargs: Any
-    ) -> None:
+    def __init__(self, normalizer_floor: float = 1.0, reduction: str = "mean_with_sample_weight", **kwargs: Any) -> None:
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction {reduction!r} not in {_REDUCTIONS}")
         super().__init__(reduction=reduction, **kwargs)
@@ -185,10 +183,4 @@ def equalization_weights(class_targets: Any, positive: Any, tail: Any) -> Any:
     return 1.0 - e * t * (1.0 - y)
 
 
-LOSSES = (
-    WeightedSigmoidFocalLoss,
-    WeightedBinaryCrossEntropy,
-    WeightedSoftmaxCrossEntropy,
-    WeightedSmoothL1,
-    WeightedGIoU,
-)
+LOSSES = (WeightedSigmoidFocalLoss, WeightedBinaryCrossEntropy, WeightedSoftmaxCrossEntropy, WeightedSmoothL1, WeightedGIoU)
