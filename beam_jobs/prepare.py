@@ -320,9 +320,10 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
     label_map = fixed or source.label_map
     runner_name = options.view_as(StandardOptions).runner or ""
     dry_run = bool(options.view_as(TestOptions).dry_run)
-    if dry_run and "Dataflow" not in runner_name:
+    on_dataflow = "dataflow" in runner_name.lower()  # Beam takes DataflowRunner, dataflow, a full class path
+    if dry_run and not on_dataflow:
         raise JobError("--dry_run only applies to --runner=DataflowRunner (a local run would run the whole job)")
-    if "Dataflow" in runner_name and "://" not in opts.output and not dry_run:
+    if on_dataflow and "://" not in opts.output and not dry_run:
         raise JobError(f"--output {opts.output!r} is a local path; Dataflow workers need gs://")
     # a dry run translates the job and writes nothing, so it needs no output folder
     folder = (
@@ -339,7 +340,7 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
     try:
         with progress.Watcher(progress_dir, line) if progress_dir else contextlib.nullcontext():
             result = pipeline.run()  # a local run returns when the job has ended
-        if "Dataflow" in runner_name and not dry_run:
+        if on_dataflow and not dry_run:
             _follow_dataflow(result, options, line)
         result.wait_until_finish()
         if dry_run:

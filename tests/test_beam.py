@@ -295,7 +295,8 @@ def test_dry_run_without_dataflow_is_refused(tmp_path, demo_dir):
         )
 
 
-def test_dataflow_job_with_a_local_output_is_refused(tmp_path, demo_dir):
+@pytest.mark.parametrize("runner", ["DataflowRunner", "dataflow"])  # Beam takes either spelling
+def test_dataflow_job_with_a_local_output_is_refused(tmp_path, demo_dir, runner):
     with pytest.raises(JobError, match="is a local path; Dataflow workers need gs://"):
         prepare.run(
             [
@@ -303,7 +304,7 @@ def test_dataflow_job_with_a_local_output_is_refused(tmp_path, demo_dir):
                 str(demo_dir / "annotations.json"),
                 "--output",
                 str(tmp_path / "out"),
-                "--runner=DataflowRunner",
+                f"--runner={runner}",
                 "--project=my-project-123",
             ]
         )
