@@ -28,7 +28,8 @@ import readers
 from beam_jobs import prepare
 from beam_jobs.options import JobError
 from readers import probe
-from readers.coco import _NonFiniteAsStrings, unknown_keys
+from readers.coco import KNOWN_KEYS, read_header
+from readers.json_stream import JsonStreamError, Members
 from readers.raw import RawBox, RawImage
 from schemas.label_map import LabelMap
 from tests import dialects
@@ -87,24 +88,55 @@ def test_a_sparse_file_above_the_size_limit_is_rejected_before_it_is_read(tmp_pa
     assert "above the 104,857,600-byte limit (--max-image-mb raises it)" in rejects[0].detail
 
 
-# 4. NaN anywhere made the COCO rewriting pass quadratic
-@given(st.lists(st.integers(1, 40), min_size=1, max_size=30))
+# 4. NaN anywhere made the COCO rewriting pass quadratic; the stream parser reads NaN as json does
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=30), st.booleans())
 @settings(max_examples=80, deadline=None)
-def test_non_finite_rewriting_is_right_at_every_chunk_boundary(sizes):
-    doc = {"s": 'NaN in a "string" \\ and Infinity', "v": [float("nan"), float("-inf"), 1.5, float("inf")], "t": "x" * 300 + "\\"}
-    text = json.dumps(doc).encode()
+def test_the_stream_parser_agrees_with_json_at_every_read_boundary(sizes, indent):
+    doc = {"s": 'NaN in a "string" \\ and Infinity, é ü 🦀', "images": [{"v": [float("nan"), float("-inf"), 1.5e300, -7]}, 12345678901234567890, "x" * 300 + "\\", True, None, []],
+           "annotations": [], "t": {"nested": [1, {"a": "b"}]}, "n": -0.5}
+    text = json.dumps(doc, indent=1 if indent else None, ensure_ascii=False).encode()
 
-    class Chunks:
+    class Chunks:  # a stream that hands over a few bytes at a time, cutting tokens and UTF-8 sequences anywhere
         def __init__(self) -> None:
             self.f, self.k = io.BytesIO(text), 0
 
         def read(self, n: int) -> bytes:
             self.k += 1
-            return self.f.read(sizes[self.k % len(sizes)])
+            return self.f.read(min(n, sizes[self.k % len(sizes)]))
 
-    wrapper = _NonFiniteAsStrings(Chunks())
-    out = b"".join(iter(lambda: wrapper.read(1 << 16), b""))
-    assert json.loads(out) == json.loads(text, parse_constant=str)
+    got: dict = {}
+    for key, index, value in Members(Chunks(), frozenset({"images", "annotations"}), chunk=8):  # type: ignore[arg-type]
+        if index is None:
+            got[key] = value
+        else:
+            assert index == len(got.setdefault(key, []))
+            got[key].append(value)
+    expected = json.loads(text)
+    del expected["annotations"]  # an empty streamed array has no element to report
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"images": [1, 2', r"expected ',' or '\]' after images\[1\], found 'the end' at character 16"),
+        ('{"images": [1 2]}', r"expected ',' or '\]' after images\[0\], found '2' at character 14"),
+        ('{"a": 1} x', r"unexpected text after the top-level object at character 9"),
+        ("[1]", r"expected '\{' at the start, found '\[' at character 0"),
+        ('{"images": [1,]}', r"Expecting value at character 14"),
+        ('{a: 1}', r"expected a member name in double quotes at character 1"),
+        ('{"a": "x', r"Unterminated string starting at character 6"),
+        ('{"a": tru}', r"Expecting value at character 6"),
+        ("", r"expected '\{' at the start, found 'the end' at character 0"),
+        ('{"a": "\\q"}', r"Invalid \\escape"),
+    ],
+)
+def test_the_stream_parser_names_what_is_wrong_and_where(text, message):
+    for chunk in (1, 3, 1 << 20):
+        with pytest.raises(JsonStreamError, match=message):
+            list(Members(io.BytesIO(text.encode()), frozenset({"images"}), chunk=chunk))
+    with pytest.raises(JsonStreamError, match="not UTF-8 near byte 7: invalid start byte"):
+        list(Members(io.BytesIO(b'{"a": "\xff"}'), chunk=4))
 
 
 def test_a_long_string_with_a_nan_elsewhere_streams_through(tmp_path):
@@ -236,7 +268,7 @@ def test_unknown_top_level_coco_keys_are_named_in_a_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "a.json: top-level keys 'categoriez' are not COCO's; they are not read" in result.stderr
     assert "nested" not in result.stderr
-    assert unknown_keys(str(tmp_path / "a.json"), non_finite=False) == ["categoriez"]
+    assert sorted(read_header(str(tmp_path / "a.json")).keys - KNOWN_KEYS) == ["categoriez"]
 
 
 # 11. pixel data that does not decode, behind an intact header and end marker
