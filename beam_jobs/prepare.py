@@ -44,24 +44,17 @@ from apache_beam.runners.runner import PipelineRunner, PipelineState
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 import readers
-from beam_jobs import progress
+from beam_jobs import NAMESPACE, progress
+from beam_jobs.combine import Merge
 from beam_jobs.options import JobError, PrepareOptions, check_known_flags, check_options, scheme_params
 from beam_jobs.output import OutputFolder, discard, prepare_output, publish
-from beam_jobs.transforms import (
-    ACCOUNTS,
-    NAMESPACE,
-    REJECTS,
-    ClassStatistics,
-    Merge,
-    ReadAnnotations,
-    SplitTrainVal,
-    Thumbnails,
-    Validate,
-    WriteShards,
-    WriteSortedParts,
-    merge_parts,
-    reject_line,
-)
+from beam_jobs.read import ReadAnnotations
+from beam_jobs.rejects import WriteSortedParts, merge_parts, reject_line
+from beam_jobs.shards import WriteShards
+from beam_jobs.split import SplitTrainVal
+from beam_jobs.statistics import ClassStatistics
+from beam_jobs.thumbnails import Thumbnails
+from beam_jobs.validate import ACCOUNTS, REJECTS, Validate
 from boxweight.progress import Progress
 from readers import fs
 from readers.raw import SourceError
@@ -69,11 +62,12 @@ from schemas import tfds_metadata
 from schemas.features import SCHEMA_VERSION
 from schemas.label_map import LabelMap
 from schemas.manifest import MANIFEST_NAME, FileEntry, build_manifest
-from weighting import html_report, report
+from weighting import report
 from weighting.apply import WeightPlan
+from weighting.report import page
+from weighting.report.thumbnails import Thumbnail
 from weighting.schemes import BoxMultipliers, WeightingError
 from weighting.stats import SplitStats
-from weighting.thumbnails import Thumbnail
 
 log = logging.getLogger(__name__)
 REJECT_PARTS = "_rejects-parts"  # sorted parts of rejects.jsonl, merged and removed before the manifest
@@ -214,7 +208,7 @@ class Prepare(beam.PTransform):
 
         def rejects() -> Iterator[str]:  # merged and written as a stream; the first lines kept for the page
             for line in merge_parts(parts):
-                if len(shown) < html_report.REJECTS_SHOWN:
+                if len(shown) < page.REJECTS_SHOWN:
                     shown.append(json.loads(line))
                 yield line
 
@@ -226,7 +220,7 @@ class Prepare(beam.PTransform):
             "stats.json": report.dumps(doc),
             "report.csv": report.to_csv(doc),
             "label_map.pbtxt": self.label_map.to_pbtxt(),
-            "report.html": html_report.render(doc, shown, sum(n for _, n in reject_parts), pictures),
+            "report.html": page.render(doc, shown, sum(n for _, n in reject_parts), pictures),
             **tfds_metadata.metadata_files(shards, self.label_map, f"boxweight output; {self.command}"),
         }
         files += [_write_file(self.target, name, text) for name, text in texts.items()]

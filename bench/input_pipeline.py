@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from schemas.features import parse_spec  # noqa: E402
-from weighting.input_fn import create_input_fn, list_files  # noqa: E402
+from weighting.training.input_fn import create_input_fn, list_files  # noqa: E402
 
 SIZE = (512, 512)
 BATCH = 32

@@ -127,9 +127,9 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from boxweight.evaluate import run_model
     from boxweight.train import TrainConfig, train
-    from weighting.input_fn import split_counts
-    from weighting.job_output import JobOutput
+    from schemas.job_output import JobOutput
     from weighting.schemes import tail_classes
+    from weighting.training.input_fn import split_counts
 
     start = time.perf_counter()
     doc: dict[str, Any] = {"epochs": args.epochs, "image_size": args.image_size, "width": args.width, "seeds": args.seeds,

@@ -127,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         return 141  # as a command ended by SIGPIPE
     except ValueError as exc:
+        from schemas.job_output import DataError
         from schemas.manifest import ManifestError
-        from weighting.job_output import DataError
 
         if not isinstance(exc, (DataError, ManifestError)):
             raise

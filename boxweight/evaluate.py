@@ -117,7 +117,7 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
         DataError: no run there, data that is not one job output, an unknown
             split, or a model trained on other classes than the data's.
     """
-    from weighting.job_output import DataError, one_output
+    from schemas.job_output import DataError, one_output
 
     config_path = os.path.join(model_dir, "config.json")
     if not os.path.exists(config_path) or not os.path.exists(os.path.join(model_dir, "model.keras")):
@@ -133,7 +133,7 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
 
     from boxweight.detector import detect
     from boxweight.progress import Progress, eta
-    from weighting.input_fn import create_input_fn
+    from weighting.training.input_fn import create_input_fn
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"))
     size = config["image_size"]

@@ -29,11 +29,16 @@ import tensorflow as tf
 from boxweight.detector import assign_targets, build_detector, decode_boxes
 from boxweight.progress import Progress, eta
 from boxweight.train_args import parser
+from schemas.job_output import JobOutput, one_output
 from schemas.label_map import LabelMap
-from weighting.input_fn import ReweightSpec, create_input_fn, split_counts
-from weighting.job_output import JobOutput, one_output
-from weighting.losses import WeightedBinaryCrossEntropy, WeightedGIoU, WeightedSigmoidFocalLoss, equalization_weights
 from weighting.schemes import SCHEMES, tail_classes
+from weighting.training.input_fn import ReweightSpec, create_input_fn, split_counts
+from weighting.training.losses import (
+    WeightedBinaryCrossEntropy,
+    WeightedGIoU,
+    WeightedSigmoidFocalLoss,
+    equalization_weights,
+)
 
 
 @dataclasses.dataclass

@@ -17,16 +17,13 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import prepare
+from beam_jobs.keys import stable_hash
 from beam_jobs.options import JobError
-from beam_jobs.transforms import (
-    ClassStatistics,
-    ReadAnnotations,
-    SplitTrainVal,
-    Validate,
-    WriteShards,
-    stable_hash,
-    val_count,
-)
+from beam_jobs.read import ReadAnnotations
+from beam_jobs.shards import WriteShards
+from beam_jobs.split import SplitTrainVal, val_count
+from beam_jobs.statistics import ClassStatistics
+from beam_jobs.validate import Validate
 from readers import RawBox, RawImage
 from schemas.annotations import Box, ImageRecord
 from schemas.features import decode_example
@@ -312,7 +309,6 @@ def test_dataflow_job_with_a_local_output_is_refused(tmp_path, demo_dir, runner)
 
 def test_read_attach_weights_and_write_shards_transforms(tmp_path):
     """ReadAnnotations -> Validate -> WriteShards(plan): every shard file exists, records sorted, weights from the plan."""
-    from beam_jobs.transforms import ReadAnnotations, WriteShards
     from tests.test_readers import _jpeg
     from weighting.apply import WeightPlan
     from weighting.stats import SplitStats
@@ -374,7 +370,7 @@ def test_tfrecords_written_in_pieces_read_back_in_tensorflow(tmp_path):
 
 
 def test_image_vanishing_after_validation_fails_with_a_clear_message(tmp_path):
-    from beam_jobs.transforms import _WriteShardFn
+    from beam_jobs.shards import _WriteShardFn
 
     rec = _record("1", ["a"]).replace(path=str(tmp_path / "gone.jpg"))
     with pytest.raises(RuntimeError, match="passed validation but cannot be read now"):
@@ -414,9 +410,9 @@ def test_rejects_are_sorted_in_parts_and_merged_as_one_sorted_stream(tmp_path, m
     """rejects.jsonl never gathers on one worker: parts sorted apart, then merged line by line."""
     import random
 
-    from beam_jobs import transforms
+    from beam_jobs import rejects
 
-    monkeypatch.setattr(transforms, "PART_LINES", 64)
+    monkeypatch.setattr(rejects, "PART_LINES", 64)
     rng = random.Random(3)
     words = ["a", "ab", "b", "é", "\u00e9t\u00e9", 'z"q', "x\\y", "日本", "0", ""]
     lines = [
@@ -426,8 +422,8 @@ def test_rejects_are_sorted_in_parts_and_merged_as_one_sorted_stream(tmp_path, m
         for _ in range(1000)
     ]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        parts = p | beam.Create(lines) | transforms.WriteSortedParts(str(tmp_path / "parts"))
+        parts = p | beam.Create(lines) | rejects.WriteSortedParts(str(tmp_path / "parts"))
         assert_that(parts | beam.MapTuple(lambda path, n: n) | beam.CombineGlobally(sum), equal_to([1000]))
     paths = sorted(str(f) for f in (tmp_path / "parts").iterdir())
     assert len(paths) == 16  # ceil(1000 / 64)
-    assert list(transforms.merge_parts(paths)) == [line + "\n" for line in sorted(lines)]
+    assert list(rejects.merge_parts(paths)) == [line + "\n" for line in sorted(lines)]

@@ -11,7 +11,7 @@ import tensorflow as tf
 from beam_jobs import prepare
 from boxweight.detector import assign_targets, build_detector, decode_boxes, detect
 from boxweight.train import TrainConfig, train
-from weighting.losses import WeightedSigmoidFocalLoss
+from weighting.training.losses import WeightedSigmoidFocalLoss
 
 IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 

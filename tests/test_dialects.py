@@ -21,10 +21,10 @@ from beam_jobs import prepare
 from beam_jobs.options import JobError
 from schemas.annotations import ImageRecord
 from schemas.features import decode_example
+from schemas.job_output import JobOutput
 from schemas.label_map import LabelMap
 from tests import dialects
 from tests.conftest import read_dataset as _read
-from weighting.job_output import JobOutput
 
 IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
 

@@ -31,10 +31,10 @@ from readers import probe
 from readers.coco import KNOWN_KEYS, read_header
 from readers.json_stream import JsonStreamError, Members
 from readers.raw import RawBox, RawImage
+from schemas.job_output import JobOutput
 from schemas.label_map import LabelMap
 from tests import dialects
 from tests.conftest import read_dataset as _read
-from weighting.job_output import JobOutput
 
 IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
 

@@ -13,7 +13,7 @@ from beam_jobs import prepare
 from schemas.annotations import Box, ImageRecord
 from schemas.codec import numeric_source_id, record_values
 from schemas.features import decode_example, encode_example
-from weighting.input_fn import Augment, ReweightSpec, _crop_and_flip, create_input_fn, one_hot_classes
+from weighting.training.input_fn import Augment, ReweightSpec, _crop_and_flip, create_input_fn, one_hot_classes
 
 IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 COLORS = {1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255), 4: (255, 255, 0)}
@@ -154,7 +154,7 @@ def test_repeat_factor_sampling_frequencies(tmp_path):
     # one epoch = 2 records; draw 400 epochs' worth from the repeating stream and count by source
     ids = tf.data.Dataset.from_tensor_slices([path]).repeat(400)
     ids = ids.interleave(tf.data.TFRecordDataset, cycle_length=1)
-    from weighting.input_fn import _repeat_by_factor
+    from weighting.training.input_fn import _repeat_by_factor
 
     r0, r1 = (numeric_source_id(k).encode() for k in ("r0", "r1"))
     counts = {r0: 0, r1: 0}

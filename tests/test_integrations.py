@@ -17,8 +17,8 @@ def test_weighting_exports_the_input_function_and_losses_and_loads_tensorflow_on
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'loaded by the schemes'\n"
         "from weighting import create_input_fn, WeightedSigmoidFocalLoss, ReweightSpec, JobOutput\n"
         "assert 'tensorflow' in sys.modules\n"
-        "import weighting.input_fn, weighting.losses\n"
-        "assert create_input_fn is weighting.input_fn.create_input_fn and WeightedSigmoidFocalLoss is weighting.losses.WeightedSigmoidFocalLoss\n"
+        "import weighting.training.input_fn, weighting.training.losses\n"
+        "assert create_input_fn is weighting.training.input_fn.create_input_fn and WeightedSigmoidFocalLoss is weighting.training.losses.WeightedSigmoidFocalLoss\n"
         "assert set(weighting.__all__) <= set(dir(weighting))\n"
         "try:\n"
         "    weighting.nope\n"
@@ -56,7 +56,7 @@ def test_the_output_loads_with_tfds_builder_from_directory_record_for_record(job
     import tensorflow as tf
 
     from schemas.features import decode_example
-    from weighting.job_output import JobOutput
+    from schemas.job_output import JobOutput
 
     data = JobOutput.open(str(job_out))
     builder = tfds.builder_from_directory(str(job_out))
@@ -90,7 +90,7 @@ def _small_retinanet(num_classes: int, size: int):
     import keras
     import keras_hub
 
-    from weighting.kerashub import WeightedRetinaNetObjectDetector
+    from weighting.training.kerashub import WeightedRetinaNetObjectDetector
 
     keras.utils.set_random_seed(0)
     encoder = keras_hub.models.ResNetBackbone(  # small, no pretrained weights
@@ -110,7 +110,7 @@ def test_keras_hub_retinanet_trains_from_create_input_fn_and_its_losses_read_the
     import tensorflow as tf
 
     from weighting import JobOutput, create_input_fn
-    from weighting.kerashub import to_keras_hub
+    from weighting.training.kerashub import to_keras_hub
 
     size = 96
     model = _small_retinanet(JobOutput.open(str(job_out)).labels().max_id, size)
@@ -149,7 +149,7 @@ def test_the_readme_model_garden_lines_give_one_weight_per_box_in_box_order(job_
     import tensorflow as tf
 
     from schemas.features import decode_example
-    from weighting.job_output import JobOutput
+    from schemas.job_output import JobOutput
 
     class ModelGardenDecoder:  # stands in for TfExampleDecoder: its decode returns the boxes, in record order
         def decode(self, serialized):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from weighting.losses import (
+from weighting.training.losses import (
     LOSSES,
     WeightedBinaryCrossEntropy,
     WeightedGIoU,

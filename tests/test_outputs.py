@@ -20,11 +20,11 @@ import tensorflow as tf
 
 from beam_jobs import prepare
 from beam_jobs.options import PrepareOptions, scheme_params
+from schemas.job_output import DataError, JobOutput
 from schemas.label_map import LabelMap
 from schemas.manifest import MANIFEST_NAME
-from weighting.input_fn import ReweightSpec, create_input_fn
-from weighting.job_output import DataError, JobOutput
 from weighting.stats import SplitStats
+from weighting.training.input_fn import ReweightSpec, create_input_fn
 
 BOXWEIGHT = str(Path(sys.executable).with_name("boxweight"))
 IN_PROCESS = "--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"

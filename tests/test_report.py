@@ -10,7 +10,8 @@ import pytest
 from beam_jobs import prepare
 from boxweight.cli import main as cli_main
 from tests.conftest import shared
-from weighting import html_report, report
+from weighting import report
+from weighting.report import page as report_page
 
 IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
@@ -154,10 +155,10 @@ def test_the_page_lists_the_first_rejects_with_their_files_and_says_where_the_re
         }
         for i in range(150)
     ]
-    page = html_report.render(doc, rejects[: html_report.REJECTS_SHOWN], 150)
+    page = report_page.render(doc, rejects[: report_page.REJECTS_SHOWN], 150)
     assert page.count("<td class='name'>images/") == 100 and "images/99.jpg" in page and "images/100.jpg" not in page
     assert "The other 50 are in <code>rejects.jsonl</code>" in page and "&lt;gone&gt;" in page
-    assert "Nothing was rejected." in html_report.render(doc, [], 0)
+    assert "Nothing was rejected." in report_page.render(doc, [], 0)
 
 
 def _chromium() -> str | None:
@@ -190,10 +191,10 @@ def test_report_html_in_headless_chromium_has_no_cut_label_no_overflow_and_no_co
         pytest.skip("no Chromium here (apt-get install chromium; .ci/run installs it)")
     doc = _long_names(report.load(str(cards_out)).attrs["stats"])
     pictures = {
-        name: [html_report.Thumbnail(f"train/{name}", 1, uri) for uri in uris]
+        name: [report_page.Thumbnail(f"train/{name}", 1, uri) for uri in uris]
         for name, uris in _thumbnails(cards_out).items()
     }
-    page = html_report.render(doc, [], 0, pictures).replace("</body>", _CHECK + "</body>")
+    page = report_page.render(doc, [], 0, pictures).replace("</body>", _CHECK + "</body>")
     (tmp_path / "report.html").write_text(page)
     done = subprocess.run(
         [
@@ -237,7 +238,7 @@ def test_each_class_has_a_strip_of_its_images_with_its_boxes_drawn_rarest_first(
     import numpy as np
     from PIL import Image
 
-    from weighting import thumbnails
+    from weighting.report import thumbnails
 
     doc = report.load(str(cards_out)).attrs["stats"]
     boxes = {}
@@ -259,7 +260,7 @@ def test_each_class_has_a_strip_of_its_images_with_its_boxes_drawn_rarest_first(
 
 
 def test_the_histogram_of_boxes_per_image_draws_each_bin_as_wide_as_the_counts_it_holds():
-    svg = html_report.per_image_chart({"0": 10, "1": 40, "6-7": 20, "10-14": 50, "20+": 5})
+    svg = report_page.per_image_chart({"0": 10, "1": 40, "6-7": 20, "10-14": 50, "20+": 5})
     root = ET.fromstring(svg)
     bars = {}
     for rect in root.iter("{http://www.w3.org/2000/svg}rect"):
@@ -273,7 +274,7 @@ def test_the_histogram_of_boxes_per_image_draws_each_bin_as_wide_as_the_counts_i
     assert bars["6-7"][1] == pytest.approx(bars["0"][1], rel=0.01)
     assert bars["10-14"][1] == pytest.approx(bars["0"][1], rel=0.01)
     assert bars["1"][1] == pytest.approx(4 * bars["0"][1], rel=0.01)
-    short = ET.fromstring(html_report.per_image_chart({"0": 30, "1": 40}))
+    short = ET.fromstring(report_page.per_image_chart({"0": 30, "1": 40}))
     labels = [t.text for t in short.iter("{http://www.w3.org/2000/svg}text")]
     assert "2" in labels and "3" not in labels  # the axis ends one bin after the last with images
 
@@ -289,7 +290,7 @@ def test_a_version_2_report_still_loads_and_renders_without_the_shape_and_positi
         for c in entry["classes"]:
             del c["aspects"], c["positions"]
     check_stats(doc)
-    page = html_report.render(doc)
+    page = report_page.render(doc)
     assert "Box sizes per class" in page and "Box shapes per class" not in page
     doc["stats_version"] = 3
     with pytest.raises(ValueError, match="class entry lacks 'aspects'"):

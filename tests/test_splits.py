@@ -18,8 +18,8 @@ import pytest
 import readers
 from beam_jobs import prepare
 from schemas.annotations import ImageRecord, Reject
+from schemas.job_output import JobOutput
 from tests.test_readers import _jpeg
-from weighting.job_output import JobOutput
 
 IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
 CLASSES = ("Platelets", "RBC", "WBC")

@@ -1,4 +1,4 @@
-"""Counts in, weights out: weighting schemes, statistics, the report, and (with TF) input and losses.
+"""Counts in, weights out: the weighting math (schemes, statistics, weight plans); the report and (with TF) training live in subpackages.
 
 ``from weighting import create_input_fn`` and the losses work too, imported
 on first use: code that only computes weights never loads TensorFlow or Keras.
@@ -14,9 +14,9 @@ from weighting.schemes import SCHEMES, BoxMultipliers, ClassCounts, WeightingErr
 from weighting.stats import SplitStats
 
 if TYPE_CHECKING:
-    from weighting.input_fn import Augment, ReweightSpec, create_input_fn
-    from weighting.job_output import JobOutput
-    from weighting.losses import (
+    from schemas.job_output import JobOutput
+    from weighting.training.input_fn import Augment, ReweightSpec, create_input_fn
+    from weighting.training.losses import (
         WeightedBinaryCrossEntropy,
         WeightedGIoU,
         WeightedSigmoidFocalLoss,
@@ -26,16 +26,16 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "create_input_fn": "weighting.input_fn",
-    "ReweightSpec": "weighting.input_fn",
-    "Augment": "weighting.input_fn",
-    "JobOutput": "weighting.job_output",
-    "WeightedSigmoidFocalLoss": "weighting.losses",
-    "WeightedBinaryCrossEntropy": "weighting.losses",
-    "WeightedSoftmaxCrossEntropy": "weighting.losses",
-    "WeightedSmoothL1": "weighting.losses",
-    "WeightedGIoU": "weighting.losses",
-    "equalization_weights": "weighting.losses",
+    "create_input_fn": "weighting.training.input_fn",
+    "ReweightSpec": "weighting.training.input_fn",
+    "Augment": "weighting.training.input_fn",
+    "JobOutput": "schemas.job_output",
+    "WeightedSigmoidFocalLoss": "weighting.training.losses",
+    "WeightedBinaryCrossEntropy": "weighting.training.losses",
+    "WeightedSoftmaxCrossEntropy": "weighting.training.losses",
+    "WeightedSmoothL1": "weighting.training.losses",
+    "WeightedGIoU": "weighting.training.losses",
+    "equalization_weights": "weighting.training.losses",
 }
 
 

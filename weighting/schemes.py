@@ -164,7 +164,7 @@ def tail_classes(counts: ClassCounts | SplitStats, threshold: float) -> dict[str
 
     A class's frequency f_j is the share of images that contain it; it is in
     the tail when f_j < threshold (the paper's lambda). See
-    :func:`weighting.losses.equalization_weights`.
+    :func:`weighting.training.losses.equalization_weights`.
     """
     if not 0 <= threshold <= 1:
         raise WeightingError(f"equalization threshold {threshold!r} must be in [0, 1]")

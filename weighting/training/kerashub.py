@@ -7,7 +7,7 @@ weights and drops any ``sample_weight`` (its loss is the same with weights 1
 and 0), so per-box weights cannot be passed in from outside. Two pieces close
 the gap:
 
-* :func:`to_keras_hub` maps a :func:`weighting.input_fn.create_input_fn`
+* :func:`to_keras_hub` maps a :func:`weighting.training.input_fn.create_input_fn`
   batch to what the detector reads: pixels in [0, 1], boxes in pixel
   ``yxyx``, class indices from 0 (label-map id - 1) with -1 padding, and the
   boxes' weights under ``"weights"``.

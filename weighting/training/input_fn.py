@@ -30,7 +30,7 @@ from typing import Any
 import tensorflow as tf
 
 from schemas.features import parse_spec
-from weighting.job_output import DataError, JobOutput, resolve
+from schemas.job_output import DataError, JobOutput, resolve
 from weighting.schemes import BoxMultipliers, ClassCounts, class_weights
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def list_files(data: str | Sequence[str], split: str | None = None, default_spli
     """Shard paths: one split of an output folder (through its manifest), a glob, a comma list, or a list.
 
     Raises:
-        DataError: see :func:`weighting.job_output.resolve`.
+        DataError: see :func:`schemas.job_output.resolve`.
     """
     return resolve(data, split, default_split).files
 

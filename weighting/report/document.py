@@ -130,7 +130,7 @@ def load(directory: str) -> Any:
     Raises:
         DataError: ``directory`` is not a complete job output (no manifest).
     """
-    from weighting.job_output import JobOutput
+    from schemas.job_output import JobOutput
 
     doc = JobOutput.open(directory).stats()
     frame = to_frame(doc)

@@ -9,7 +9,7 @@ from typing import Any
 
 from schemas.report import ASPECT_BUCKETS, BOXES_PER_IMAGE_BINS, POSITION_GRID, SIZE_BUCKETS, bin_labels
 from weighting.report import scheme_params, split_items
-from weighting.thumbnails import Thumbnail
+from weighting.report.thumbnails import Thumbnail
 
 _W, _H, _PAD_L, _PAD_B, _PAD_T, _PAD_R = 760, 300, 60, 90, 20, 60
 _BAR = "#4c78a8"
@@ -401,7 +401,7 @@ def render(
     ``rejects``: the first lines of ``rejects.jsonl`` (as dicts, in file order; the first
     :data:`REJECTS_SHOWN` are listed with their files) and ``total_rejects`` the number of
     its lines; None leaves the list out. ``pictures``: class name -> thumbnails with
-    the boxes drawn (:mod:`weighting.thumbnails`); None leaves the strips out.
+    the boxes drawn (:mod:`weighting.report.thumbnails`); None leaves the strips out.
     """
     t = doc["totals"]
     scheme = doc["scheme"]

@@ -1,0 +1,75 @@
+"""Validation: each image probed, each box checked; failures go to a tagged dead-letter output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+import readers
+from beam_jobs import NAMESPACE, progress
+from beam_jobs.read import Chunk
+from schemas.annotations import ImageRecord
+from schemas.label_map import LabelMap
+
+REJECTS = "rejects"
+ACCOUNTS = "accounts"
+
+
+class _ValidateFn(beam.DoFn):
+    def __init__(self, label_map: LabelMap, max_bytes: int, progress_dir: str | None = None) -> None:
+        self.label_map, self.max_bytes = label_map, max_bytes
+        self.tally = progress.Tally(progress_dir)
+        self.read = Metrics.counter(NAMESPACE, "images_read")
+        self.quarantined = Metrics.counter(NAMESPACE, "images_quarantined")
+        self.boxes_dropped = Metrics.counter(NAMESPACE, "boxes_dropped")
+
+    def process(self, chunk: Chunk) -> Iterator[Any]:
+        records: list[ImageRecord] = []
+        acc = readers.Accounting()
+        for item in chunk:
+            for out in readers.check(item, self.label_map, acc, self.max_bytes):
+                if isinstance(out, ImageRecord):
+                    records.append(out)
+                    continue
+                if out.is_image:
+                    Metrics.counter(NAMESPACE, f"images_quarantined_{out.reason.value}").inc()
+                if out.boxes:
+                    reason = "image_quarantined" if out.is_image else out.reason.value
+                    Metrics.counter(NAMESPACE, f"boxes_dropped_{reason}").inc(out.boxes)
+                yield beam.pvalue.TaggedOutput(REJECTS, out)
+        self.read.inc(acc.images_in)
+        self.quarantined.inc(acc.images_quarantined)
+        self.boxes_dropped.inc(acc.boxes_dropped)
+        for repair, n in acc.repairs.items():
+            Metrics.counter(NAMESPACE, f"repaired_{repair}").inc(n)
+        yield beam.pvalue.TaggedOutput(ACCOUNTS, acc)
+        self.tally.add(progress.ACCEPTED, acc.images_written)
+        self.tally.add(progress.VALIDATED, acc.images_in)
+        if records:
+            yield records
+
+    def finish_bundle(self) -> None:
+        self.tally.add(progress.VALIDATED, 0, flush=True)
+
+
+class Validate(beam.PTransform):
+    """Probe each image and check its boxes.
+
+    Outputs: ``records`` (chunks of valid records), ``rejects`` (the
+    dead-letter output: one Reject per quarantined image or dropped box)
+    and ``accounts`` (one :class:`readers.Accounting` per chunk: images and
+    boxes in, written, dropped by reason, repairs).
+    """
+
+    def __init__(
+        self, label_map: LabelMap, max_bytes: int = readers.MAX_IMAGE_BYTES, progress_dir: str | None = None
+    ) -> None:
+        super().__init__()
+        self.label_map, self.max_bytes, self.progress_dir = label_map, max_bytes, progress_dir
+
+    def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
+        check = _ValidateFn(self.label_map, self.max_bytes, self.progress_dir)
+        return raw | "Check" >> beam.ParDo(check).with_outputs(REJECTS, ACCOUNTS, main="records")
