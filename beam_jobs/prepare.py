@@ -112,24 +112,25 @@ class Prepare(beam.PTransform):
     def __init__(
         self,
         opts: PrepareOptions,
-        label_map: LabelMap,
+        plan: readers.ReadPlan,
         command: str,
         params: dict[str, Any],
         target: str,
         progress_dir: str | None = None,
     ) -> None:
-        """Args: the job's flags; the label map and scheme parameters as values (read on
-        the launcher, never again on a worker); the command line for the report; the
+        """Args: the job's flags; the read plan (format, label map, the parts to read) and the
+        scheme parameters as values, resolved on the launcher; the command line for the report; the
         folder the pipeline writes into (the staging folder of a local output); the
         scratch folder of the progress line (see :mod:`beam_jobs.progress`), or None."""
         super().__init__()
-        self.opts, self.label_map, self.command, self.params, self.target = opts, label_map, command, params, target
+        self.opts, self.plan, self.command, self.params, self.target = opts, plan, command, params, target
+        self.label_map = plan.label_map
         self.progress_dir = progress_dir
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> None:
         o, lm, tally = self.opts, self.label_map, self.progress_dir
-        raw = pbegin | "ReadAnnotations" >> ReadAnnotations(o.input, o.format, o.image_root, lm, tally)
-        checked = raw | "Validate" >> Validate(lm, o.max_image_mb << 20, tally)
+        raw = pbegin | "ReadAnnotations" >> ReadAnnotations(self.plan, tally)
+        checked = raw | "Validate" >> Validate(lm, o.max_image_mb << 20, tally, decode=o.pixel_check == "decode")
         records = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
         stats = records | "ClassStatistics" >> ClassStatistics()
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)
@@ -200,6 +201,7 @@ class Prepare(beam.PTransform):
                 "path": o.input,
                 "format": o.format,
                 "image_root": o.image_root,
+                "pixel_check": o.pixel_check,
                 "shards": sorted(s.name for s in shards),
             },
         )
@@ -306,12 +308,12 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
     check_options(opts)
     try:
         fixed = LabelMap.from_pbtxt(fs.read_text(opts.label_map), opts.label_map) if opts.label_map else None
-        source = readers.open_source(opts.input, opts.format, opts.image_root, fixed)
+        plan = readers.plan(opts.input, opts.format, opts.image_root, fixed)
     except (SourceError, WeightingError, ValueError, OSError) as exc:
         raise JobError(str(exc)) from None
     params = scheme_params(opts)
-    opts.format = source.format
-    label_map = fixed or source.label_map
+    opts.format = plan.format
+    label_map = plan.label_map
     runner_name = options.view_as(StandardOptions).runner or ""
     dry_run = bool(options.view_as(TestOptions).dry_run)
     on_dataflow = "dataflow" in runner_name.lower()  # Beam takes DataflowRunner, dataflow, a full class path
@@ -324,15 +326,15 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
         OutputFolder(opts.output, opts.output) if dry_run else prepare_output(opts.output, opts.overwrite, opts.input)
     )
     where = runner_name or f"local, {options.view_as(DirectOptions).direct_num_workers} worker processes"
-    log.info("prepare: %s as %s, %d classes, runner %s", opts.input, source.format, len(label_map), where)
+    log.info("prepare: %s as %s, %d classes, %d parts, runner %s", opts.input, plan.format, len(label_map), len(plan.parts), where)
 
     line = Progress()
     local = runner is not None or runner_name == IN_PROCESS_RUNNER
     progress_dir = tempfile.mkdtemp(prefix="boxweight-progress-") if local and line.on else None
     pipeline = beam.Pipeline(runner=runner, options=options)
-    _ = pipeline | "Prepare" >> Prepare(opts, label_map, command, params, folder.target, progress_dir)
+    _ = pipeline | "Prepare" >> Prepare(opts, plan, command, params, folder.target, progress_dir)
     try:
-        with progress.Watcher(progress_dir, line) if progress_dir else contextlib.nullcontext():
+        with progress.Watcher(progress_dir, line, len(plan.parts)) if progress_dir else contextlib.nullcontext():
             result = pipeline.run()  # a local run returns when the job has ended
         if on_dataflow and not dry_run:
             _follow_dataflow(result, options, line)

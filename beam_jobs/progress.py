@@ -104,10 +104,10 @@ class Stage:
         return line
 
 
-def local_line(counts: Mapping[str, int], stages: dict[str, Stage], elapsed: float) -> str:
-    """The line for the counts so far: the stage that is running now."""
+def local_line(counts: Mapping[str, int], stages: dict[str, Stage], elapsed: float, parts: int = 1) -> str:
+    """The line for the counts so far (of a job that reads ``parts`` parts): the stage that is running now."""
     listed, validated, accepted, written = (counts.get(k, 0) for k in (LISTED, VALIDATED, ACCEPTED, WRITTEN))
-    parsed = counts.get(PARSED, 0) > 0  # every annotation input has been read: the totals are known
+    parsed = counts.get(PARSED, 0) >= parts  # every annotation input has been read: the totals are known
     if parsed and validated == listed and written == accepted:
         return f"writing the report ({listed:,} images validated, {written:,} written)"
     if written:
@@ -124,8 +124,8 @@ def local_line(counts: Mapping[str, int], stages: dict[str, Stage], elapsed: flo
 class Watcher:
     """Shows the local job's progress line while it runs (a thread of the launcher)."""
 
-    def __init__(self, folder: str, line: Progress) -> None:
-        self.folder, self.line = folder, line
+    def __init__(self, folder: str, line: Progress, parts: int = 1) -> None:
+        self.folder, self.line, self.parts = folder, line, parts
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="boxweight-progress", daemon=True)
 
@@ -142,7 +142,7 @@ class Watcher:
         stages = {key: Stage() for key in (LISTED, VALIDATED, WRITTEN)}
         start = time.monotonic()
         while not self.stop.wait(_INTERVAL):
-            self.line.show(local_line(read_counts(self.folder), stages, time.monotonic() - start))
+            self.line.show(local_line(read_counts(self.folder), stages, time.monotonic() - start, self.parts))
 
 
 def dataflow_line(counters: Mapping[str, int], state: str) -> str:

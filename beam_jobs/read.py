@@ -18,7 +18,6 @@ import apache_beam as beam
 import readers
 from beam_jobs import progress
 from schemas.annotations import Reject
-from schemas.label_map import LabelMap
 
 CHUNK = 64  # items per element: big enough to amortize Beam's per-element cost, small enough to spread
 
@@ -36,29 +35,85 @@ def chunked(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
         yield chunk
 
 
-class ReadAnnotations(beam.PTransform):
-    """Parse the annotation files: chunks of raw images and of the rejects found while parsing."""
+Order = tuple[int, int]  # (part, position in the part): where an item stands in the source
 
-    def __init__(
-        self, path: str, format: str, image_root: str | None, label_map: LabelMap, progress_dir: str | None = None
-    ) -> None:
+
+class ReadAnnotations(beam.PTransform):
+    """Read the plan's parts, each on a worker of its own: chunks of raw images and of the rejects found reading.
+
+    With more than one part (several COCO files, TFRecord shards), an image
+    whose key or file an image of an earlier part has becomes a duplicate
+    reject (:class:`UniqueAcrossParts`), as it would in one sequential read.
+    """
+
+    def __init__(self, plan: readers.ReadPlan, progress_dir: str | None = None) -> None:
         super().__init__()
-        self.path, self.format, self.image_root, self.label_map = path, format, image_root, label_map
-        self.progress_dir = progress_dir
+        self.plan, self.progress_dir = plan, progress_dir
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        def parse(_: Any) -> Iterator[list[Any]]:
-            tally = progress.Tally(self.progress_dir)
-            source = readers.open_source(self.path, self.format, self.image_root, self.label_map)
-            for chunk in chunked(source):
-                tally.add(progress.LISTED, sum(1 for item in chunk if not isinstance(item, Reject) or item.is_image))
-                yield chunk
-            tally.add(progress.PARSED, flush=True)
+        many = len(self.plan.parts) > 1
+        parts = pbegin | "Parts" >> beam.Create(list(range(len(self.plan.parts))))
+        if many:
+            parts = parts | "SpreadParts" >> beam.Reshuffle()
+        chunks = parts | "Parse" >> beam.FlatMap(self._parse, many)
+        if many:
+            chunks = chunks | "UniqueAcrossParts" >> UniqueAcrossParts()
+        # Each part is one sequential stream; spread the per-image work across workers.
+        return chunks | "Spread" >> beam.Reshuffle()
 
-        return (
-            pbegin
-            | "Seed" >> beam.Create([self.path])
-            | "Parse" >> beam.FlatMap(parse)
-            # Parsing is one sequential stream; spread the per-image work across workers.
-            | "Spread" >> beam.Reshuffle()
+    def _parse(self, part: int, tagged: bool) -> Iterator[list[Any]]:
+        tally = progress.Tally(self.progress_dir)
+        items: Iterable[Any] = self.plan.read_part(part)
+        if tagged:
+            items = (((part, pos), item) for pos, item in enumerate(items))
+        for chunk in chunked(items):
+            listed = (item[1] if tagged else item for item in chunk)
+            tally.add(progress.LISTED, sum(1 for item in listed if not isinstance(item, Reject) or item.is_image))
+            yield chunk
+        tally.add(progress.PARSED, flush=True)
+
+
+class UniqueAcrossParts(beam.PTransform):
+    """Chunks of (order, item) -> chunks of items, where an image whose key or file an earlier image has
+    (earlier by part, then position) is replaced by its duplicate reject.
+
+    Only the claims (key or file, order, source) cross the shuffle, and only the
+    duplicates come back, as a side input. Unlike one sequential read, an image
+    refused here still holds its claims: in a chain (A and B share a key, B and
+    C a file) C is refused too, with a reject naming B.
+    """
+
+    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
+        duplicates = (
+            chunks
+            | "Claims" >> beam.FlatMap(_claims)
+            | "ByClaim" >> beam.GroupByKey()
+            | "Later" >> beam.FlatMap(_later)
+            # an image that shares both its key and its file is named by its key, as a sequential read does
+            | "FirstReason" >> beam.CombinePerKey(min)
         )
+        return chunks | "Refuse" >> beam.Map(_refuse, beam.pvalue.AsDict(duplicates))
+
+
+def _claims(chunk: list[tuple[Order, Any]]) -> Iterator[tuple[tuple[int, str], tuple[Order, str]]]:
+    for order, item in chunk:
+        if isinstance(item, readers.RawImage):
+            key, path = readers.image_claims(item)
+            yield (0, f"key {key!r}"), (order, item.source)
+            if path:
+                yield (1, f"file {path}"), (order, item.source)
+
+
+def _later(kv: tuple[tuple[int, str], Iterable[tuple[Order, str]]]) -> Iterator[tuple[Order, tuple[int, str, str]]]:
+    (rank, what), claims = kv
+    first, *later = sorted(claims)
+    for order, _ in later:
+        yield order, (rank, what, first[1])
+
+
+def _refuse(chunk: list[tuple[Order, Any]], duplicates: dict[Order, tuple[int, str, str]]) -> list[Any]:
+    out = []
+    for order, item in chunk:
+        found = duplicates.get(order)
+        out.append(item if found is None else readers.duplicate(item, found[1], found[2]))
+    return out

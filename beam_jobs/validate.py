@@ -19,8 +19,8 @@ ACCOUNTS = "accounts"
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, label_map: LabelMap, max_bytes: int, progress_dir: str | None = None) -> None:
-        self.label_map, self.max_bytes = label_map, max_bytes
+    def __init__(self, label_map: LabelMap, max_bytes: int, progress_dir: str | None = None, decode: bool = True) -> None:
+        self.label_map, self.max_bytes, self.decode = label_map, max_bytes, decode
         self.tally = progress.Tally(progress_dir)
         self.read = Metrics.counter(NAMESPACE, "images_read")
         self.quarantined = Metrics.counter(NAMESPACE, "images_quarantined")
@@ -30,7 +30,7 @@ class _ValidateFn(beam.DoFn):
         records: list[ImageRecord] = []
         acc = readers.Accounting()
         for item in chunk:
-            for out in readers.check(item, self.label_map, acc, self.max_bytes):
+            for out in readers.check(item, self.label_map, acc, self.max_bytes, self.decode):
                 if isinstance(out, ImageRecord):
                     records.append(out)
                     continue
@@ -58,6 +58,8 @@ class _ValidateFn(beam.DoFn):
 class Validate(beam.PTransform):
     """Probe each image and check its boxes.
 
+    With ``decode`` False (``--pixel-check header``) the pixels are not decoded.
+
     Outputs: ``records`` (chunks of valid records), ``rejects`` (the
     dead-letter output: one Reject per quarantined image or dropped box)
     and ``accounts`` (one :class:`readers.Accounting` per chunk: images and
@@ -65,11 +67,15 @@ class Validate(beam.PTransform):
     """
 
     def __init__(
-        self, label_map: LabelMap, max_bytes: int = readers.MAX_IMAGE_BYTES, progress_dir: str | None = None
+        self,
+        label_map: LabelMap,
+        max_bytes: int = readers.MAX_IMAGE_BYTES,
+        progress_dir: str | None = None,
+        decode: bool = True,
     ) -> None:
         super().__init__()
-        self.label_map, self.max_bytes, self.progress_dir = label_map, max_bytes, progress_dir
+        self.label_map, self.max_bytes, self.progress_dir, self.decode = label_map, max_bytes, progress_dir, decode
 
     def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        check = _ValidateFn(self.label_map, self.max_bytes, self.progress_dir)
+        check = _ValidateFn(self.label_map, self.max_bytes, self.progress_dir, self.decode)
         return raw | "Check" >> beam.ParDo(check).with_outputs(REJECTS, ACCOUNTS, main="records")

@@ -18,6 +18,7 @@ RSS of:
   the timed process) on its local default runner (one worker process per
   core), statistics, weights, validation (every pixel decoded) and
   deterministic sharding included;
+* boxweight-header: the same with ``--pixel-check header`` (no pixel decode);
 * boxweight-1proc: the same job with ``--runner=...FnApiRunner`` alone, in
   this one process (no worker processes to start).
 
@@ -279,10 +280,12 @@ def _child(mode: str, ann_path: str, shards: int) -> None:
             import tensorflow  # noqa: F401
 
             n = 0
-        elif mode in ("boxweight", "boxweight-1proc"):
+        elif mode in ("boxweight", "boxweight-1proc", "boxweight-header"):
             from boxweight.cli import main as boxweight_main
 
             argv = ["prepare", "--input", ann_path, "--output", out, f"--num-shards={shards}", "--val-fraction=0"]
+            if mode == "boxweight-header":  # pixels not decoded: headers, sizes and end markers only
+                argv.append("--pixel-check=header")
             if mode == "boxweight-1proc":  # the same runner in this process only: no worker processes
                 from beam_jobs.prepare import IN_PROCESS_RUNNER
 
@@ -385,8 +388,10 @@ def main() -> None:
             )
 
     versus("boxweight", "baseline-pool")
+    versus("boxweight-header", "baseline-pool")
     versus("boxweight-1proc", "baseline-pool")
     versus("boxweight", "floor")
+    versus("boxweight-header", "floor")
     versus("baseline-pool", "floor")
 
 

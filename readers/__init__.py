@@ -14,7 +14,7 @@ import json
 import os
 import posixpath
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from readers import fs
@@ -37,6 +37,7 @@ __all__ = [
     "FORMATS",
     "MAX_IMAGE_BYTES",
     "Accounting",
+    "ReadPlan",
     "RawBox",
     "RawImage",
     "Source",
@@ -45,7 +46,9 @@ __all__ = [
     "check",
     "detect_format",
     "open_source",
+    "plan",
     "read",
+    "unique",
     "validate_image",
 ]
 
@@ -180,29 +183,78 @@ class UniqueImages:
         self.source, self.format, self.label_map = source, source.format, source.label_map
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
-        first_by_key: dict[str, str] = {}
-        first_by_file: dict[str, str] = {}
-        for item in self.source:
-            if isinstance(item, RawImage):
-                key = f"{item.split}/{posixpath.normpath(item.key)}"  # records are keyed by split and source id
-                path = posixpath.normpath(fs.join(item.image_root, item.file_name)) if item.encoded is None else ""
-                first = first_by_key.get(key) or first_by_file.get(path)
-                if first is not None:
-                    what = f"key {key!r}" if key in first_by_key else f"file {path}"
-                    detail = f"image {what} is also {first}; the first is kept"
-                    yield Reject(
-                        item.source,
-                        RejectReason.DUPLICATE_IMAGE,
-                        detail,
-                        image=item.file_name,
-                        boxes=len(item.boxes),
-                        classes=classes_of(item.boxes),
-                    )
-                    continue
-                first_by_key[key] = item.source
-                if path:
-                    first_by_file[path] = item.source
-            yield item
+        return unique(self.source)
+
+
+def image_claims(item: RawImage) -> tuple[str, str]:
+    """What no two images may share: the record key (split and source id) and the file ('' for embedded bytes)."""
+    key = f"{item.split}/{posixpath.normpath(item.key)}"  # records are keyed by split and source id
+    path = posixpath.normpath(fs.join(item.image_root, item.file_name)) if item.encoded is None else ""
+    return key, path
+
+
+def duplicate(item: RawImage, what: str, first: str) -> Reject:
+    """The reject of an image whose key or file (``what``) an earlier one (``first``, its source) has."""
+    detail = f"image {what} is also {first}; the first is kept"
+    return Reject(
+        item.source, RejectReason.DUPLICATE_IMAGE, detail, image=item.file_name, boxes=len(item.boxes), classes=classes_of(item.boxes)
+    )
+
+
+def unique(items: Iterable[RawImage | Reject]) -> Iterator[RawImage | Reject]:
+    """``items`` with each image whose key or file an earlier one has replaced by its duplicate reject."""
+    first_by_key: dict[str, str] = {}
+    first_by_file: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, RawImage):
+            key, path = image_claims(item)
+            first = first_by_key.get(key) or first_by_file.get(path)
+            if first is not None:
+                yield duplicate(item, f"key {key!r}" if key in first_by_key else f"file {path}", first)
+                continue
+            first_by_key[key] = item.source
+            if path:
+                first_by_file[path] = item.source
+        yield item
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadPlan:
+    """A dataset as the launcher resolves it once: its format, label map and the parts workers read apart.
+
+    A format whose files can be read one by one (COCO's annotation files,
+    TFRecord shards) ships its opened source, which holds only the file list
+    and the classes, and lists one part per file. Any other is one part that
+    a worker opens by path: its opened state (a listing of every image) could
+    be too large to travel with the job. Each part's images are unique within
+    it (:func:`unique`); across parts, the job's read stage checks them.
+    """
+
+    path: str
+    format: str
+    image_root: str | None
+    label_map: LabelMap
+    source: Any = None  # a source with parts() and read_part(), or None: open by path
+    parts: tuple[Any, ...] = (None,)
+
+    def read_part(self, index: int) -> Iterator[RawImage | Reject]:
+        if self.source is None:
+            return iter(open_source(self.path, self.format, self.image_root, self.label_map))
+        return unique(self.source.read_part(self.parts[index]))
+
+
+def plan(path: str, format: str = "auto", image_root: str | None = None, label_map: LabelMap | None = None) -> ReadPlan:
+    """Open a dataset on the launcher (see :func:`open_source`) and resolve what workers need to read it.
+
+    Raises:
+        SourceError: as :func:`open_source`.
+    """
+    opened = open_source(path, format, image_root, label_map)
+    source = opened.source if isinstance(opened, UniqueImages) else opened
+    resolved = label_map or opened.label_map
+    if hasattr(source, "parts"):
+        return ReadPlan(path, opened.format, image_root, resolved, source, tuple(source.parts()))
+    return ReadPlan(path, opened.format, image_root, resolved)
 
 
 #: The class of a dropped box whose class the source did not give (a line that did not parse).
@@ -325,7 +377,7 @@ def read(
 
 
 def check(
-    item: RawImage | Reject, label_map: LabelMap, acc: Accounting, max_bytes: int = MAX_IMAGE_BYTES
+    item: RawImage | Reject, label_map: LabelMap, acc: Accounting, max_bytes: int = MAX_IMAGE_BYTES, decode: bool = True
 ) -> Iterator[ImageRecord | Reject]:
     """One item of a source, validated and counted in ``acc``: its rejects, then its record if it has one.
 
@@ -335,7 +387,7 @@ def check(
         acc.add_reject(item)
         yield item
         return
-    result = validate_image(item, label_map, max_bytes)
+    result = validate_image(item, label_map, max_bytes, decode)
     for reject in result.rejects:
         acc.add_reject(reject)
         yield reject

@@ -262,6 +262,13 @@ class CocoSource:
         for af in self.files:
             yield from self._read_file(af)
 
+    def parts(self) -> list[_AnnotationFile]:
+        """One part per annotation file, read by a worker of its own (see :class:`readers.ReadPlan`)."""
+        return list(self.files)
+
+    def read_part(self, af: _AnnotationFile) -> Iterator[RawImage | Reject]:
+        return self._read_file(af)
+
     def _read_file(self, af: _AnnotationFile) -> Iterator[RawImage | Reject]:
         """One pass over the file (images and annotations in whichever order it has them), then its items."""
         split = af.split or "train"

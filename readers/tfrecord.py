@@ -88,19 +88,26 @@ class TfRecordSource:
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
         for f in self.files:
-            # the shard's name (train-00000-of-00010, coco_val.record-00000-of-00001), else its folder
-            split = split_in_name(posixpath.basename(f)) or split_name(posixpath.basename(posixpath.dirname(f)))
-            for index, data in _records(f):
-                where = f"{f}: record {index}"
-                if isinstance(data, Exception):
-                    yield Reject(where, RejectReason.ANNOTATION_MALFORMED, f"corrupt TFRecord, rest of shard unreadable: {data}")
-                    continue
-                try:
-                    values = decode_example(data)
-                except ExampleError as exc:
-                    yield Reject(where, RejectReason.ANNOTATION_MALFORMED, str(exc))
-                    continue
-                yield self._image(values, where, split)
+            yield from self.read_part(f)
+
+    def parts(self) -> list[str]:
+        """One part per shard, read by a worker of its own (see :class:`readers.ReadPlan`)."""
+        return list(self.files)
+
+    def read_part(self, f: str) -> Iterator[RawImage | Reject]:
+        # the shard's name (train-00000-of-00010, coco_val.record-00000-of-00001), else its folder
+        split = split_in_name(posixpath.basename(f)) or split_name(posixpath.basename(posixpath.dirname(f)))
+        for index, data in _records(f):
+            where = f"{f}: record {index}"
+            if isinstance(data, Exception):
+                yield Reject(where, RejectReason.ANNOTATION_MALFORMED, f"corrupt TFRecord, rest of shard unreadable: {data}")
+                continue
+            try:
+                values = decode_example(data)
+            except ExampleError as exc:
+                yield Reject(where, RejectReason.ANNOTATION_MALFORMED, str(exc))
+                continue
+            yield self._image(values, where, split)
 
     def _image(self, values: dict[str, Any], where: str, split: str) -> RawImage | Reject:
         coords = [values.get(f"image/object/bbox/{k}", []) for k in ("xmin", "ymin", "xmax", "ymax")]

@@ -45,7 +45,7 @@ class Validated:
 MAX_IMAGE_BYTES = 100 << 20
 
 
-def validate_image(raw: RawImage, label_map: LabelMap, max_bytes: int = MAX_IMAGE_BYTES) -> Validated:
+def validate_image(raw: RawImage, label_map: LabelMap, max_bytes: int = MAX_IMAGE_BYTES, decode: bool = True) -> Validated:
     """Check one image and its boxes.
 
     Only a regular file whose real path (links resolved) lies inside the
@@ -59,7 +59,7 @@ def validate_image(raw: RawImage, label_map: LabelMap, max_bytes: int = MAX_IMAG
         repairs applied.
     """
     try:
-        path, info, nbytes, data = _probe(raw, max_bytes)
+        path, info, nbytes, data = _probe(raw, max_bytes, decode)
     except (fs.UnsafePath, probe.ProbeError) as exc:
         reason = exc.reason if isinstance(exc, probe.ProbeError) else RejectReason.PATH_UNSAFE
         return _quarantine(raw, reason, str(exc))
@@ -111,7 +111,7 @@ def validate_image(raw: RawImage, label_map: LabelMap, max_bytes: int = MAX_IMAG
     return Validated(record, tuple(rejects), tuple(repairs))
 
 
-def _probe(raw: RawImage, max_bytes: int) -> tuple[str, probe.ImageInfo, int, bytes | None]:
+def _probe(raw: RawImage, max_bytes: int, decode: bool) -> tuple[str, probe.ImageInfo, int, bytes | None]:
     """Path, probe result, size in bytes, and the bytes when the source embeds them.
 
     A file is not read whole here: only its header and tail (the writer reads
@@ -119,7 +119,7 @@ def _probe(raw: RawImage, max_bytes: int) -> tuple[str, probe.ImageInfo, int, by
     """
     if raw.encoded is not None:
         _check_size(len(raw.encoded), max_bytes, raw.file_name)
-        return raw.source, probe.probe(raw.encoded, raw.file_name), len(raw.encoded), raw.encoded
+        return raw.source, probe.probe(raw.encoded, raw.file_name, decode), len(raw.encoded), raw.encoded
     path = fs.safe_join(raw.image_root, raw.file_name)
     if "://" not in path:
         _check_local_file(path, raw.image_root, max_bytes)
@@ -136,7 +136,7 @@ def _probe(raw: RawImage, max_bytes: int) -> tuple[str, probe.ImageInfo, int, by
         except Exception as exc:
             raise probe.ProbeError(RejectReason.IMAGE_UNREADABLE, f"{path}: {exc.__class__.__name__}: {exc}") from None
         _check_size(size, max_bytes, path)
-        return path, probe.probe_stream(f, size, raw.file_name), size, None
+        return path, probe.probe_stream(f, size, raw.file_name, decode), size, None
 
 
 def _check_local_file(path: str, root: str, max_bytes: int) -> None:

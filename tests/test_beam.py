@@ -16,6 +16,7 @@ from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+import readers
 from beam_jobs import prepare
 from beam_jobs.keys import stable_hash
 from beam_jobs.options import JobError
@@ -332,7 +333,7 @@ def test_read_attach_weights_and_write_shards_transforms(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        raw = p | ReadAnnotations(str(tmp_path / "ann.json"), "coco", None, lm)
+        raw = p | ReadAnnotations(readers.plan(str(tmp_path / "ann.json"), "coco", None, lm))
         assert_that(raw | "Sizes" >> beam.Map(len), equal_to([64, 6]), label="all parsed, in chunks")
         records = (raw | Validate(lm)).records
         plan_si = beam.pvalue.AsSingleton(p | "Plan" >> beam.Create([plan]))
@@ -392,7 +393,7 @@ def test_the_progress_counts_of_a_run_add_up_to_its_totals(tmp_path):
     raw.write_text(json.dumps({"images": images, "annotations": boxes, "categories": [{"id": 1, "name": "a"}]}))
     lm = LabelMap(("a",))
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        checked = p | ReadAnnotations(str(raw), "coco", None, lm, str(folder)) | Validate(lm, progress_dir=str(folder))
+        checked = p | ReadAnnotations(readers.plan(str(raw), "coco", None, lm), str(folder)) | Validate(lm, progress_dir=str(folder))
         _ = checked.records | WriteShards(str(tmp_path / "out"), 2, "none", progress_dir=str(folder))
     counts = progress.read_counts(str(folder))
     assert counts == {"listed": 5, "parsed": 1, "validated": 5, "accepted": 4, "written": 4}
@@ -427,3 +428,27 @@ def test_rejects_are_sorted_in_parts_and_merged_as_one_sorted_stream(tmp_path, m
     paths = sorted(str(f) for f in (tmp_path / "parts").iterdir())
     assert len(paths) == 16  # ceil(1000 / 64)
     assert list(rejects.merge_parts(paths)) == [line + "\n" for line in sorted(lines)]
+
+
+def test_parts_are_read_apart_and_an_image_in_two_parts_is_written_once(tmp_path):
+    """Two COCO files, read by the job as two parts: what both list is refused in the later one, with the reject
+    a sequential read (readers.read, the code the fuzz tests exercise) gives."""
+    from tests.test_readers import _jpeg
+
+    for split, names in (("train", ["a.jpg", "b.jpg", "c.jpg"]), ("val", ["c.jpg", "d.jpg"])):
+        images = [{"id": i, "file_name": n, "width": 32, "height": 32} for i, n in enumerate(names)]
+        boxes = [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 8, 8]} for i in range(len(names))]
+        doc = {"images": images, "annotations": boxes, "categories": [{"id": 1, "name": "a"}]}
+        (tmp_path / f"custom_{split}.json").write_text(json.dumps(doc))
+    for name in "abcd":
+        (tmp_path / f"{name}.jpg").write_bytes(_jpeg())
+    plan = readers.plan(str(tmp_path))
+    assert plan.format == "coco" and len(plan.parts) == 2
+    out = tmp_path.parent / f"{tmp_path.name}-out"
+    prepare.run(["--input", str(tmp_path), "--output", str(out), *IN_PROCESS], print_report=False)
+    rejects = (out / "rejects.jsonl").read_text().splitlines()
+    sequential = [r for r in readers.read(str(tmp_path)) if not isinstance(r, ImageRecord)]
+    assert rejects == sorted(prepare.reject_line(r) for r in sequential)
+    (only,) = [json.loads(line) for line in rejects]
+    assert only["reason"] == "duplicate_image" and only["source"].endswith("custom_val.json: images[0]")
+    assert only["detail"] == f"image file {tmp_path}/c.jpg is also {tmp_path}/custom_train.json: images[2]; the first is kept"

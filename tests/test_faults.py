@@ -315,6 +315,27 @@ def test_corrupt_pixel_data_is_quarantined_and_every_written_image_decodes_in_tr
     assert acc.images_in == 3 and acc.images_quarantined == 2
 
 
+def test_pixel_check_header_trusts_the_pixels_and_says_so(tmp_path):
+    good = _photo((640, 480))
+    noisy = good[: len(good) // 2] + random.Random(1).randbytes(2000) + good[len(good) // 2 + 2000 :]
+    for name, data in (("good.jpg", good), ("noisy.jpg", noisy)):
+        (tmp_path / name).write_bytes(data)
+    ann = str(_coco(tmp_path, ["good.jpg", "noisy.jpg"]))
+    command = [sys.executable, "-m", "beam_jobs.prepare", "--input", ann, *IN_PROCESS, "--val-fraction=0"]
+    done = subprocess.run([*command, "--output", str(tmp_path / "header"), "--pixel-check", "header"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = JobOutput.open(str(tmp_path / "header"))
+    assert out.stats()["totals"]["images_written"] == 2 and out.stats()["input"]["pixel_check"] == "header"
+    assert "pixels not decoded (--pixel-check header)" in (tmp_path / "header" / "report.html").read_text()
+    default = subprocess.run([*command, "--output", str(tmp_path / "decode")], capture_output=True, text=True)
+    assert default.returncode == 0, default.stderr
+    stats = JobOutput.open(str(tmp_path / "decode")).stats()
+    assert stats["totals"]["images_written"] == 1 and stats["input"]["pixel_check"] == "decode"
+    wrong = subprocess.run([*command, "--output", str(tmp_path / "x"), "--pixel-check", "fast"], capture_output=True, text=True)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip() == "boxweight prepare: error: unknown --pixel-check 'fast'; known: decode, header"
+
+
 def test_the_one_eighth_scale_jpeg_check_accepts_and_refuses_what_the_full_decode_does():
     """Validation decodes JPEGs at ratio=8; create_input_fn decodes them in full with decode_image."""
     rng = random.Random(7)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
+import readers
 from beam_jobs import prepare
 from beam_jobs.options import PrepareOptions, scheme_params
 from schemas.job_output import DataError, JobOutput
@@ -307,11 +308,12 @@ def test_manual_weights_reach_the_job_as_values(tmp_path):
     weights.write_text("a: 3.0\n")
     opts = PrepareOptions(["--scheme", "manual", "--manual-weights", str(weights), "--normalize", "none"])
     params = scheme_params(opts)
-    job = prepare.Prepare(opts, LabelMap(("a", "b")), "cmd", params, str(tmp_path / "out"))
+    plan = readers.ReadPlan("in.json", "coco", None, LabelMap(("a", "b")))
+    job = prepare.Prepare(opts, plan, "cmd", params, str(tmp_path / "out"))
     weights.unlink()  # what a worker sees when the launcher's path is not on it
     shipped = pickle.loads(pickle.dumps(job))
-    plan = shipped._plan([("train", SplitStats(images=2, class_boxes={"a": 1, "b": 1}, class_images={"a": 1, "b": 1}))])
-    assert dict(plan.class_weights) == {"a": 3.0, "b": 1.0}
+    weight_plan = shipped._plan([("train", SplitStats(images=2, class_boxes={"a": 1, "b": 1}, class_images={"a": 1, "b": 1}))])
+    assert dict(weight_plan.class_weights) == {"a": 3.0, "b": 1.0}
 
 
 def test_unreadable_manual_weights_fail_on_the_launcher_in_one_line(demo_dir, tmp_path):

@@ -453,7 +453,7 @@ def render(
 <title>boxweight report</title><style>{_CSS}</style></head>
 <body><main>
 <h1>boxweight class statistics</h1>
-<p class="muted">scheme <b>{_e(scheme["name"])}</b> ({_e(params)}), weights computed on {_e(scheme.get("computed_on", "train"))}; input {_e(doc["input"].get("path", ""))} ({_e(doc["input"].get("format", ""))})</p>
+<p class="muted">scheme <b>{_e(scheme["name"])}</b> ({_e(params)}), weights computed on {_e(scheme.get("computed_on", "train"))}; input {_e(doc["input"].get("path", ""))} ({_e(doc["input"].get("format", ""))}){_pixel_note(doc)}</p>
 <div class="kpis">
 <div class="card kpi">images in<b>{t["images_in"]}</b></div>
 <div class="card kpi">written<b>{t["images_written"]}</b></div>
@@ -476,3 +476,9 @@ def render(
 <p class="muted">stats version {doc["stats_version"]}, record schema version {doc["schema_version"]}</p></section>
 </main></body></html>
 """
+
+
+def _pixel_note(doc: Mapping[str, Any]) -> str:
+    if doc["input"].get("pixel_check") != "header":
+        return ""
+    return "; <b>pixels not decoded (--pixel-check header)</b>: an image whose pixel data is corrupt was written"
