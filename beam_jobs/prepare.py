@@ -326,7 +326,8 @@ def _run(options: PipelineOptions, runner: PipelineRunner | None, command: str, 
         OutputFolder(opts.output, opts.output) if dry_run else prepare_output(opts.output, opts.overwrite, opts.input)
     )
     where = runner_name or f"local, {options.view_as(DirectOptions).direct_num_workers} worker processes"
-    log.info("prepare: %s as %s, %d classes, %d parts, runner %s", opts.input, plan.format, len(label_map), len(plan.parts), where)
+    parts = f"{len(plan.parts)} annotation {'files' if len(plan.parts) > 1 else 'input'} read apart"
+    log.info("prepare: %s as %s, %d classes, %s, runner %s", opts.input, plan.format, len(label_map), parts, where)
 
     line = Progress()
     local = runner is not None or runner_name == IN_PROCESS_RUNNER
