@@ -236,6 +236,7 @@ class ReadPlan:
     label_map: LabelMap
     source: Any = None  # a source with parts() and read_part(), or None: open by path
     parts: tuple[Any, ...] = (None,)
+    images: int | None = None  # about how many images (or boxes), when the launcher could count them cheaply
 
     def read_part(self, index: int) -> Iterator[RawImage | Reject]:
         if self.source is None:
@@ -252,9 +253,10 @@ def plan(path: str, format: str = "auto", image_root: str | None = None, label_m
     opened = open_source(path, format, image_root, label_map)
     source = opened.source if isinstance(opened, UniqueImages) else opened
     resolved = label_map or opened.label_map
+    images = source.images_hint() if hasattr(source, "images_hint") else None
     if hasattr(source, "parts"):
-        return ReadPlan(path, opened.format, image_root, resolved, source, tuple(source.parts()))
-    return ReadPlan(path, opened.format, image_root, resolved)
+        return ReadPlan(path, opened.format, image_root, resolved, source, tuple(source.parts()), images)
+    return ReadPlan(path, opened.format, image_root, resolved, images=images)
 
 
 #: The class of a dropped box whose class the source did not give (a line that did not parse).

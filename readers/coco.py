@@ -99,6 +99,7 @@ class Header:
     all_keys: bool  # every top-level key was seen
     has_images: bool
     has_annotations: bool
+    images: int = 0  # image entries read (all of them when all_keys)
 
 
 def read_header(path: str) -> Header:
@@ -117,13 +118,15 @@ def read_header(path: str) -> Header:
     keys: set[str] = set()
     categories: list[Any] | None = None
     has_images = tail_tried = False
+    images = 0
     with fs.open_binary(path) as f:
         members = Members(f, _STREAMED)
         for key, index, value in members:
             keys.update(members.names)
             if key == "categories" and index is None:
                 categories = value if isinstance(value, list) else []
-            has_images = has_images or (key == "images" and index is not None)
+            if key == "images" and index is not None:
+                has_images, images = True, images + 1
             if index is not None and not small and categories is not None:
                 break  # the categories came first (Roboflow's order): nothing more is needed
             if index is not None and not small and not tail_tried:
@@ -135,8 +138,8 @@ def read_header(path: str) -> Header:
                     break
         else:
             keys.update(members.names)
-            return Header(categories or [], keys, True, has_images, "annotations" in keys)
-    return Header(categories, keys, False, has_images, "annotations" in keys or _mentions(path, b'"annotations"'))
+            return Header(categories or [], keys, True, has_images, "annotations" in keys, images)
+    return Header(categories, keys, False, has_images, "annotations" in keys or _mentions(path, b'"annotations"'), images)
 
 
 def _tail_members(path: str) -> dict[str, Any] | None:
@@ -213,6 +216,7 @@ class CocoSource:
         self.files = []
         self._categories: dict[int, str] = {}
         self._classes: dict[int, tuple[str | None, str]] = {}  # category id -> (name, spelling), as met
+        self._images: int | None = 0  # the image entries of the files read whole on the launcher; None: some were not
         for af in find_files(path, image_root):
             try:
                 header = read_header(af.path)
@@ -229,6 +233,7 @@ class CocoSource:
                     "%s: top-level keys %s are not COCO's; they are not read", af.path, ", ".join(map(repr, unknown))
                 )
             self.files.append(dataclasses.replace(af, keys_checked=header.all_keys))
+            self._images = self._images + header.images if header.all_keys and self._images is not None else None
             try:
                 for cat in header.categories:
                     cid, name = int(cat["id"]), str(cat["name"])
@@ -261,6 +266,10 @@ class CocoSource:
     def __iter__(self) -> Iterator[RawImage | Reject]:
         for af in self.files:
             yield from self._read_file(af)
+
+    def images_hint(self) -> int | None:
+        """How many images the files list, when the launcher read them whole (small files); else None."""
+        return self._images
 
     def parts(self) -> list[_AnnotationFile]:
         """One part per annotation file, read by a worker of its own (see :class:`readers.ReadPlan`)."""

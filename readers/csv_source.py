@@ -83,6 +83,10 @@ class CsvSource:
         stem = posixpath.splitext(posixpath.basename(csv_path))[0]
         return bool(split_in_name(stem) or split_name(posixpath.basename(posixpath.dirname(csv_path)), default=""))
 
+    def images_hint(self) -> int:
+        """Rows (one per box): an upper bound of the images."""
+        return sum(len(rows) for rows in self._rows.values())
+
     def __iter__(self) -> Iterator[RawImage | Reject]:
         yield from self._unreadable
         # CSVs that name a split first: the tutorial's full raccoon_labels.csv beside

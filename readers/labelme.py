@@ -65,6 +65,9 @@ class LabelMeSource:
         except (ValueError, UnicodeDecodeError) as exc:
             return exc
 
+    def images_hint(self) -> int:
+        return len(self.files)
+
     def __iter__(self) -> Iterator[RawImage | Reject]:
         for path in self.files:
             doc = self._load(path)

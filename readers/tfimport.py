@@ -5,7 +5,7 @@ notes, "Could not find cuda drivers", and "failed call to cuInit" on every
 machine without a GPU. ``TF_CPP_MIN_LOG_LEVEL`` does not apply to them
 (tensorflow/tensorflow#100442), so every job and training run would open with
 them. They are held back while TensorFlow loads and sets up its devices, and
-written out if that fails or ``BOXWEIGHT_VERBOSE`` is set (``--verbose``).
+written out if that fails (not if Ctrl-C stops it) or ``BOXWEIGHT_VERBOSE`` is set (``--verbose``).
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def _import(quiet: bool) -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # devices are set up here, with their lines
+        except KeyboardInterrupt:  # Ctrl-C while TensorFlow loads (a small job loads it in the launcher): not its failure
+            raise
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)

@@ -106,6 +106,9 @@ class VocSource:
             label_map = LabelMap.from_names(sorted(names))
         self.label_map = label_map
 
+    def images_hint(self) -> int:
+        return len(self.xml_files)
+
     def _parse(self, xml: str) -> Element | VocError:
         if xml not in self._parsed:
             try:

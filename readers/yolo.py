@@ -148,6 +148,9 @@ class YoloSource:
         head, _, tail = image_path.rpartition("/images/")
         return f"{head}/labels/{posixpath.splitext(tail)[0]}"
 
+    def images_hint(self) -> int:
+        return len(self.images)
+
     def __iter__(self) -> Iterator[RawImage | Reject]:
         claimed: set[str] = set()
         for image_path in self.images:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -184,11 +186,27 @@ def test_local_default_runner_is_one_worker_process_per_core():
     assert prepare.local_runner(["--runner=DataflowRunner"]) == (["--runner=DataflowRunner"], None)
 
 
+def test_a_small_job_runs_in_this_process_and_a_large_one_on_a_worker_per_core(tmp_path, demo_dir):
+    small = readers.plan(str(demo_dir / "annotations.json"))
+    assert small.images is not None and 0 < small.images < prepare.SMALL_JOB_IMAGES
+    argv, runner = prepare.local_runner(["--input", "x"], small.images)
+    assert argv == ["--input", "x"] and isinstance(runner, FnApiRunner)
+    assert not hasattr(runner._default_environment, "command_string")  # Beam's embedded (in-process) environment
+    assert prepare.local_runner([], prepare.SMALL_JOB_IMAGES)[0] == [f"--direct_num_workers={os.cpu_count()}"]
+    assert prepare.local_runner([], None)[0] == [f"--direct_num_workers={os.cpu_count()}"]  # not counted: workers
+    assert prepare.local_runner(["--direct_num_workers=2"], 3)[0] == ["--direct_num_workers=2"]  # asked for
+    boxweight = os.path.join(os.path.dirname(sys.executable), "boxweight")
+    command = [boxweight, "--verbose", "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "o")]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "1 annotation input read apart, runner local, in this process" in done.stderr
+
+
 @pytest.mark.slow
 def test_same_run_twice_gives_identical_shards_and_multiprocess_mode_runs(tmp_path, demo_dir):
     args = ["--input", str(demo_dir / "annotations.json"), "--val-fraction=0.25", "--num-shards=2"]
     a = prepare.run([*args, "--output", str(tmp_path / "a"), *IN_PROCESS], print_report=False)
-    b = prepare.run([*args, "--output", str(tmp_path / "b")], print_report=False)  # the local default: multi-processing
+    b = prepare.run([*args, "--output", str(tmp_path / "b"), "--direct_num_workers=2"], print_report=False)  # worker processes
     _check_output(tmp_path / "b", b)
     names = sorted(p.name for p in (tmp_path / "a").glob("*.tfrecord"))
     assert names == [shard_name(s, i, 2, "none") for s in ("train", "val") for i in range(2)]

@@ -152,7 +152,7 @@ def test_a_wrong_path_is_one_line_and_exit_2(args, line, tmp_path):
 @pytest.mark.slow
 def test_prepare_shows_its_stages_on_a_terminal_and_nothing_in_a_pipe(demo_dir, tmp_path):
     status, shown = _on_a_terminal(
-        ["prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out")]
+        ["prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "out"), "--direct_num_workers=2"]
     )
     assert status == 0, shown[-2000:]
     lines = [part.replace("\x1b[K", "") for part in shown.split("\r")]

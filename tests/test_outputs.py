@@ -335,14 +335,22 @@ def test_unreadable_manual_weights_fail_on_the_launcher_in_one_line(demo_dir, tm
 
 # Ctrl-C
 @pytest.mark.slow
-@pytest.mark.parametrize("after", [1.0, 3.5])  # workers starting; workers validating with TensorFlow loaded
-def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tmp_path, after):
+@pytest.mark.parametrize(
+    "after, runner",
+    [
+        (1.0, ["--direct_num_workers=2"]),  # workers starting
+        (3.5, ["--direct_num_workers=2"]),  # workers validating with TensorFlow loaded
+        (1.0, []),  # a small job: in this process, loading TensorFlow
+        (3.5, []),  # in this process, validating
+    ],
+)
+def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tmp_path, after, runner):
     from boxweight.demo_data import generate
 
     generate(str(tmp_path / "demo"), num_images=3000, image_size=96, seed=1)  # a job of several seconds
     out = tmp_path / "out"
     job = subprocess.Popen(
-        [BOXWEIGHT, "prepare", "--input", str(tmp_path / "demo" / "annotations.json"), "--output", str(out)],
+        [BOXWEIGHT, "prepare", "--input", str(tmp_path / "demo" / "annotations.json"), "--output", str(out), *runner],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
