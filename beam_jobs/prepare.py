@@ -87,9 +87,10 @@ def local_runner(argv: list[str], images: int | None = None) -> tuple[list[str],
     process alone for a job of fewer than :data:`SMALL_JOB_IMAGES` images (``images``, when known).
 
     Returns the arguments and the runner, or ``(argv, None)`` when ``argv``
-    names a runner. ``--direct_num_workers`` asks for worker processes, whatever the size. Chosen explicitly because ``DirectRunner`` first tries the
-    Prism runner, which downloads a binary; offline that logs an error before
-    falling back. This is the FnApiRunner's multi-processing mode and Beam's
+    names a runner. ``--direct_num_workers`` asks for worker processes,
+    whatever the size. Chosen explicitly because ``DirectRunner`` first tries
+    the Prism runner, which downloads a binary; offline that logs an error
+    before falling back. This is the FnApiRunner's multi-processing mode and Beam's
     own worker (``sdk_worker_main``, through ``beam_jobs.worker``) with one
     change: a terminal sends Ctrl-C to every process of its group, and a
     worker that gets it while its interpreter starts prints a fatal error and
@@ -355,7 +356,8 @@ def _run(
     pipeline = beam.Pipeline(runner=runner, options=options)
     _ = pipeline | "Prepare" >> Prepare(opts, plan, command, params, folder.target, progress_dir)
     try:
-        with progress.Watcher(progress_dir, line, len(plan.parts)) if progress_dir else contextlib.nullcontext():
+        watcher = progress.Watcher(progress_dir, line, len(plan.parts), workers=processes) if progress_dir else None
+        with watcher or contextlib.nullcontext():
             result = pipeline.run()  # a local run returns when the job has ended
         if on_dataflow and not dry_run:
             _follow_dataflow(result, options, line)

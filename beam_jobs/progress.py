@@ -104,8 +104,11 @@ class Stage:
         return line
 
 
-def local_line(counts: Mapping[str, int], stages: dict[str, Stage], elapsed: float, parts: int = 1) -> str:
-    """The line for the counts so far (of a job that reads ``parts`` parts): the stage that is running now."""
+def local_line(
+    counts: Mapping[str, int], stages: dict[str, Stage], elapsed: float, parts: int = 1, workers: bool = True
+) -> str:
+    """The line for the counts so far (of a job that reads ``parts`` parts, on worker processes or not):
+    the stage that is running now."""
     listed, validated, accepted, written = (counts.get(k, 0) for k in (LISTED, VALIDATED, ACCEPTED, WRITTEN))
     parsed = counts.get(PARSED, 0) >= parts  # every annotation input has been read: the totals are known
     if parsed and validated == listed and written == accepted:
@@ -118,14 +121,14 @@ def local_line(counts: Mapping[str, int], stages: dict[str, Stage], elapsed: flo
         return stages[LISTED].text("reading annotations", listed, None, "images listed") + (
             "; handing them to the workers" if parsed else ""
         )
-    return f"prepare: starting workers ({elapsed:.0f} s)"
+    return f"prepare: starting {'workers' if workers else 'the runner'} ({elapsed:.0f} s)"
 
 
 class Watcher:
     """Shows the local job's progress line while it runs (a thread of the launcher)."""
 
-    def __init__(self, folder: str, line: Progress, parts: int = 1) -> None:
-        self.folder, self.line, self.parts = folder, line, parts
+    def __init__(self, folder: str, line: Progress, parts: int = 1, workers: bool = True) -> None:
+        self.folder, self.line, self.parts, self.workers = folder, line, parts, workers
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="boxweight-progress", daemon=True)
 
@@ -142,7 +145,7 @@ class Watcher:
         stages = {key: Stage() for key in (LISTED, VALIDATED, WRITTEN)}
         start = time.monotonic()
         while not self.stop.wait(_INTERVAL):
-            self.line.show(local_line(read_counts(self.folder), stages, time.monotonic() - start, self.parts))
+            self.line.show(local_line(read_counts(self.folder), stages, time.monotonic() - start, self.parts, self.workers))
 
 
 def dataflow_line(counters: Mapping[str, int], state: str) -> str:

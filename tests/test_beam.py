@@ -423,6 +423,7 @@ def test_the_progress_counts_of_a_run_add_up_to_its_totals(tmp_path):
         == "validating images: 2 / 5 images"
     )
     assert progress.local_line({}, stages, 3.0) == "prepare: starting workers (3 s)"
+    assert progress.local_line({}, stages, 3.0, workers=False) == "prepare: starting the runner (3 s)"
 
 
 def test_rejects_are_sorted_in_parts_and_merged_as_one_sorted_stream(tmp_path, monkeypatch):

@@ -161,6 +161,10 @@ def test_prepare_shows_its_stages_on_a_terminal_and_nothing_in_a_pipe(demo_dir, 
         line.startswith(("validating images: ", "writing shards: ", "writing the report (")) for line in lines
     ), lines
     assert shown.rstrip("\r\n").endswith("\r\x1b[K")  # erased before the outputs line ...
+    status, small = _on_a_terminal(["prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "small")])
+    assert status == 0, small[-2000:]  # a small job runs in this process: it has no workers to start
+    assert "starting workers" not in small and small.rstrip("\r\n").endswith("\r\x1b[K")
+    assert any(stage in small for stage in ("starting the runner", "validating images: ", "writing shards: ", "writing the report ("))
     piped = _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "piped"))
     assert (
         piped.returncode == 0 and "\r" not in piped.stderr and "images" not in piped.stderr
