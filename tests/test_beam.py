@@ -199,7 +199,7 @@ def test_a_small_job_runs_in_this_process_and_a_large_one_on_a_worker_per_core(t
     command = [boxweight, "--verbose", "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "o")]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "1 annotation input read apart, runner local, in this process" in done.stderr
+    assert "annotations read as one stream, runner local, in this process" in done.stderr
 
 
 @pytest.mark.slow
