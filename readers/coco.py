@@ -158,16 +158,21 @@ def _tail_members(path: str) -> dict[str, Any] | None:
     with fs.open_binary(path) as f:
         f.seek(start)
         data = f.read()
-    found = len(data)
-    while (found := data.rfind(b'"categories"', 0, found)) > 0:
+    found, tried = len(data), 0
+    while (found := data.rfind(b'"categories"', 0, found)) > 0 and tried < _TAIL_TRIES:
         before = found
         while before > 0 and data[before - 1] == ord("\\"):
             before -= 1
         if (found - before) % 2 == 0 and (before > 0 or start == 0):
+            tried += 1
             members = _parse_members(data[found:])
             if members is not None:
                 return members
     return None
+
+
+#: Each try parses from the name to the end: a tail full of nested "categories" keys is left to the whole read.
+_TAIL_TRIES = 8
 
 
 def _parse_members(data: bytes) -> dict[str, Any] | None:

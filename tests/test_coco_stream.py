@@ -131,3 +131,12 @@ def test_categories_neither_at_the_start_nor_at_the_end_take_a_whole_read(tmp_pa
     monkeypatch.setattr(coco, "TAIL_BYTES", 20)  # the categories lie further from the end than this
     header = read_header(_write(tmp_path / "a.json", _doc(("info", "annotations", "images", "categories"))))
     assert [c["name"] for c in header.categories] == ["cat", "dog"] and header.all_keys
+
+
+def test_a_tail_full_of_nested_categories_keys_falls_back_to_a_whole_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(coco, "KEY_CHECK_BYTES", 0)
+    doc = _doc(("info", "images", "categories", "annotations"))
+    for ann in doc["annotations"]:
+        ann["categories"] = ["not the top level"]  # a tool's own key: each one is a candidate from the end
+    header = read_header(_write(tmp_path / "a.json", doc))
+    assert [c["name"] for c in header.categories] == ["cat", "dog"]
