@@ -291,8 +291,8 @@ class CocoSource:
         except JsonStreamError as exc:
             raise SourceError(f"{af.path}: malformed JSON: {exc}") from exc
         file_names = {entry[0]: entry[1] for _, entry in images if entry[0] is not _UNUSABLE}
-        for index, ann in malformed:
-            yield self._malformed(ann, af.path, index, file_names)
+        for index, ann, problem in malformed:
+            yield self._malformed(ann, af.path, index, problem, file_names)
         seen: set[Any] = set()
         seen_names: set[str] = set()
         for index, entry in images:
@@ -336,19 +336,19 @@ class CocoSource:
 
     def _parse(
         self, af: _AnnotationFile
-    ) -> tuple[list[tuple[int, Any]], dict[Any, list[RawBox]], dict[Any, Any], list[tuple[int, Any]]]:
+    ) -> tuple[list[tuple[int, Any]], dict[Any, list[RawBox]], dict[Any, Any], list[tuple[int, Any, Exception]]]:
         """The file's image entries, its boxes by image key, the ids spelled otherwise than their key, the malformed annotations."""
         images: list[tuple[int, Any]] = []  # (index, entry) with the entry cut to what is used
         boxes: dict[Any, list[RawBox]] = {}
         spelled: dict[Any, Any] = {}  # an image key (3) as a box spelled it (3.0), when not the key itself
-        malformed: list[tuple[int, Any]] = []
+        malformed: list[tuple[int, Any, Exception]] = []  # (index, annotation, what is wrong with it)
         box = self._box
         with fs.open_binary(af.path) as f, _collector_paused():
             for key, index, value in Members(f, _STREAMED):
                 if key == "annotations" and index is not None:
                     item = box(value, af.path, index)
-                    if item is None:
-                        malformed.append((index, value))
+                    if isinstance(item, Exception):
+                        malformed.append((index, value, item))
                         continue
                     image_id = value.get("image_id")
                     image_key = image_id if type(image_id) is int else _key(image_id)
@@ -361,18 +361,21 @@ class CocoSource:
                     log.warning("%s: top-level key %r is not COCO's; it is not read", af.path, key)
         return images, boxes, spelled, malformed
 
-    def _box(self, ann: Any, path: str, index: int) -> RawBox | None:
-        """The annotation's box, or None when its bbox or category_id is unusable (see :meth:`_malformed`).
+    def _box(self, ann: Any, path: str, index: int) -> RawBox | Exception:
+        """The annotation's box, or what makes its bbox or category_id unusable (see :meth:`_malformed`).
 
         Run once per box of a file of millions: each lookup is done once.
         """
         try:
-            bbox, cid = ann["bbox"], ann["category_id"]
-            if type(bbox) is not list or len(bbox) != 4 or cid is None:  # "1234" would iterate as four digits
-                return None
+            bbox = ann["bbox"]
+            if type(bbox) is not list or len(bbox) != 4:  # "1234" would iterate as four digits
+                raise ValueError(f"bbox {bbox!r} is not [x, y, width, height]")
             x, y, w, h = map(float, bbox)
-        except (KeyError, TypeError, ValueError):
-            return None
+            cid = ann.get("category_id")
+            if cid is None:
+                raise KeyError("category_id")
+        except (KeyError, TypeError, ValueError) as exc:
+            return exc
         cls = self._classes.get(cid) if type(cid) is int else None  # 3 and 3.0 hash alike but are spelled apart
         if cls is None:
             cls = self._class_of(cid)
@@ -391,7 +394,8 @@ class CocoSource:
             self._classes[cid] = cls
         return cls
 
-    def _malformed(self, ann: Any, path: str, index: int, file_names: dict[Any, str]) -> Reject:
+    def _malformed(self, ann: Any, path: str, index: int, problem: Exception, file_names: dict[Any, str]) -> Reject:
+        """The reject of an annotation :meth:`_box` refused, named by its image once every image is known."""
         where = f"{path}: annotations[{index}]"
         if isinstance(ann, dict) and "id" in ann:
             where += f" (id {ann['id']})"
@@ -400,24 +404,15 @@ class CocoSource:
             name = self._categories.get(int(cid))  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
             name = None
-        try:
-            bbox = ann["bbox"]
-            if not isinstance(bbox, list) or len(bbox) != 4:
-                raise ValueError(f"bbox {bbox!r} is not [x, y, width, height]")
-            x, y, w, h = map(float, bbox)
-            if cid is None:
-                raise KeyError("category_id")
-            raise ValueError("unusable")  # not reached: _box accepted these
-        except (KeyError, TypeError, ValueError) as exc:
-            image = file_names.get(_key(ann.get("image_id")), "") if isinstance(ann, dict) else ""
-            return Reject(
-                where,
-                RejectReason.BOX_MALFORMED,
-                f"bbox/category_id unusable: {exc!r}",
-                image=image,
-                boxes=1,
-                classes=(name or f"category_id {cid!r}",),
-            )
+        image = file_names.get(_key(ann.get("image_id")), "") if isinstance(ann, dict) else ""
+        return Reject(
+            where,
+            RejectReason.BOX_MALFORMED,
+            f"bbox/category_id unusable: {problem!r}",
+            image=image,
+            boxes=1,
+            classes=(name or f"category_id {cid!r}",),
+        )
 
 
 _UNUSABLE = object()
