@@ -17,6 +17,7 @@ import apache_beam as beam
 
 import readers
 from beam_jobs import progress
+from beam_jobs.packed import pack, unpack
 from schemas.annotations import Reject
 
 CHUNK = 64  # items per element: big enough to amortize Beam's per-element cost, small enough to spread
@@ -58,8 +59,9 @@ class ReadAnnotations(beam.PTransform):
         chunks = parts | "Parse" >> beam.FlatMap(self._parse, many)
         if many:
             chunks = chunks | "UniqueAcrossParts" >> UniqueAcrossParts()
-        # Each part is one sequential stream; spread the per-image work across workers.
-        return chunks | "Spread" >> beam.Reshuffle()
+        # Each part is one sequential stream; spread the per-image work across workers
+        # (the chunks cross the shuffle pickled: see beam_jobs.packed).
+        return chunks | "Pack" >> beam.Map(pack) | "Spread" >> beam.Reshuffle() | "Unpack" >> beam.Map(unpack)
 
     def _parse(self, part: int, tagged: bool) -> Iterator[list[Any]]:
         tally = progress.Tally(self.progress_dir)

@@ -12,6 +12,7 @@ from apache_beam.metrics import Metrics
 
 from beam_jobs import NAMESPACE, progress
 from beam_jobs.keys import image_key, stable_hash
+from beam_jobs.packed import pack, unpack
 from beam_jobs.read import Chunk
 from beam_jobs.tfrecord_file import write_tfrecords
 from readers import fs
@@ -77,24 +78,26 @@ class _WriteShardFn(beam.DoFn):
         return encode_record_parts(record.replace(encoded=None), data)
 
 
-def _to_shards(
-    chunk: Chunk, counts: dict[str, int] | int
-) -> Iterator[tuple[tuple[str, int], list[tuple[str, ImageRecord]]]]:
-    """Split a chunk by shard ``sha256(key) mod N``: ((split, shard), [(key, record), ...]) pairs."""
+def _to_shards(chunk: Chunk, counts: dict[str, int] | int) -> Iterator[tuple[tuple[str, int], bytes]]:
+    """Split a chunk by shard ``sha256(key) mod N``: ((split, shard), [(key, record), ...] packed) pairs.
+
+    Packed (:mod:`beam_jobs.packed`): the local runner holds every record here until the last one arrives.
+    """
     groups: defaultdict[tuple[str, int], list[tuple[str, ImageRecord]]] = defaultdict(list)
     for r in chunk:
         key = image_key(r)
         n = counts if isinstance(counts, int) else counts[r.split]
         groups[(r.split, stable_hash(key) % n)].append((key, r))
-    yield from groups.items()
+    for shard, pairs in groups.items():
+        yield shard, pack(pairs)
 
 
 def _sorted_shard(
-    kv: tuple[tuple[str, int], Iterable[list[tuple[str, ImageRecord]]]], plan: WeightPlan | None
+    kv: tuple[tuple[str, int], Iterable[bytes]], plan: WeightPlan | None
 ) -> tuple[tuple[str, int], list[ImageRecord]]:
     """One shard's records in key order, weights attached."""
     key, parts = kv
-    records = [r for _, r in sorted((kr for part in parts for kr in part), key=lambda kr: kr[0])]
+    records = [r for _, r in sorted((kr for part in parts for kr in unpack(part)), key=lambda kr: kr[0])]
     return key, records if plan is None else [plan.apply(r) for r in records]
 
 
