@@ -347,7 +347,10 @@ def _run(
     )
     workers = options.view_as(DirectOptions).direct_num_workers
     where = runner_name or (f"local, {workers} worker processes" if processes else "local, in this process")
-    parts = f"{len(plan.parts)} annotation files read in parallel" if len(plan.parts) > 1 else "annotations read as one stream"
+    if plan.itemized:
+        parts = "annotation files listed once and read in parallel"
+    else:
+        parts = f"{len(plan.parts)} annotation files read in parallel" if len(plan.parts) > 1 else "annotations read as one stream"
     log.info("prepare: %s as %s, %d classes, %s, runner %s", opts.input, plan.format, len(label_map), parts, where)
 
     line = Progress()

@@ -40,11 +40,13 @@ Order = tuple[int, int]  # (part, position in the part): where an item stands in
 
 
 class ReadAnnotations(beam.PTransform):
-    """Read the plan's parts, each on a worker of its own: chunks of raw images and of the rejects found reading.
+    """Read the plan's annotations across workers: chunks of raw images and of the rejects found reading.
 
-    With more than one part (several COCO files, TFRecord shards), an image
-    whose key or file an image of an earlier part has becomes a duplicate
-    reject (:class:`UniqueAcrossParts`), as it would in one sequential read.
+    Parts (several COCO files, TFRecord shards) are each read on a worker of
+    their own. An itemized source (YOLO, LabelMe: a file per image) is listed
+    on one worker and its files are read on all of them. Either way, an
+    image whose key or file an earlier image has becomes a duplicate reject
+    (:class:`UniqueAcrossParts`), as it would in one sequential read.
     """
 
     def __init__(self, plan: readers.ReadPlan, progress_dir: str | None = None) -> None:
@@ -52,16 +54,25 @@ class ReadAnnotations(beam.PTransform):
         self.plan, self.progress_dir = plan, progress_dir
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        many = len(self.plan.parts) > 1
-        parts = pbegin | "Parts" >> beam.Create(list(range(len(self.plan.parts))))
-        if many:
-            parts = parts | "SpreadParts" >> beam.Reshuffle()
-        chunks = parts | "Parse" >> beam.FlatMap(self._parse, many)
-        if many:
-            chunks = chunks | "UniqueAcrossParts" >> UniqueAcrossParts()
-        # Each part is one sequential stream; spread the per-image work across workers
-        # (the chunks cross the shuffle pickled: see beam_jobs.packed).
-        return chunks | "Pack" >> beam.Map(pack) | "Spread" >> beam.Reshuffle() | "Unpack" >> beam.Map(unpack)
+        if self.plan.itemized:
+            chunks = (
+                pbegin
+                | "Listing" >> beam.Create([None])
+                | "List" >> beam.FlatMap(self._list)
+                | "SpreadItems" >> Spread()
+                | "ReadItems" >> beam.Map(self._read_items)
+                | "UniqueAcrossParts" >> UniqueAcrossParts()
+            )
+        else:
+            many = len(self.plan.parts) > 1
+            parts = pbegin | "Parts" >> beam.Create(list(range(len(self.plan.parts))))
+            if many:
+                parts = parts | "SpreadParts" >> beam.Reshuffle()
+            chunks = parts | "Parse" >> beam.FlatMap(self._parse, many)
+            if many:
+                chunks = chunks | "UniqueAcrossParts" >> UniqueAcrossParts()
+        # A part is one sequential stream, and a file's images are few: spread the per-image work across workers.
+        return chunks | "Spread" >> Spread()
 
     def _parse(self, part: int, tagged: bool) -> Iterator[list[Any]]:
         tally = progress.Tally(self.progress_dir)
@@ -73,6 +84,26 @@ class ReadAnnotations(beam.PTransform):
             tally.add(progress.LISTED, sum(1 for item in listed if not isinstance(item, Reject) or item.is_image))
             yield chunk
         tally.add(progress.PARSED, flush=True)
+
+    def _list(self, _: None) -> Iterator[list[tuple[int, Any]]]:
+        """Chunks of (index, item) of an itemized source, listed here once."""
+        tally = progress.Tally(self.progress_dir)
+        for chunk in chunked(enumerate(self.plan.source.items())):
+            tally.add(progress.LISTED, len(chunk))
+            yield chunk
+        tally.add(progress.PARSED, flush=True)  # every image is listed: the totals are known
+
+    def _read_items(self, chunk: list[tuple[int, Any]]) -> list[tuple[Order, Any]]:
+        """Each item read, its images and rejects in order (item, position): as one sequential read orders them."""
+        read = self.plan.source.read_item
+        return [((index, pos), out) for index, item in chunk for pos, out in enumerate(read(item))]
+
+
+class Spread(beam.PTransform):
+    """Chunks redistributed across workers (``Reshuffle``), crossing as packed bytes (see :mod:`beam_jobs.packed`)."""
+
+    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
+        return chunks | "Pack" >> beam.Map(pack) | "Reshuffle" >> beam.Reshuffle() | "Unpack" >> beam.Map(unpack)
 
 
 class UniqueAcrossParts(beam.PTransform):

@@ -15,7 +15,7 @@ import os
 import posixpath
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from readers import fs
 from readers.coco import CocoSource
@@ -58,6 +58,16 @@ class Source(Protocol):
     label_map: LabelMap
 
     def __iter__(self) -> Iterator[RawImage | Reject]: ...
+
+
+class ItemizedSource(Source, Protocol):
+    """A source read file by file: ``items()`` lists the work, ``read_item()`` does one (YOLO, LabelMe)."""
+
+    def items(self) -> Iterator[Any]: ...
+
+    def read_item(self, item: Any) -> Iterator[RawImage | Reject]: ...
+
+    def unlisted(self) -> ItemizedSource: ...
 
 
 FORMATS: dict[str, Callable[..., Source]] = {
@@ -222,25 +232,36 @@ def unique(items: Iterable[RawImage | Reject]) -> Iterator[RawImage | Reject]:
 class ReadPlan:
     """A dataset as the launcher resolves it once: its format, label map and the parts workers read apart.
 
-    A format whose files can be read one by one (COCO's annotation files,
-    TFRecord shards) ships its opened source, which holds only the file list
-    and the classes, and lists one part per file. Any other is one part that
-    a worker opens by path: its opened state (a listing of every image) could
-    be too large to travel with the job. Each part's images are unique within
-    it (:func:`unique`); across parts, the job's read stage checks them.
+    Three kinds of read, by format:
+
+    * files read one by one (COCO's annotation files, TFRecord shards): the
+      opened source ships (it holds only the file list and the classes), with
+      one part per file;
+    * one annotation file per image (YOLO, LabelMe): the source ships without
+      its listing (:attr:`itemized`); one worker lists the files again and
+      every worker reads a share of them (``items()`` and ``read_item()``);
+    * any other (VOC, CSV, CVAT): one part that a worker opens by path, because
+      resolving an image needs the whole listing, which could be too large to
+      travel with the job.
+
+    Each part's images are unique within it (:func:`unique`); across parts and
+    items, the job's read stage checks them.
     """
 
     path: str
     format: str
     image_root: str | None
     label_map: LabelMap
-    source: Any = None  # a source with parts() and read_part(), or None: open by path
+    source: Any = None  # a source with parts() and read_part(), or items() and read_item(), or None: open by path
     parts: tuple[Any, ...] = (None,)
     images: int | None = None  # about how many images (or boxes), when the launcher could count them cheaply
+    itemized: bool = False  # the source reads file by file: items(), then read_item() for each
 
     def read_part(self, index: int) -> Iterator[RawImage | Reject]:
         if self.source is None:
             return iter(open_source(self.path, self.format, self.image_root, self.label_map))
+        if self.itemized:
+            return unique(self.source)
         return unique(self.source.read_part(self.parts[index]))
 
 
@@ -256,6 +277,8 @@ def plan(path: str, format: str = "auto", image_root: str | None = None, label_m
     images = source.images_hint() if hasattr(source, "images_hint") else None
     if hasattr(source, "parts"):
         return ReadPlan(path, opened.format, image_root, resolved, source, tuple(source.parts()), images)
+    if hasattr(source, "items"):
+        return ReadPlan(path, opened.format, image_root, resolved, cast(ItemizedSource, source).unlisted(), images=images, itemized=True)
     return ReadPlan(path, opened.format, image_root, resolved, images=images)
 
 

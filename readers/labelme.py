@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import math
 import posixpath
@@ -43,9 +44,7 @@ class LabelMeSource:
     def __init__(self, path: str, image_root: str | None = None, label_map: LabelMap | None = None) -> None:
         self.root = path
         self.image_root = image_root
-        self.files = [path] if path.lower().endswith(".json") else fs.list_files(path, (".json",))
-        if not self.files:
-            raise SourceError(f"{path}: no LabelMe *.json files found")
+        self.files: list[str] | None = self._list()
         if label_map is None:
             names: set[str] = set()
             for f in self.files:
@@ -65,44 +64,64 @@ class LabelMeSource:
         except (ValueError, UnicodeDecodeError) as exc:
             return exc
 
+    def _list(self) -> list[str]:
+        files = [self.root] if self.root.lower().endswith(".json") else fs.list_files(self.root, (".json",))
+        if not files:
+            raise SourceError(f"{self.root}: no LabelMe *.json files found")
+        return files
+
+    def unlisted(self) -> LabelMeSource:
+        """This source without its listing, to ship to workers: :meth:`items` lists the files again where it runs."""
+        light = copy.copy(self)
+        light.files = None
+        return light
+
     def images_hint(self) -> int:
-        return len(self.files)
+        return len(self.files) if self.files is not None else 0
+
+    def items(self) -> Iterator[str]:
+        """The JSON files, one image each; :meth:`read_item` reads one."""
+        return iter(self.files if self.files is not None else self._list())
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
-        for path in self.files:
-            doc = self._load(path)
-            rel = fs.relpath(path, self.root)
-            if not is_labelme(doc):
-                why = f"not JSON: {doc}" if isinstance(doc, Exception) else "no 'shapes' list and 'imagePath'"
-                yield Reject(path, RejectReason.ANNOTATION_MALFORMED, f"not a LabelMe file ({why})", image=rel)
-                continue
-            image_name = fs.base_name(str(doc.get("imagePath") or "")) or posixpath.splitext(posixpath.basename(path))[0] + ".jpg"
-            boxes: list[RawBox] = []
-            for index, shape in enumerate(doc["shapes"]):
-                item = self._box(shape, f"{path}: shapes[{index}]", image_name)
-                if isinstance(item, Reject):
-                    yield item
-                else:
-                    boxes.append(item)
-            root = self.image_root or posixpath.dirname(path)
-            encoded = None
-            if not fs.exists(fs.join(root, image_name)) and isinstance(doc.get("imageData"), str):
-                try:
-                    encoded = base64.b64decode(doc["imageData"], validate=True)
-                except (binascii.Error, ValueError):
-                    encoded = None  # reported as a missing image when it is opened
-            yield RawImage(
-                key=posixpath.splitext(rel)[0],
-                file_name=image_name,
-                image_root=root,
-                source=path,
-                split=split_of_path(rel) or "train",
-                boxes=tuple(boxes),
-                declared_width=declared_size(doc.get("imageWidth")),
-                declared_height=declared_size(doc.get("imageHeight")),
-                encoded=encoded,
-                by_base_name=fs.is_absolute(str(doc.get("imagePath") or "")),
-            )
+        for path in self.items():
+            yield from self.read_item(path)
+
+    def read_item(self, path: str) -> Iterator[RawImage | Reject]:
+        """One JSON file: the rejects of its shapes, then its image."""
+        doc = self._load(path)
+        rel = fs.relpath(path, self.root)
+        if not is_labelme(doc):
+            why = f"not JSON: {doc}" if isinstance(doc, Exception) else "no 'shapes' list and 'imagePath'"
+            yield Reject(path, RejectReason.ANNOTATION_MALFORMED, f"not a LabelMe file ({why})", image=rel)
+            return
+        image_name = fs.base_name(str(doc.get("imagePath") or "")) or posixpath.splitext(posixpath.basename(path))[0] + ".jpg"
+        boxes: list[RawBox] = []
+        for index, shape in enumerate(doc["shapes"]):
+            item = self._box(shape, f"{path}: shapes[{index}]", image_name)
+            if isinstance(item, Reject):
+                yield item
+            else:
+                boxes.append(item)
+        root = self.image_root or posixpath.dirname(path)
+        encoded = None
+        if not fs.exists(fs.join(root, image_name)) and isinstance(doc.get("imageData"), str):
+            try:
+                encoded = base64.b64decode(doc["imageData"], validate=True)
+            except (binascii.Error, ValueError):
+                encoded = None  # reported as a missing image when it is opened
+        yield RawImage(
+            key=posixpath.splitext(rel)[0],
+            file_name=image_name,
+            image_root=root,
+            source=path,
+            split=split_of_path(rel) or "train",
+            boxes=tuple(boxes),
+            declared_width=declared_size(doc.get("imageWidth")),
+            declared_height=declared_size(doc.get("imageHeight")),
+            encoded=encoded,
+            by_base_name=fs.is_absolute(str(doc.get("imagePath") or "")),
+        )
 
     def _box(self, shape: Any, where: str, image: str) -> RawBox | Reject:
         if not isinstance(shape, dict):

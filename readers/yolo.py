@@ -17,6 +17,7 @@ negative). A label file whose image is missing is quarantined with its boxes.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import posixpath
@@ -32,6 +33,10 @@ from readers.voc import IMAGE_SUFFIXES
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
+
+#: One unit of a read: an image and its label file (None: no label file, a negative), or (None, an orphan label file).
+Item = tuple[str | None, str | None]
+_Listing = tuple[list[str], dict[str, str]]  # image files; label files by path without extension
 
 
 def _dataset_yaml(root: str) -> tuple[str, dict[str, Any]] | None:
@@ -132,16 +137,27 @@ class YoloSource:
         # pose datasets: "class cx cy w h px py [v] ..."; the box is the first four values
         self.keypoints = found is not None and "kpt_shape" in found[1]
         self.label_map = LabelMap.from_names(self.names)
-        files = fs.list_files(image_root or path, IMAGE_SUFFIXES + (".txt",))
-        self.images = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES) and "/images/" in f]
+        self.image_root = image_root
+        self._listing: _Listing | None = self._list()
+
+    def _list(self) -> _Listing:
+        files = fs.list_files(self.image_root or self.root, IMAGE_SUFFIXES + (".txt",))
+        images = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES) and "/images/" in f]
         # by path without extension: labels/x.TXT belongs to images/x.jpg as labels/x.txt does
-        self.labels = {
+        labels = {
             posixpath.splitext(f)[0]: f
             for f in files
             if f.lower().endswith(".txt") and "/labels/" in f and posixpath.basename(f).lower() != "classes.txt"
         }
-        if not self.images and not self.labels:
-            raise SourceError(f"{path}: no images/ and labels/ folders with files")
+        if not images and not labels:
+            raise SourceError(f"{self.root}: no images/ and labels/ folders with files")
+        return images, labels
+
+    def unlisted(self) -> YoloSource:
+        """This source without its listing, to ship to workers: :meth:`items` lists the files again where it runs."""
+        light = copy.copy(self)
+        light._listing = None
+        return light
 
     @staticmethod
     def label_key(image_path: str) -> str:
@@ -149,42 +165,54 @@ class YoloSource:
         return f"{head}/labels/{posixpath.splitext(tail)[0]}"
 
     def images_hint(self) -> int:
-        return len(self.images)
+        return len(self._listing[0]) if self._listing is not None else 0
 
-    def __iter__(self) -> Iterator[RawImage | Reject]:
+    def items(self) -> Iterator[Item]:
+        """What a read does, file by file, from the listing: ``(image, its label file or None)`` for each image,
+        then ``(None, label file)`` for each label file that no image has. :meth:`read_item` reads one."""
+        images, labels = self._listing if self._listing is not None else self._list()
         claimed: set[str] = set()
-        for image_path in self.images:
+        for image_path in images:
             key = self.label_key(image_path)
-            label_path = self.labels.get(key, key + ".txt")
-            boxes: list[RawBox] = []
-            rejects: list[Reject] = []
-            readable = True
-            if key in self.labels:
+            if key in labels:
                 claimed.add(key)
-                readable = self._parse(label_path, posixpath.basename(image_path), boxes, rejects)
+            yield image_path, labels.get(key)
+        for key in sorted(set(labels) - claimed):
+            yield None, labels[key]
+
+    def read_item(self, item: Item) -> Iterator[RawImage | Reject]:
+        """One item of :meth:`items`: the image with its boxes, and the rejects of its label file."""
+        image_path, label_path = item
+        boxes: list[RawBox] = []
+        rejects: list[Reject] = []
+        if image_path is None:  # a label file without its image
+            assert label_path is not None
+            readable = self._parse(label_path, posixpath.splitext(posixpath.basename(label_path))[0], boxes, rejects)
+            yield from rejects  # an unreadable file is its one entry already
+            if readable:
+                yield Reject(
+                    label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/",
+                    image=fs.relpath(label_path, self.root), boxes=len(boxes), classes=classes_of(boxes),
+                )
+            return
+        if label_path is not None:
+            readable = self._parse(label_path, posixpath.basename(image_path), boxes, rejects)
             yield from rejects
             if not readable:
-                continue
-            rel = fs.relpath(image_path, self.root)
-            yield RawImage(
-                key=posixpath.splitext(rel)[0],
-                file_name=posixpath.basename(image_path),
-                image_root=posixpath.dirname(image_path),
-                source=label_path if key in claimed else image_path,
-                split=self._split_of(image_path, rel),
-                boxes=tuple(boxes),
-            )
-        for key in sorted(set(self.labels) - claimed):
-            label_path = self.labels[key]
-            boxes, rejects = [], []
-            if not self._parse(label_path, posixpath.splitext(posixpath.basename(label_path))[0], boxes, rejects):
-                yield from rejects  # the unreadable file is this entry already
-                continue
-            yield from rejects
-            yield Reject(
-                label_path, RejectReason.IMAGE_MISSING, "label file has no image beside it in images/",
-                image=fs.relpath(label_path, self.root), boxes=len(boxes), classes=classes_of(boxes),
-            )
+                return
+        rel = fs.relpath(image_path, self.root)
+        yield RawImage(
+            key=posixpath.splitext(rel)[0],
+            file_name=posixpath.basename(image_path),
+            image_root=posixpath.dirname(image_path),
+            source=label_path or image_path,
+            split=self._split_of(image_path, rel),
+            boxes=tuple(boxes),
+        )
+
+    def __iter__(self) -> Iterator[RawImage | Reject]:
+        for item in self.items():
+            yield from self.read_item(item)
 
     def _split_of(self, image_path: str, rel: str) -> str:
         """The split data.yaml declares for the image's folder, else the nearest folder named like a split, else train."""

@@ -471,3 +471,51 @@ def test_parts_are_read_apart_and_an_image_in_two_parts_is_written_once(tmp_path
     (only,) = [json.loads(line) for line in rejects]
     assert only["reason"] == "duplicate_image" and only["source"].endswith("custom_val.json: images[0]")
     assert only["detail"] == f"image file {tmp_path}/c.jpg is also {tmp_path}/custom_train.json: images[2]; the first is kept"
+
+
+def _yolo_with_every_case(root: Path, extra: int = 0) -> None:
+    """A YOLO dataset where reading file by file matters: two images sharing one label file (x.jpg, x.png),
+    a label file without its image, one that is not UTF-8, and ``extra`` plain images."""
+    from tests.dialects import jpeg, png
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("names: [cat, dog]\n")
+    (root / "images" / "x.jpg").write_bytes(jpeg())
+    (root / "images" / "x.png").write_bytes(png())
+    (root / "labels" / "x.txt").write_text("0 0.5 0.5 0.25 0.25\n1 0.2 0.2 0.1 0.1\n")
+    (root / "labels" / "orphan.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+    (root / "images" / "latin.jpg").write_bytes(jpeg())
+    (root / "labels" / "latin.txt").write_bytes(b"0 0.5 0.5 0.2 0.2 \xe9t\xe9\n")
+    for i in range(extra):
+        (root / "images" / f"p{i:04d}.jpg").write_bytes(jpeg())
+        (root / "labels" / f"p{i:04d}.txt").write_text(f"{i % 2} 0.5 0.5 0.2 0.2\n")
+
+
+def test_a_file_per_image_is_read_across_workers_as_one_sequential_read_would(tmp_path):
+    """YOLO is listed on one worker and its label files are read on all (ReadItems): the records and the rejects
+    are those of a sequential read (readers.read), on worker processes and in this process alike, and the
+    launcher's plan does not carry the listing (it would grow the Dataflow graph with the dataset)."""
+    import pickle
+
+    data = tmp_path / "yolo"
+    _yolo_with_every_case(data, extra=40)
+    plan = readers.plan(str(data))
+    assert plan.itemized and plan.images == 43
+    small = len(pickle.dumps(plan))
+    _yolo_with_every_case(tmp_path / "more", extra=400)  # 360 more files: a listing would add 360 paths
+    assert len(pickle.dumps(readers.plan(str(tmp_path / "more")))) < small + 50
+
+    sequential = list(readers.read(str(data)))
+    expected_rejects = sorted(prepare.reject_line(r) for r in sequential if not isinstance(r, ImageRecord))
+    reasons = sorted(json.loads(line)["reason"] for line in expected_rejects)
+    assert reasons == ["annotation_malformed", "duplicate_image", "image_missing"]
+    shards = {}
+    for name, runner in (("workers", ["--direct_num_workers=2"]), ("in-process", IN_PROCESS)):
+        out = tmp_path / name
+        prepare.run(["--input", str(data), "--output", str(out), "--num-shards=2", *runner], print_report=False)
+        assert (out / "rejects.jsonl").read_text().splitlines() == expected_rejects
+        written = json.loads((out / "stats.json").read_text())["totals"]
+        assert written["images_written"] == sum(isinstance(r, ImageRecord) for r in sequential) == 41
+        shards[name] = {p.name: p.read_bytes() for p in out.glob("train-*")}
+    assert shards["workers"] == shards["in-process"] and len(shards["workers"]) == 2
