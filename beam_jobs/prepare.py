@@ -242,7 +242,7 @@ class Prepare(beam.PTransform):
 
 
 def translated(proto: Any) -> dict[str, Any]:
-    """What a dry run translated: the job's stages in order, its leaf transforms and the worker containers."""
+    """What a dry run translated: the job's stages in order, those of its read, its leaf transforms and the worker containers."""
     transforms, environments = proto.components.transforms, proto.components.environments
     (job,) = [t for t in transforms.values() if t.unique_name == "Prepare"]
     leaves, todo = [], list(job.subtransforms)
@@ -257,8 +257,10 @@ def translated(proto: Any) -> dict[str, Any]:
         if t.environment_id:
             payload = beam_runner_api_pb2.DockerPayload.FromString(environments[t.environment_id].payload)
             images.add(payload.container_image)
+    (read,) = [transforms[tid] for tid in job.subtransforms if transforms[tid].unique_name == "Prepare/ReadAnnotations"]
     return {
         "stages": [transforms[tid].unique_name.removeprefix("Prepare/") for tid in job.subtransforms],
+        "read": [transforms[tid].unique_name.removeprefix("Prepare/ReadAnnotations/") for tid in read.subtransforms],
         "transforms": len(leaves),
         "containers": sorted(images),
     }

@@ -277,11 +277,16 @@ def test_no_valid_image_fails_with_a_clear_message(tmp_path):
     assert "image_missing" in (tmp_path / "out" / "rejects.jsonl").read_text()
 
 
-def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
+@pytest.mark.parametrize("dataset", ["coco", "yolo"])
+def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir, dataset):
+    """The job translates for Dataflow without a network; a YOLO dataset's files are read by the workers (ReadItems)."""
+    if dataset == "yolo":
+        _yolo_with_every_case(tmp_path / "yolo")
+    data = demo_dir / "annotations.json" if dataset == "coco" else tmp_path / "yolo"
     doc = prepare.run(
         [
             "--input",
-            str(demo_dir / "annotations.json"),
+            str(data),
             "--output",
             str(tmp_path / "out"),
             "--runner=DataflowRunner",
@@ -300,6 +305,10 @@ def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir):
     assert plan["stages"][:4] == ["ReadAnnotations", "Validate", "SplitTrainVal", "ClassStatistics"]
     assert {"AttachWeightsEncodeAndWriteShards", "Thumbnails", "Account", "WriteReport"} <= set(plan["stages"])
     assert plan["transforms"] > 30
+    if dataset == "coco":  # one annotation file: parsed by one worker, its images spread
+        assert plan["read"] == ["Parts", "Parse", "Spread"]
+    else:  # listed by one worker, every label file read by some worker, duplicates settled across them
+        assert plan["read"] == ["Listing", "List", "SpreadItems", "ReadItems", "UniqueAcrossParts", "Spread"]
     (image,) = plan["containers"]  # every step runs in Beam's own Python SDK container, this version
     assert image.startswith("gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:") and beam.__version__ in image
 
