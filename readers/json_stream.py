@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 _WS = re.compile(r"[ \t\n\r]*")
+_SPACE = " \t\n\r"
 CHUNK_CHARS = 1 << 22  # 4 Mi characters a read: few Python steps per MB, little memory
 #: A decode error this many characters before the buffer's end cannot be caused by the cut: the JSON is bad.
 _CUT_REACH = 32
@@ -136,13 +137,15 @@ class Members:
         index = 0
         ws, scan = _WS.match, self.scan
         while True:
-            # the fast path inlined: an element and its comma inside the buffer
+            # the fast path inlined: an element and its comma inside the buffer (the regex only where there is space)
             text, pos = self.text, self.pos
             try:
-                value, end = scan(text, ws(text, pos).end())  # type: ignore[union-attr]
-                after = ws(text, end).end()  # type: ignore[union-attr]
-                sep = text[after] if end <= len(text) - _CUT_REACH and after < len(text) else ""
-            except json.JSONDecodeError:
+                if text[pos] in _SPACE:
+                    pos = ws(text, pos).end()  # type: ignore[union-attr]
+                value, end = scan(text, pos)
+                after = end if text[end] not in _SPACE else ws(text, end).end()  # type: ignore[union-attr]
+                sep = text[after] if end <= len(text) - _CUT_REACH else ""  # past the cut reach: the careful path
+            except (json.JSONDecodeError, IndexError):
                 sep = ""
             if sep:
                 self.pos = after + 1

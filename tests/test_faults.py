@@ -89,12 +89,18 @@ def test_a_sparse_file_above_the_size_limit_is_rejected_before_it_is_read(tmp_pa
 
 
 # 4. NaN anywhere made the COCO rewriting pass quadratic; the stream parser reads NaN as json does
-@given(st.lists(st.integers(1, 40), min_size=1, max_size=30), st.booleans())
+@given(
+    st.lists(st.integers(1, 40), min_size=1, max_size=30),
+    st.sampled_from(["compact", "default", "indent"]),
+    st.sampled_from([8, 1 << 16]),  # a buffer of a few characters (cut everywhere), or all of it (the fast path)
+)
 @settings(max_examples=80, deadline=None)
-def test_the_stream_parser_agrees_with_json_at_every_read_boundary(sizes, indent):
+def test_the_stream_parser_agrees_with_json_at_every_read_boundary(sizes, style, chunk):
     doc = {"s": 'NaN in a "string" \\ and Infinity, é ü 🦀', "images": [{"v": [float("nan"), float("-inf"), 1.5e300, -7]}, 12345678901234567890, "x" * 300 + "\\", True, None, []],
            "annotations": [], "t": {"nested": [1, {"a": "b"}]}, "n": -0.5}
-    text = json.dumps(doc, indent=1 if indent else None, ensure_ascii=False).encode()
+    doc["images"] += [{"id": i, "bbox": [i, 0.5, 2, 3]} for i in range(40)]  # many short elements
+    layout = {"compact": {"separators": (",", ":")}, "default": {}, "indent": {"indent": 1}}[style]
+    text = json.dumps(doc, ensure_ascii=False, **layout).encode()  # type: ignore[arg-type]
 
     class Chunks:  # a stream that hands over a few bytes at a time, cutting tokens and UTF-8 sequences anywhere
         def __init__(self) -> None:
@@ -105,7 +111,7 @@ def test_the_stream_parser_agrees_with_json_at_every_read_boundary(sizes, indent
             return self.f.read(min(n, sizes[self.k % len(sizes)]))
 
     got: dict = {}
-    for key, index, value in Members(Chunks(), frozenset({"images", "annotations"}), chunk=8):  # type: ignore[arg-type]
+    for key, index, value in Members(Chunks(), frozenset({"images", "annotations"}), chunk=chunk):  # type: ignore[arg-type]
         if index is None:
             got[key] = value
         else:
