@@ -7,7 +7,7 @@ image is decoded once by TensorFlow, the decoder training uses, so a file
 whose header and end are intact but whose pixel data is corrupt (random
 bytes mid-scan, a PNG with no image data) is refused here rather than
 failing in ``create_input_fn`` mid-training (``--pixel-check header`` skips
-this decode: at 50k photos the job ran 2.6x faster, and such a file then
+this decode: at 50k photos the job ran about 3x faster, and such a file then
 fails in training instead).
 Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is kept, and its warning is treated as an error.
 
