@@ -43,9 +43,12 @@ class ReadAnnotations(beam.PTransform):
     """Read the plan's annotations across workers: chunks of raw images and of the rejects found reading.
 
     Parts (several COCO files, TFRecord shards) are each read on a worker of
-    their own. An itemized source (YOLO, LabelMe: a file per image) is listed
-    on one worker and its files are read on all of them. Either way, an
-    image whose key or file an earlier image has becomes a duplicate reject
+    their own. An itemized source (YOLO, LabelMe, VOC: a file per image) is
+    listed on one worker and its files are read on all of them; VOC's XML
+    files, once parsed, are gathered on one worker that finds their images
+    (``resolve()``: an image can be claimed by two XML files, found in
+    another folder, or claimed by none). Either way, an image whose key or
+    file an earlier image has becomes a duplicate reject
     (:class:`UniqueAcrossParts`), as it would in one sequential read.
     """
 
@@ -55,14 +58,22 @@ class ReadAnnotations(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         if self.plan.itemized:
-            chunks = (
+            read = (
                 pbegin
                 | "Listing" >> beam.Create([None])
                 | "List" >> beam.FlatMap(self._list)
                 | "SpreadItems" >> Spread()
                 | "ReadItems" >> beam.Map(self._read_items)
-                | "UniqueAcrossParts" >> UniqueAcrossParts()
             )
+            if self.plan.resolves:  # VOC: each XML's image is found among every listed image, on one worker
+                chunks = (
+                    read
+                    | "ToOne" >> beam.Map(lambda chunk: (None, pack(chunk)))
+                    | "Gather" >> beam.GroupByKey()
+                    | "Resolve" >> beam.FlatMap(self._resolve)
+                )
+            else:
+                chunks = read | "UniqueAcrossParts" >> UniqueAcrossParts()
         else:
             many = len(self.plan.parts) > 1
             parts = pbegin | "Parts" >> beam.Create(list(range(len(self.plan.parts))))
@@ -97,6 +108,12 @@ class ReadAnnotations(beam.PTransform):
         """Each item read, its images and rejects in order (item, position): as one sequential read orders them."""
         read = self.plan.source.read_item
         return [((index, pos), out) for index, item in chunk for pos, out in enumerate(read(item))]
+
+
+    def _resolve(self, gathered: tuple[None, Iterable[bytes]]) -> Iterator[list[Any]]:
+        """Every file as read, in the listing's order, through the source's resolve(): chunks of images and rejects."""
+        parsed = sorted((pair for packed in gathered[1] for pair in unpack(packed)), key=lambda pair: pair[0])
+        yield from chunked(readers.unique(self.plan.source.resolve(item for _, item in parsed)))
 
 
 class Spread(beam.PTransform):

@@ -61,7 +61,10 @@ class Source(Protocol):
 
 
 class ItemizedSource(Source, Protocol):
-    """A source read file by file: ``items()`` lists the work, ``read_item()`` does one (YOLO, LabelMe)."""
+    """A source read file by file: ``items()`` lists the work, ``read_item()`` does one (YOLO, LabelMe, VOC).
+
+    VOC also has ``resolve(read items)``: what ``read_item()`` gives is not yet an image.
+    """
 
     def items(self) -> Iterator[Any]: ...
 
@@ -237,12 +240,12 @@ class ReadPlan:
     * files read one by one (COCO's annotation files, TFRecord shards): the
       opened source ships (it holds only the file list and the classes), with
       one part per file;
-    * one annotation file per image (YOLO, LabelMe): the source ships without
-      its listing (:attr:`itemized`); one worker lists the files again and
-      every worker reads a share of them (``items()`` and ``read_item()``);
-    * any other (VOC, CSV, CVAT): one part that a worker opens by path, because
-      resolving an image needs the whole listing, which could be too large to
-      travel with the job.
+    * one annotation file per image (YOLO, LabelMe, VOC): the source ships
+      without its listing (:attr:`itemized`); one worker lists the files again
+      and every worker reads a share of them (``items()`` and ``read_item()``).
+      VOC's parsed files then meet on one worker, which lists the image
+      folders and finds each XML's image (``resolve()``, :attr:`resolves`);
+    * any other (CSV, CVAT: one file): one part that a worker opens by path.
 
     Each part's images are unique within it (:func:`unique`); across parts and
     items, the job's read stage checks them.
@@ -256,6 +259,11 @@ class ReadPlan:
     parts: tuple[Any, ...] = (None,)
     images: int | None = None  # about how many images (or boxes), when the launcher could count them cheaply
     itemized: bool = False  # the source reads file by file: items(), then read_item() for each
+
+    @property
+    def resolves(self) -> bool:
+        """The source's files, once read, are resolved together (VOC: ``resolve()`` finds each XML's image)."""
+        return self.itemized and hasattr(self.source, "resolve")
 
     def read_part(self, index: int) -> Iterator[RawImage | Reject]:
         if self.source is None:

@@ -26,9 +26,11 @@ depend on file order; a malformed XML file becomes a quarantine entry.
 
 from __future__ import annotations
 
+import copy
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -46,6 +48,29 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 class VocError(ValueError):
     pass
+
+
+class Parsed(NamedTuple):
+    """One XML file as :meth:`VocSource.read_item` reads it, before its image is looked up."""
+
+    xml: str
+    error: str | None  # why the file is unreadable; then nothing else is set
+    declared: str = ""  # <filename>
+    boxes: tuple[RawBox, ...] = ()
+    width: int | None = None  # <size>, when it is a positive whole number
+    height: int | None = None
+
+
+class _ImageIndex:
+    """The listed image files by folder (base names in lower case) and by base name; folders by their lower case."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.by_dir: dict[str, dict[str, str]] = {}
+        self.by_name: dict[str, list[str]] = {}
+        for p in files:
+            self.by_dir.setdefault(posixpath.dirname(p), {})[posixpath.basename(p).lower()] = p
+            self.by_name.setdefault(posixpath.basename(p).lower(), []).append(p)
+        self.dirs = {d.lower(): d for d in self.by_dir}
 
 
 def parse_xml(data: bytes, source: str) -> Element:
@@ -80,20 +105,11 @@ class VocSource:
                     path = fs.join(path, name)
                     break
         self.root = path
+        self.dataset_root = dataset_root
         self.image_root = image_root
-        self.xml_files = fs.list_files(path, (".xml",))
-        if not self.xml_files:
-            raise SourceError(f"{path}: no Pascal VOC *.xml files found")
-        self.split_lists = _image_sets(fs.join(dataset_root, "ImageSets", "Main"))
-        listing_root = image_root or dataset_root  # VOC2012: ../JPEGImages
-        all_files = fs.list_files(listing_root, IMAGE_SUFFIXES)
-        self._images_by_dir: dict[str, dict[str, str]] = {}
-        self._images_by_name: dict[str, list[str]] = {}
-        for p in all_files:
-            self._images_by_dir.setdefault(posixpath.dirname(p), {})[posixpath.basename(p).lower()] = p
-            self._images_by_name.setdefault(posixpath.basename(p).lower(), []).append(p)
-        self._dirs = {d.lower(): d for d in self._images_by_dir}
-        self._parsed: dict[str, Element | VocError] = {}
+        self.xml_files: list[str] | None = self._list_xml()
+        self._images: _ImageIndex | None = None  # listed when images are resolved
+        self._split_lists: dict[str, tuple[str, ...]] | None | bool = False  # False: not read yet
         if label_map is None:
             names: set[str] = set()
             for xml in self.xml_files:
@@ -106,33 +122,75 @@ class VocSource:
             label_map = LabelMap.from_names(sorted(names))
         self.label_map = label_map
 
-    def images_hint(self) -> int:
-        return len(self.xml_files)
+    def _list_xml(self) -> list[str]:
+        files = fs.list_files(self.root, (".xml",))
+        if not files:
+            raise SourceError(f"{self.root}: no Pascal VOC *.xml files found")
+        return files
 
-    def _parse(self, xml: str) -> Element | VocError:
-        if xml not in self._parsed:
-            try:
-                self._parsed[xml] = parse_xml(fs.read_bytes(xml), xml)
-            except VocError as exc:
-                self._parsed[xml] = exc
-        return self._parsed[xml]
+    def unlisted(self) -> VocSource:
+        """This source without its listings, to ship to workers: they list the files again where they run."""
+        light = copy.copy(self)
+        light.xml_files, light._images, light._split_lists = None, None, False
+        return light
+
+    @property
+    def split_lists(self) -> dict[str, tuple[str, ...]] | None:
+        """Image id -> the ``ImageSets/Main`` lists naming it, read when images are resolved; None without lists."""
+        if self._split_lists is False:
+            self._split_lists = _image_sets(fs.join(self.dataset_root, "ImageSets", "Main"))
+        return self._split_lists  # type: ignore[return-value]
+
+    def images_hint(self) -> int:
+        return len(self.xml_files) if self.xml_files is not None else 0
+
+    @staticmethod
+    def _parse(xml: str) -> Element | VocError:
+        try:
+            return parse_xml(fs.read_bytes(xml), xml)
+        except VocError as exc:
+            return exc
+
+    def items(self) -> Iterator[str]:
+        """The XML files; :meth:`read_item` reads one, :meth:`resolve` finds the images of all of them."""
+        return iter(self.xml_files if self.xml_files is not None else self._list_xml())
+
+    def read_item(self, xml: str) -> Iterator[Parsed]:
+        """One XML file, parsed: what it declares and its boxes, or what is wrong with it."""
+        tree = self._parse(xml)
+        if isinstance(tree, VocError):
+            yield Parsed(xml, str(tree))
+            return
+        yield Parsed(
+            xml,
+            None,
+            _text(tree, "filename"),
+            tuple(self._boxes(tree, xml)),
+            declared_size(_text(tree, "size/width")),
+            declared_size(_text(tree, "size/height")),
+        )
 
     def __iter__(self) -> Iterator[RawImage | Reject]:
+        return self.resolve(item for xml in self.items() for item in self.read_item(xml))
+
+    def resolve(self, parsed: Iterable[Parsed]) -> Iterator[RawImage | Reject]:
+        """The images of the parsed XML files, in their order: each XML's image is looked up in the image
+        folders, an image claimed twice is refused the second time, an XML whose image is not found is
+        reported once every XML has claimed its own, and an image no XML claims is reported last."""
         claimed: set[str] = set()
         missing: list[tuple[str, str, str, tuple[RawBox, ...], list[str]]] = []
-        for xml in self.xml_files:
-            tree = self._parse(xml)
-            self._parsed.pop(xml, None)  # parsed once for labels, used once here
+        split_lists = self.split_lists
+        for item in parsed:
+            xml = item.xml
             rel = fs.relpath(xml, self.root)
             split = _split_of(rel)
-            if isinstance(tree, VocError):
+            if item.error is not None:
                 beside, _ = self._find_image(xml, "")
                 if beside:  # the image is accounted for by this entry, not again as unannotated
                     claimed.add(beside)
-                yield Reject(xml, RejectReason.ANNOTATION_MALFORMED, str(tree), image=rel)
+                yield Reject(xml, RejectReason.ANNOTATION_MALFORMED, item.error, image=rel)
                 continue
-            boxes = tuple(self._boxes(tree, xml))
-            declared = _text(tree, "filename")
+            boxes, declared = item.boxes, item.declared
             try:
                 image_path, searched = self._find_image(xml, declared)
             except fs.UnsafePath as exc:
@@ -145,9 +203,9 @@ class VocSource:
                 yield Reject(xml, RejectReason.DUPLICATE_IMAGE, f"{image_path} is already annotated by another XML", image=declared, boxes=len(boxes), classes=classes_of(boxes))
                 continue
             claimed.add(image_path)
-            if self.split_lists is not None:
+            if split_lists is not None:
                 stem = posixpath.splitext(posixpath.basename(xml))[0]
-                listed = self.split_lists.get(stem, ())
+                listed = split_lists.get(stem, ())
                 if len(listed) != 1:
                     where = ", ".join(f"{s}.txt" for s in listed)
                     reason, detail = (
@@ -167,8 +225,8 @@ class VocSource:
                 split=split,
                 boxes=boxes,
                 by_base_name=fs.is_absolute(declared),
-                declared_width=declared_size(_text(tree, "size/width")),
-                declared_height=declared_size(_text(tree, "size/height")),
+                declared_width=item.width,
+                declared_height=item.height,
             )
         for xml, declared, rel, lost, searched in missing:
             detail = f"no image file for <filename>{declared!r} in {', '.join(searched)}"
@@ -177,10 +235,16 @@ class VocSource:
                 claimed.add(elsewhere[0])
                 detail += f"; {elsewhere[0]} has that name: pass --image-root {posixpath.dirname(elsewhere[0])}"
             yield Reject(xml, RejectReason.IMAGE_MISSING, detail, image=declared or rel, boxes=len(lost), classes=classes_of(lost))
-        for _, files in sorted(self._images_by_dir.items()):
+        for _, files in sorted(self._index().by_dir.items()):
             for image_path in sorted(files.values()):
                 if image_path not in claimed:
                     yield Reject(image_path, RejectReason.ANNOTATION_MISSING, "image file has no XML annotation", image=fs.relpath(image_path, self.root))
+
+    def _index(self) -> _ImageIndex:
+        """The image files under --image-root or the dataset's folder, listed once."""
+        if self._images is None:
+            self._images = _ImageIndex(fs.list_files(self.image_root or self.dataset_root, IMAGE_SUFFIXES))  # VOC2012: ../JPEGImages
+        return self._images
 
     def _boxes(self, tree: Element, xml: str) -> Iterator[RawBox]:
         for index, obj in enumerate(tree.iter("object")):
@@ -225,14 +289,16 @@ class VocSource:
             folders.append(posixpath.join(parent, name))  # Annotations/ beside JPEGImages/ or images/
             if at is not None:
                 folders.append("/".join(parts[:at] + [name] + parts[at + 1 :]))
-        return list(dict.fromkeys(self._dirs.get(f.lower(), f) for f in folders))
+        dirs = self._index().dirs
+        return list(dict.fromkeys(dirs.get(f.lower(), f) for f in folders))
 
     def _find_image(self, xml: str, declared: str) -> tuple[str | None, list[str]]:
         """The image file of an XML, and the folders searched."""
         candidates = self._candidates(xml, declared)
         folders = self._folders(xml)
+        by_dir = self._index().by_dir
         for directory in folders:
-            files = self._images_by_dir.get(directory, {})
+            files = by_dir.get(directory, {})
             for name in candidates:
                 hit = files.get(name.lower())
                 if hit:
@@ -241,12 +307,13 @@ class VocSource:
                     hit = files.get(name.lower() + suffix)
                     if hit:
                         return hit, folders
-        return None, [f for f in folders if f in self._images_by_dir] or folders[:1]
+        return None, [f for f in folders if f in by_dir] or folders[:1]
 
     def _elsewhere(self, xml: str, declared: str) -> list[str]:
         """Listed image files with the XML's image name, in folders that were not searched."""
         names = [n.lower() for n in self._candidates(xml, declared)]
-        return sorted(p for n in names for p in self._images_by_name.get(n, []))
+        by_name = self._index().by_name
+        return sorted(p for n in names for p in by_name.get(n, []))
 
 
 def _split_of(rel: str) -> str:

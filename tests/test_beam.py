@@ -277,12 +277,14 @@ def test_no_valid_image_fails_with_a_clear_message(tmp_path):
     assert "image_missing" in (tmp_path / "out" / "rejects.jsonl").read_text()
 
 
-@pytest.mark.parametrize("dataset", ["coco", "yolo"])
+@pytest.mark.parametrize("dataset", ["coco", "yolo", "voc"])
 def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir, dataset):
-    """The job translates for Dataflow without a network; a YOLO dataset's files are read by the workers (ReadItems)."""
+    """The job translates for Dataflow without a network; YOLO's and VOC's files are read by the workers (ReadItems)."""
     if dataset == "yolo":
         _yolo_with_every_case(tmp_path / "yolo")
-    data = demo_dir / "annotations.json" if dataset == "coco" else tmp_path / "yolo"
+    if dataset == "voc":
+        _voc_with_every_case(tmp_path / "voc")
+    data = demo_dir / "annotations.json" if dataset == "coco" else tmp_path / dataset
     doc = prepare.run(
         [
             "--input",
@@ -307,8 +309,10 @@ def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir, dataset):
     assert plan["transforms"] > 30
     if dataset == "coco":  # one annotation file: parsed by one worker, its images spread
         assert plan["read"] == ["Parts", "Parse", "Spread"]
-    else:  # listed by one worker, every label file read by some worker, duplicates settled across them
+    elif dataset == "yolo":  # listed by one worker, every label file read by some worker, duplicates settled across them
         assert plan["read"] == ["Listing", "List", "SpreadItems", "ReadItems", "UniqueAcrossParts", "Spread"]
+    else:  # the XML files parsed across workers, their images found on one
+        assert plan["read"] == ["Listing", "List", "SpreadItems", "ReadItems", "ToOne", "Gather", "Resolve", "Spread"]
     (image,) = plan["containers"]  # every step runs in Beam's own Python SDK container, this version
     assert image.startswith("gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:") and beam.__version__ in image
 
@@ -528,3 +532,60 @@ def test_a_file_per_image_is_read_across_workers_as_one_sequential_read_would(tm
         assert written["images_written"] == sum(isinstance(r, ImageRecord) for r in sequential) == 41
         shards[name] = {p.name: p.read_bytes() for p in out.glob("train-*")}
     assert shards["workers"] == shards["in-process"] and len(shards["workers"]) == 2
+
+
+def _voc_with_every_case(root: Path, extra: int = 0) -> None:
+    """A VOC tree where finding images needs every XML and every listed image: two XML files claiming one
+    image, an XML whose image is in another folder, one that is not XML, an image no XML claims, split
+    lists naming an image twice and not at all, and ``extra`` plain pairs."""
+    from tests.dialects import jpeg
+    from tests.test_readers import _voc_xml
+
+    ann, img, main = root / "Annotations", root / "JPEGImages", root / "ImageSets" / "Main"
+    for folder in (ann, img, main, root / "elsewhere"):
+        folder.mkdir(parents=True)
+    names = [f"p{i:04d}" for i in range(extra)] + ["a", "twin", "lost", "broken", "both", "none"]
+    for name in names:
+        if name not in ("lost", "twin"):
+            (img / f"{name}.jpg").write_bytes(jpeg())
+        (ann / f"{name}.xml").write_text(_voc_xml(f"{name}.jpg", name="cat" if name < "p" else "dog"))
+    (ann / "twin.xml").write_text(_voc_xml("a.jpg"))  # claims a.jpg, which a.xml claims first
+    (root / "elsewhere" / "lost.jpg").write_bytes(jpeg())  # lost.xml's image, outside the folders searched
+    (ann / "broken.xml").write_text("<annotation><filename>broken.jpg")
+    (img / "unclaimed.jpg").write_bytes(jpeg())
+    (main / "train.txt").write_text("\n".join(n for n in names if n != "none") + "\n")
+    (main / "val.txt").write_text("both\n")
+
+
+def test_voc_files_are_parsed_across_workers_and_their_images_found_as_one_sequential_read_would(tmp_path):
+    """VOC's XML files are parsed on every worker (ReadItems) and their images found on one (Resolve): the
+    rejects are those of a sequential read, on worker processes and in this process alike, and the plan
+    carries neither listing."""
+    import pickle
+
+    data = tmp_path / "voc"
+    _voc_with_every_case(data, extra=70)
+    plan = readers.plan(str(data))
+    assert plan.itemized and plan.resolves and plan.images == 76
+    small = len(pickle.dumps(plan))
+    _voc_with_every_case(tmp_path / "vvv", extra=400)  # 330 more XML files and images: a listing would add their paths
+    assert len(pickle.dumps(readers.plan(str(tmp_path / "vvv")))) < small + 50
+
+    sequential = list(readers.read(str(data)))
+    expected_rejects = sorted(prepare.reject_line(r) for r in sequential if not isinstance(r, ImageRecord))
+    reasons = Counter(json.loads(line)["reason"] for line in expected_rejects)
+    assert reasons == {
+        "duplicate_image": 1,  # twin.xml
+        "image_missing": 1,  # lost.xml, with the hint
+        "annotation_malformed": 1,  # broken.xml
+        "annotation_missing": 1,  # unclaimed.jpg
+        "split_conflict": 1,  # both
+        "split_undeclared": 1,  # none
+    }
+    assert f"{data}/elsewhere/lost.jpg has that name" in "".join(expected_rejects)
+    for name, runner in (("workers", ["--direct_num_workers=2"]), ("in-process", IN_PROCESS)):
+        out = tmp_path / name
+        prepare.run(["--input", str(data), "--output", str(out), "--num-shards=2", *runner], print_report=False)
+        assert (out / "rejects.jsonl").read_text().splitlines() == expected_rejects
+        totals = json.loads((out / "stats.json").read_text())["totals"]
+        assert totals["images_written"] == sum(isinstance(r, ImageRecord) for r in sequential) == 71
