@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -523,3 +524,27 @@ def test_raw_items_survive_pickling_exactly():
     )
     raw = RawImage("7", "x/y.jpg", "root", "ann.json", "val", (box, box), 640, 480, b"\xff\xd8bytes")
     assert pickle.loads(pickle.dumps(raw)) == raw
+
+
+def test_the_file_per_image_benchmark_converts_every_image_and_box(tmp_path):
+    """bench.file_per_image measures YOLO and VOC trees made from the COCO bench dataset: all three read
+    as the same images with the same classes and boxes (to the pixel)."""
+    from bench.file_per_image import make_voc, make_yolo
+    from bench.prepare_job import make_dataset
+
+    coco = make_dataset(str(tmp_path / "coco"), images=6, unique=3)
+
+    def boxes(path):
+        out = {}
+        for r in readers.read(path):
+            assert isinstance(r, ImageRecord), r
+            out[os.path.splitext(os.path.basename(r.filename))[0]] = sorted(
+                (b.text, round(b.xmin * r.width), round(b.ymin * r.height), round(b.xmax * r.width), round(b.ymax * r.height))
+                for b in r.boxes
+            )
+        return out
+
+    expected = boxes(coco)
+    assert len(expected) == 6 and sum(map(len, expected.values())) > 6
+    assert boxes(make_yolo(coco, str(tmp_path / "yolo"))) == expected
+    assert boxes(make_voc(coco, str(tmp_path / "voc"))) == expected

@@ -1,0 +1,204 @@
+"""Datasets with one annotation file per image (YOLO txt, Pascal VOC XML): the job against an earlier commit.
+
+    .venv/bin/python -m bench.file_per_image --baseline-commit REV [--images 50000] [--unique 10000] [--repeats 2]
+
+Converts ``bench.prepare_job``'s generated COCO dataset (640x480 JPEGs; with
+``--unique``, hard links beyond that many) into a YOLO and a VOC tree beside
+it, cached in ``build/``: the same images and boxes, one label or XML file
+per image. Then runs ``boxweight prepare --pixel-check header`` on each, from
+this checkout and from ``--baseline-commit`` (a ``git worktree``),
+interleaved, each run a fresh child process, and prints the median seconds
+and the largest process's peak RSS side by side. The shards and
+``rejects.jsonl`` of the two checkouts must be byte-identical; the run fails
+otherwise. Without ``--baseline-commit`` only this checkout runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.prepare_job import make_dataset
+
+
+def _load(ann_path: str) -> tuple[dict, list[dict], dict[int, list[dict]]]:
+    with open(ann_path) as f:
+        doc = json.load(f)
+    boxes: dict[int, list[dict]] = {}
+    for a in doc["annotations"]:
+        boxes.setdefault(a["image_id"], []).append(a)
+    return {c["id"]: c["name"] for c in doc["categories"]}, doc["images"], boxes
+
+
+def _link(src: str, dst: str) -> None:
+    if not os.path.exists(dst):
+        os.link(src, dst)
+
+
+def make_yolo(ann_path: str, root: str) -> str:
+    """``root/images``, ``root/labels`` and ``data.yaml`` with the COCO dataset's images and boxes."""
+    if os.path.exists(os.path.join(root, "data.yaml")):
+        return root
+    names, images, boxes = _load(ann_path)
+    ids = sorted(names)
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    os.makedirs(os.path.join(root, "labels"), exist_ok=True)
+    for im in images:
+        stem = os.path.splitext(os.path.basename(im["file_name"]))[0]
+        _link(os.path.join(os.path.dirname(ann_path), im["file_name"]), os.path.join(root, "images", stem + ".jpg"))
+        w, h = im["width"], im["height"]
+        lines = [
+            f"{ids.index(a['category_id'])} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}"
+            for a in boxes.get(im["id"], [])
+            for x, y, bw, bh in [a["bbox"]]
+        ]
+        with open(os.path.join(root, "labels", stem + ".txt"), "w") as f:
+            f.write("".join(line + "\n" for line in lines))
+    with open(os.path.join(root, "data.yaml.tmp"), "w") as f:
+        f.write("names: [" + ", ".join(names[i] for i in ids) + "]\n")
+    os.replace(os.path.join(root, "data.yaml.tmp"), os.path.join(root, "data.yaml"))
+    return root
+
+
+def make_voc(ann_path: str, root: str) -> str:
+    """``root/Annotations`` (one XML per image) and ``root/JPEGImages`` with the COCO dataset's images and boxes."""
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done):
+        return root
+    names, images, boxes = _load(ann_path)
+    os.makedirs(os.path.join(root, "Annotations"), exist_ok=True)
+    os.makedirs(os.path.join(root, "JPEGImages"), exist_ok=True)
+    for im in images:
+        stem = os.path.splitext(os.path.basename(im["file_name"]))[0]
+        _link(os.path.join(os.path.dirname(ann_path), im["file_name"]), os.path.join(root, "JPEGImages", stem + ".jpg"))
+        objects = "".join(
+            f"<object><name>{names[a['category_id']]}</name><difficult>0</difficult><bndbox>"
+            f"<xmin>{x}</xmin><ymin>{y}</ymin><xmax>{x + bw}</xmax><ymax>{y + bh}</ymax></bndbox></object>"
+            for a in boxes.get(im["id"], [])
+            for x, y, bw, bh in [a["bbox"]]
+        )
+        with open(os.path.join(root, "Annotations", stem + ".xml"), "w") as f:
+            f.write(
+                f"<annotation><filename>{stem}.jpg</filename><size><width>{im['width']}</width>"
+                f"<height>{im['height']}</height><depth>3</depth></size>{objects}</annotation>"
+            )
+    open(done, "w").close()
+    return root
+
+
+def _child(checkout: str, data: str, out: str) -> None:
+    """One job from ``checkout`` in a child process; prints its wall time and the largest process's peak RSS."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "beam_jobs.prepare",
+            "--input",
+            data,
+            "--output",
+            out,
+            "--num-shards=20",
+            "--val-fraction=0",
+            "--pixel-check=header",
+        ],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"job from {checkout} failed:\n{done.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"seconds": wall, "peak_mb": peak}))
+
+
+def _digest(out: str) -> str:
+    """sha256 over the shards and rejects.jsonl (the files that must not depend on how the annotations were read)."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(out)):
+        if name.endswith(".tfrecord") or name == "rejects.jsonl":
+            with open(os.path.join(out, name), "rb") as f:
+                h.update(name.encode() + f.read())
+    return h.hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=50_000)
+    parser.add_argument(
+        "--unique", type=int, default=10_000, help="generate only this many images; the rest are hard links"
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds; medians are reported")
+    parser.add_argument("--baseline-commit", default=None, help="also run the job from this commit, interleaved")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    coco = make_dataset(
+        os.path.join(here, "build", f"bench-coco-{args.images}-unique{args.unique}"), args.images, 6, args.unique
+    )
+    datasets = {
+        "yolo": make_yolo(coco, os.path.join(here, "build", f"bench-yolo-{args.images}-unique{args.unique}")),
+        "voc": make_voc(coco, os.path.join(here, "build", f"bench-voc-{args.images}-unique{args.unique}")),
+    }
+    work = tempfile.mkdtemp(prefix="bench-file-per-image-")
+    checkouts = {"this checkout": here}
+    try:
+        if args.baseline_commit:
+            base = os.path.join(work, "baseline")
+            subprocess.run(
+                ["git", "-C", here, "worktree", "add", "-q", "--detach", base, args.baseline_commit], check=True
+            )
+            checkouts[f"baseline {args.baseline_commit}"] = base
+        rows: dict[tuple[str, str], list[dict]] = {(d, c): [] for d in datasets for c in checkouts}
+        digests: dict[tuple[str, str], str] = {}
+        for _ in range(args.repeats):
+            for (fmt, name), runs in rows.items():
+                out = os.path.join(work, "out")
+                line = subprocess.run(
+                    [sys.executable, "-m", "bench.file_per_image", "--child", checkouts[name], datasets[fmt], out],
+                    cwd=here,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                runs.append(json.loads(line))
+                digests[(fmt, name)] = _digest(out)
+                shutil.rmtree(out)
+        print(
+            f"{args.images} images ({args.unique} distinct files), --pixel-check header, median of {args.repeats} interleaved runs"
+        )
+        print(f"{'format':<6} {'checkout':<34} {'seconds':>8} {'(min-max)':>12} {'peak RSS MB':>12}")
+        for (fmt, name), runs in rows.items():
+            secs = [r["seconds"] for r in runs]
+            print(
+                f"{fmt:<6} {name:<34} {statistics.median(secs):8.1f} {min(secs):5.1f}-{max(secs):<6.1f}"
+                f" {max(r['peak_mb'] for r in runs):12.0f}"
+            )
+        for fmt in datasets:
+            if len({digests[(fmt, name)] for name in checkouts}) != 1:
+                sys.exit(f"{fmt}: shards or rejects.jsonl differ between the checkouts")
+        if len(checkouts) > 1:
+            print("shards and rejects.jsonl: byte-identical between the checkouts, for each format")
+    finally:
+        if args.baseline_commit:
+            subprocess.run(
+                ["git", "-C", here, "worktree", "remove", "--force", os.path.join(work, "baseline")], check=False
+            )
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
