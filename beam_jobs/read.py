@@ -36,7 +36,7 @@ def chunked(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
         yield chunk
 
 
-Order = tuple[int, int]  # (part, position in the part): where an item stands in the source
+Order = tuple[int, int]  # (part or file, position in it): where an item stands in the source
 
 
 class ReadAnnotations(beam.PTransform):
@@ -108,7 +108,6 @@ class ReadAnnotations(beam.PTransform):
         """Each item read, its images and rejects in order (item, position): as one sequential read orders them."""
         read = self.plan.source.read_item
         return [((index, pos), out) for index, item in chunk for pos, out in enumerate(read(item))]
-
 
     def _resolve(self, gathered: tuple[None, Iterable[bytes]]) -> Iterator[list[Any]]:
         """Every file as read, in the listing's order, through the source's resolve(): chunks of images and rejects."""

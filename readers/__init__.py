@@ -63,12 +63,13 @@ class Source(Protocol):
 class ItemizedSource(Source, Protocol):
     """A source read file by file: ``items()`` lists the work, ``read_item()`` does one (YOLO, LabelMe, VOC).
 
-    VOC also has ``resolve(read items)``: what ``read_item()`` gives is not yet an image.
+    ``read_item()`` gives raw images and rejects, except where the source also has
+    ``resolve()`` (VOC): then it gives what ``resolve()`` takes, in the items' order.
     """
 
     def items(self) -> Iterator[Any]: ...
 
-    def read_item(self, item: Any) -> Iterator[RawImage | Reject]: ...
+    def read_item(self, item: Any) -> Iterator[Any]: ...
 
     def unlisted(self) -> ItemizedSource: ...
 
@@ -258,7 +259,11 @@ class ReadPlan:
     source: Any = None  # a source with parts() and read_part(), or items() and read_item(), or None: open by path
     parts: tuple[Any, ...] = (None,)
     images: int | None = None  # about how many images (or boxes), when the launcher could count them cheaply
-    itemized: bool = False  # the source reads file by file: items(), then read_item() for each
+
+    @property
+    def itemized(self) -> bool:
+        """The source reads file by file: ``items()``, then ``read_item()`` for each."""
+        return hasattr(self.source, "items")
 
     @property
     def resolves(self) -> bool:
@@ -286,7 +291,7 @@ def plan(path: str, format: str = "auto", image_root: str | None = None, label_m
     if hasattr(source, "parts"):
         return ReadPlan(path, opened.format, image_root, resolved, source, tuple(source.parts()), images)
     if hasattr(source, "items"):
-        return ReadPlan(path, opened.format, image_root, resolved, cast(ItemizedSource, source).unlisted(), images=images, itemized=True)
+        return ReadPlan(path, opened.format, image_root, resolved, cast(ItemizedSource, source).unlisted(), images=images)
     return ReadPlan(path, opened.format, image_root, resolved, images=images)
 
 

@@ -27,6 +27,7 @@ depend on file order; a malformed XML file becomes a quarantine entry.
 from __future__ import annotations
 
 import copy
+import functools
 import posixpath
 import re
 from collections.abc import Iterable, Iterator
@@ -109,7 +110,6 @@ class VocSource:
         self.image_root = image_root
         self.xml_files: list[str] | None = self._list_xml()
         self._images: _ImageIndex | None = None  # listed when images are resolved
-        self._split_lists: dict[str, tuple[str, ...]] | None | bool = False  # False: not read yet
         if label_map is None:
             names: set[str] = set()
             for xml in self.xml_files:
@@ -131,15 +131,14 @@ class VocSource:
     def unlisted(self) -> VocSource:
         """This source without its listings, to ship to workers: they list the files again where they run."""
         light = copy.copy(self)
-        light.xml_files, light._images, light._split_lists = None, None, False
+        light.xml_files, light._images = None, None
+        light.__dict__.pop("split_lists", None)
         return light
 
-    @property
+    @functools.cached_property
     def split_lists(self) -> dict[str, tuple[str, ...]] | None:
         """Image id -> the ``ImageSets/Main`` lists naming it, read when images are resolved; None without lists."""
-        if self._split_lists is False:
-            self._split_lists = _image_sets(fs.join(self.dataset_root, "ImageSets", "Main"))
-        return self._split_lists  # type: ignore[return-value]
+        return _image_sets(fs.join(self.dataset_root, "ImageSets", "Main"))
 
     def images_hint(self) -> int:
         return len(self.xml_files) if self.xml_files is not None else 0
