@@ -19,14 +19,13 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
+from bench.checkouts import run_job, with_baseline
 from bench.prepare_job import make_dataset
 
 
@@ -97,29 +96,8 @@ def make_voc(ann_path: str, root: str) -> str:
 
 def _child(checkout: str, data: str, out: str) -> None:
     """One job from ``checkout`` in a child process; prints its wall time and the largest process's peak RSS."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "beam_jobs.prepare",
-            "--input",
-            data,
-            "--output",
-            out,
-            "--num-shards=20",
-            "--val-fraction=0",
-            "--pixel-check=header",
-        ],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"job from {checkout} failed:\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": wall, "peak_mb": peak}))
+    argv = ["--input", data, "--output", out, "--num-shards=20", "--val-fraction=0", "--pixel-check=header"]
+    print(json.dumps(run_job(checkout, argv)))
 
 
 def _digest(out: str) -> str:
@@ -154,29 +132,23 @@ def main() -> None:
         "voc": make_voc(coco, os.path.join(here, "build", f"bench-voc-{args.images}-unique{args.unique}")),
     }
     work = tempfile.mkdtemp(prefix="bench-file-per-image-")
-    checkouts = {"this checkout": here}
     try:
-        if args.baseline_commit:
-            base = os.path.join(work, "baseline")
-            subprocess.run(
-                ["git", "-C", here, "worktree", "add", "-q", "--detach", base, args.baseline_commit], check=True
-            )
-            checkouts[f"baseline {args.baseline_commit}"] = base
-        rows: dict[tuple[str, str], list[dict]] = {(d, c): [] for d in datasets for c in checkouts}
-        digests: dict[tuple[str, str], str] = {}
-        for _ in range(args.repeats):
-            for (fmt, name), runs in rows.items():
-                out = os.path.join(work, "out")
-                line = subprocess.run(
-                    [sys.executable, "-m", "bench.file_per_image", "--child", checkouts[name], datasets[fmt], out],
-                    cwd=here,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                runs.append(json.loads(line))
-                digests[(fmt, name)] = _digest(out)
-                shutil.rmtree(out)
+        with with_baseline(here, work, args.baseline_commit) as checkouts:
+            rows: dict[tuple[str, str], list[dict]] = {(d, c): [] for d in datasets for c in checkouts}
+            digests: dict[tuple[str, str], str] = {}
+            for _ in range(args.repeats):
+                for (fmt, name), runs in rows.items():
+                    out = os.path.join(work, "out")
+                    line = subprocess.run(
+                        [sys.executable, "-m", "bench.file_per_image", "--child", checkouts[name], datasets[fmt], out],
+                        cwd=here,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                    runs.append(json.loads(line))
+                    digests[(fmt, name)] = _digest(out)
+                    shutil.rmtree(out)
         print(
             f"{args.images} images ({args.unique} distinct files), --pixel-check header, median of {args.repeats} interleaved runs"
         )
@@ -193,10 +165,6 @@ def main() -> None:
         if len(checkouts) > 1:
             print("shards and rejects.jsonl: byte-identical between the checkouts, for each format")
     finally:
-        if args.baseline_commit:
-            subprocess.run(
-                ["git", "-C", here, "worktree", "remove", "--force", os.path.join(work, "baseline")], check=False
-            )
         shutil.rmtree(work, ignore_errors=True)
 
 

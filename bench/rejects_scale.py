@@ -19,14 +19,14 @@ import hashlib
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 from PIL import Image
+
+from bench.checkouts import run_job, with_baseline
 
 
 def make_dataset(root: str, images: int, boxes: int) -> str:
@@ -60,18 +60,7 @@ def make_dataset(root: str, images: int, boxes: int) -> str:
 
 def _child(checkout: str, ann: str, out: str) -> None:
     """Run one job from ``checkout`` as a child process; print its wall time and peak RSS."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "beam_jobs.prepare", "--input", ann, "--output", out, "--overwrite"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"job from {checkout} failed:\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": wall, "peak_rss_mb": peak}))
+    print(json.dumps(run_job(checkout, ["--input", ann, "--output", out, "--overwrite"])))
 
 
 def main() -> None:
@@ -90,32 +79,26 @@ def main() -> None:
     try:
         ann = make_dataset(os.path.join(work, "data"), args.images, args.boxes)
         print(f"dataset: {args.images} images, {args.boxes} boxes ({os.path.getsize(ann) / 1e6:.0f} MB of JSON)")
-        checkouts = {"this checkout": here}
-        if args.baseline_commit:
-            base = os.path.join(work, "baseline")
-            subprocess.run(
-                ["git", "-C", here, "worktree", "add", "-q", "--detach", base, args.baseline_commit], check=True
-            )
-            checkouts[f"baseline {args.baseline_commit}"] = base
-        rows: dict[str, list[dict]] = {name: [] for name in checkouts}
-        digests = {}
-        for _ in range(args.repeats):
-            for name, checkout in checkouts.items():
-                out = os.path.join(work, "out-" + hashlib.sha1(name.encode()).hexdigest()[:8])
-                line = subprocess.run(
-                    [sys.executable, "-m", "bench.rejects_scale", "--child", checkout, ann, out],
-                    cwd=here,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                rows[name].append(json.loads(line))
-                with open(os.path.join(out, "rejects.jsonl"), "rb") as f:
-                    digests[name] = (hashlib.sha256(f.read()).hexdigest(), os.path.getsize(f.name))
-                shutil.rmtree(out)
+        with with_baseline(here, work, args.baseline_commit) as checkouts:
+            rows: dict[str, list[dict]] = {name: [] for name in checkouts}
+            digests = {}
+            for _ in range(args.repeats):
+                for name, checkout in checkouts.items():
+                    out = os.path.join(work, "out-" + hashlib.sha1(name.encode()).hexdigest()[:8])
+                    line = subprocess.run(
+                        [sys.executable, "-m", "bench.rejects_scale", "--child", checkout, ann, out],
+                        cwd=here,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    ).stdout
+                    rows[name].append(json.loads(line))
+                    with open(os.path.join(out, "rejects.jsonl"), "rb") as f:
+                        digests[name] = (hashlib.sha256(f.read()).hexdigest(), os.path.getsize(f.name))
+                    shutil.rmtree(out)
         for name, runs in rows.items():
             secs = sorted(r["seconds"] for r in runs)
-            rss = max(r["peak_rss_mb"] for r in runs)
+            rss = max(r["peak_mb"] for r in runs)
             print(
                 f"{name:<30} {secs[len(secs) // 2]:7.1f} s (median of {len(secs)})  peak RSS {rss:6.0f} MB  rejects.jsonl {digests[name][1] / 1e6:.0f} MB"
             )
@@ -123,12 +106,7 @@ def main() -> None:
             sys.exit("rejects.jsonl differs between the checkouts")
         print("rejects.jsonl: byte-identical" if len(digests) > 1 else "")
     finally:
-        if args.baseline_commit:
-            subprocess.run(
-                ["git", "-C", here, "worktree", "remove", "--force", os.path.join(work, "baseline")], check=False
-            )
         shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -519,19 +519,26 @@ def test_a_file_per_image_is_read_across_workers_as_one_sequential_read_would(tm
     _yolo_with_every_case(tmp_path / "more", extra=400)  # 360 more files: a listing would add 360 paths
     assert len(pickle.dumps(readers.plan(str(tmp_path / "more")))) < small + 50
 
+    rejects, written = _job_reads_as_one_sequential_read(data, tmp_path)
+    assert sorted(json.loads(line)["reason"] for line in rejects) == ["annotation_malformed", "duplicate_image", "image_missing"]
+    assert written == 41
+
+
+def _job_reads_as_one_sequential_read(data: Path, tmp_path: Path) -> tuple[list[str], int]:
+    """Run the job on worker processes and in this process: each gives the rejects and the image count of
+    readers.read (the sequential read), and the two give the same shards. Returns the reject lines and the count."""
     sequential = list(readers.read(str(data)))
     expected_rejects = sorted(prepare.reject_line(r) for r in sequential if not isinstance(r, ImageRecord))
-    reasons = sorted(json.loads(line)["reason"] for line in expected_rejects)
-    assert reasons == ["annotation_malformed", "duplicate_image", "image_missing"]
+    written = sum(isinstance(r, ImageRecord) for r in sequential)
     shards = {}
     for name, runner in (("workers", ["--direct_num_workers=2"]), ("in-process", IN_PROCESS)):
         out = tmp_path / name
         prepare.run(["--input", str(data), "--output", str(out), "--num-shards=2", *runner], print_report=False)
         assert (out / "rejects.jsonl").read_text().splitlines() == expected_rejects
-        written = json.loads((out / "stats.json").read_text())["totals"]
-        assert written["images_written"] == sum(isinstance(r, ImageRecord) for r in sequential) == 41
+        assert json.loads((out / "stats.json").read_text())["totals"]["images_written"] == written
         shards[name] = {p.name: p.read_bytes() for p in out.glob("train-*")}
     assert shards["workers"] == shards["in-process"] and len(shards["workers"]) == 2
+    return expected_rejects, written
 
 
 def _voc_with_every_case(root: Path, extra: int = 0) -> None:
@@ -571,10 +578,9 @@ def test_voc_files_are_parsed_across_workers_and_their_images_found_as_one_seque
     _voc_with_every_case(tmp_path / "vvv", extra=400)  # 330 more XML files and images: a listing would add their paths
     assert len(pickle.dumps(readers.plan(str(tmp_path / "vvv")))) < small + 50
 
-    sequential = list(readers.read(str(data)))
-    expected_rejects = sorted(prepare.reject_line(r) for r in sequential if not isinstance(r, ImageRecord))
-    reasons = Counter(json.loads(line)["reason"] for line in expected_rejects)
-    assert reasons == {
+    rejects, written = _job_reads_as_one_sequential_read(data, tmp_path)
+    assert written == 71
+    assert Counter(json.loads(line)["reason"] for line in rejects) == {
         "duplicate_image": 1,  # twin.xml
         "image_missing": 1,  # lost.xml, with the hint
         "annotation_malformed": 1,  # broken.xml
@@ -582,10 +588,4 @@ def test_voc_files_are_parsed_across_workers_and_their_images_found_as_one_seque
         "split_conflict": 1,  # both
         "split_undeclared": 1,  # none
     }
-    assert f"{data}/elsewhere/lost.jpg has that name" in "".join(expected_rejects)
-    for name, runner in (("workers", ["--direct_num_workers=2"]), ("in-process", IN_PROCESS)):
-        out = tmp_path / name
-        prepare.run(["--input", str(data), "--output", str(out), "--num-shards=2", *runner], print_report=False)
-        assert (out / "rejects.jsonl").read_text().splitlines() == expected_rejects
-        totals = json.loads((out / "stats.json").read_text())["totals"]
-        assert totals["images_written"] == sum(isinstance(r, ImageRecord) for r in sequential) == 71
+    assert f"{data}/elsewhere/lost.jpg has that name" in "".join(rejects)
