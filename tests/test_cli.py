@@ -164,7 +164,9 @@ def test_prepare_shows_its_stages_on_a_terminal_and_nothing_in_a_pipe(demo_dir, 
     status, small = _on_a_terminal(["prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "small")])
     assert status == 0, small[-2000:]  # a small job runs in this process: it has no workers to start
     assert "starting workers" not in small and small.rstrip("\r\n").endswith("\r\x1b[K")
-    assert any(stage in small for stage in ("starting the runner", "validating images: ", "writing shards: ", "writing the report ("))
+    # at least one stage was shown; which ones depends on how fast this machine runs the small job
+    stages = ("starting the runner", "reading annotations: ", "validating images: ", "writing shards: ", "writing the report (")
+    assert any(stage in small for stage in stages), small
     piped = _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "piped"))
     assert (
         piped.returncode == 0 and "\r" not in piped.stderr and "images" not in piped.stderr
