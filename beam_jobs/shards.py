@@ -75,7 +75,7 @@ class _WriteShardFn(beam.DoFn):
             else:
                 self.resized.inc()
                 record = record.replace(width=width, height=height)
-        return encode_record_parts(record.replace(encoded=None), data)
+        return encode_record_parts(record, data)
 
 
 def _to_shards(chunk: Chunk, counts: dict[str, int] | int) -> Iterator[tuple[tuple[str, int], bytes]]:

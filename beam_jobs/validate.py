@@ -26,6 +26,9 @@ class _ValidateFn(beam.DoFn):
         self.quarantined = Metrics.counter(NAMESPACE, "images_quarantined")
         self.boxes_dropped = Metrics.counter(NAMESPACE, "boxes_dropped")
 
+    def start_bundle(self) -> None:
+        readers.forget_folders()
+
     def process(self, chunk: Chunk) -> Iterator[Any]:
         records: list[ImageRecord] = []
         acc = readers.Accounting()

@@ -26,7 +26,7 @@ from readers.raw import RawBox, RawImage, SourceError, classes_of
 from readers.splits import split_in_name
 from readers.tfrecord import SUFFIXES as TFRECORD_SUFFIXES
 from readers.tfrecord import TfRecordSource
-from readers.validate import MAX_IMAGE_BYTES, Validated, validate_image
+from readers.validate import MAX_IMAGE_BYTES, Validated, forget_folders, validate_image
 from readers.voc import VocSource
 from readers.yolo import YoloSource
 from schemas.annotations import ImageRecord, Reject
@@ -45,6 +45,7 @@ __all__ = [
     "Validated",
     "check",
     "detect_format",
+    "forget_folders",
     "open_source",
     "plan",
     "read",
@@ -410,6 +411,7 @@ def read(
     """
     acc = accounting if accounting is not None else Accounting()
     source = open_source(path, format, image_root)
+    forget_folders()
     for item in source:
         yield from check(item, source.label_map, acc)
 

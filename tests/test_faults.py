@@ -65,6 +65,25 @@ def test_a_linked_image_that_leads_outside_the_image_folder_is_never_read(tmp_pa
     assert "outside the image folder" in rejects[0].detail
 
 
+def test_a_folder_replaced_by_a_link_outside_is_refused_on_the_next_read_in_the_same_process(tmp_path):
+    # folders are resolved once per read (a cache): the second read must not reuse the first one's answer
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.jpg").write_bytes(dialects.jpeg(color=(255, 0, 0)))
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "images" / "a.jpg").write_bytes(dialects.jpeg())
+    annotations = _coco(data, ["images/a.jpg"])
+    records, rejects, _ = _read(annotations)
+    assert [r.filename for r in records] == ["images/a.jpg"] and rejects == []
+    (data / "images" / "a.jpg").unlink()
+    (data / "images").rmdir()
+    (data / "images").symlink_to(outside)
+    records, rejects, _ = _read(annotations)
+    assert records == [] and [(r.image, r.reason.value) for r in rejects] == [("images/a.jpg", "path_unsafe")]
+    assert f"is a link to {outside / 'a.jpg'}" in rejects[0].detail
+
+
 # 2. a named pipe called x.jpg
 def test_a_named_pipe_is_rejected_without_being_opened(tmp_path):
     os.mkfifo(tmp_path / "x.jpg")
