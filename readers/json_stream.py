@@ -27,6 +27,9 @@ _SPACE = " \t\n\r"
 CHUNK_CHARS = 1 << 22  # 4 Mi characters a read: few Python steps per MB, little memory
 #: A decode error this many characters before the buffer's end cannot be caused by the cut: the JSON is bad.
 _CUT_REACH = 32
+#: An array's elements are read on from the file when fewer characters than this are left: an element cut
+#: by the buffer's end raises a decode error, whose message counts the lines of the whole buffer (about 2 ms).
+_REFILL_AT = 1 << 16
 
 
 class JsonStreamError(ValueError):
@@ -139,6 +142,9 @@ class Members:
         while True:
             # the fast path inlined: an element and its comma inside the buffer (the regex only where there is space)
             text, pos = self.text, self.pos
+            if len(text) - pos < _REFILL_AT and not self.done:  # read on before an element is cut (see _REFILL_AT)
+                self._more()
+                text, pos = self.text, self.pos
             try:
                 if text[pos] in _SPACE:
                     pos = ws(text, pos).end()  # type: ignore[union-attr]

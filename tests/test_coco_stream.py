@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -140,3 +141,20 @@ def test_a_tail_full_of_nested_categories_keys_falls_back_to_a_whole_read(tmp_pa
         ann["categories"] = ["not the top level"]  # a tool's own key: each one is a candidate from the end
     header = read_header(_write(tmp_path / "a.json", doc))
     assert [c["name"] for c in header.categories] == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_parse_leaves_the_garbage_collector_as_it_found_it(tmp_path, frozen):
+    """On again afterwards, and objects frozen before (a local worker freezes its modules) still frozen."""
+    path = _write(tmp_path / "a.json", _doc(COCO_ORDER))
+    gc.collect()
+    if frozen:
+        gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        assert (before > 0) == frozen
+        items = list(CocoSource(path))
+        assert len(items) == 30 and gc.isenabled()
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
