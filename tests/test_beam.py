@@ -186,6 +186,27 @@ def test_local_default_runner_is_one_worker_process_per_core():
     assert prepare.local_runner(["--runner=DataflowRunner"]) == (["--runner=DataflowRunner"], None)
 
 
+@pytest.mark.parametrize(
+    ("decode", "environment", "seen"), [(True, None, "65536"), (True, "262144", "262144"), (False, None, "unset")]
+)
+def test_workers_that_decode_start_with_a_fixed_mmap_threshold_unless_the_environment_sets_one(
+    decode, environment, seen
+):
+    """The worker command as /bin/sh runs it, with the worker module swapped for a print of what it would see."""
+    _, runner = prepare.local_runner([], None, decode=decode)
+    command = runner._default_environment.command_string
+    assert command.endswith("-m beam_jobs.worker")
+    probe = command.replace(
+        "-m beam_jobs.worker", '-c \'import os; print(os.environ.get("MALLOC_MMAP_THRESHOLD_", "unset"))\''
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    if environment:
+        env["MALLOC_MMAP_THRESHOLD_"] = environment
+    done = subprocess.run(probe, shell=True, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == seen
+
+
 def test_a_small_job_runs_in_this_process_and_a_large_one_on_a_worker_per_core(tmp_path, demo_dir):
     small = readers.plan(str(demo_dir / "annotations.json"))
     assert small.images is not None and 0 < small.images < prepare.SMALL_JOB_IMAGES
