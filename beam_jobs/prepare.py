@@ -299,6 +299,35 @@ def _follow_dataflow(result: Any, options: PipelineOptions, line: Progress) -> N
     line.clear()
 
 
+def dataflow_goes_on(job: str, options: PipelineOptions) -> str:
+    """What an interrupt while following a Dataflow job leaves: the job, still running, and how to stop it."""
+    gcp = options.view_as(GoogleCloudOptions)
+    return (
+        f"the Dataflow job {job} goes on and will write {options.view_as(PrepareOptions).output}; stop it with "
+        f"gcloud dataflow jobs cancel {job} --region {gcp.region} --project {gcp.project}"
+    )
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Defer Ctrl-C to the end of the block: a SIGINT inside it is noted, then raised again once it ends.
+
+    The Python-level handler is swapped, not the thread's signal mask: the runner's threads would take a
+    masked signal for the process.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread runs signal handlers
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)  # to the handler in place before: an interrupt, a kill or nothing
+
+
 def _write_lines(folder: str, name: str, lines: Iterable[str]) -> FileEntry:
     """Write text lines as they come (a file too large to hold); its manifest entry."""
     crc, size, it = 0, 0, iter(lines)
@@ -363,26 +392,34 @@ def _run(
     folder = (
         OutputFolder(opts.output, opts.output) if dry_run else prepare_output(opts.output, opts.overwrite, opts.input)
     )
-    workers = options.view_as(DirectOptions).direct_num_workers
-    where = runner_name or (f"local, {workers} worker processes" if processes else "local, in this process")
-    if plan.itemized:
-        parts = "annotation files listed once and read in parallel"
-    else:
-        parts = f"{len(plan.parts)} annotation files read in parallel" if len(plan.parts) > 1 else "annotations read as one stream"
-    log.info("prepare: %s as %s, %d classes, %s, runner %s", opts.input, plan.format, len(label_map), parts, where)
+    published: str | None = None
+    progress_dir: str | None = None
+    try:  # from here on, a failure or Ctrl-C removes what the job staged, at any point
+        workers = options.view_as(DirectOptions).direct_num_workers
+        where = runner_name or (f"local, {workers} worker processes" if processes else "local, in this process")
+        if plan.itemized:
+            parts = "annotation files listed once and read in parallel"
+        else:
+            parts = f"{len(plan.parts)} annotation files read in parallel" if len(plan.parts) > 1 else "annotations read as one stream"
+        log.info("prepare: %s as %s, %d classes, %s, runner %s", opts.input, plan.format, len(label_map), parts, where)
 
-    line = Progress()
-    local = runner is not None or runner_name == IN_PROCESS_RUNNER
-    progress_dir = tempfile.mkdtemp(prefix="boxweight-progress-") if local and line.on else None
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    _ = pipeline | "Prepare" >> Prepare(opts, plan, command, params, folder.target, progress_dir)
-    try:
+        line = Progress()
+        local = runner is not None or runner_name == IN_PROCESS_RUNNER
+        progress_dir = tempfile.mkdtemp(prefix="boxweight-progress-") if local and line.on else None
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        _ = pipeline | "Prepare" >> Prepare(opts, plan, command, params, folder.target, progress_dir)
         watcher = progress.Watcher(progress_dir, line, len(plan.parts), workers=processes) if progress_dir else None
         with watcher or contextlib.nullcontext():
             result = pipeline.run()  # a local run returns when the job has ended
-        if on_dataflow and not dry_run:
-            _follow_dataflow(result, options, line)
-        result.wait_until_finish()
+        remote = on_dataflow and not dry_run
+        try:
+            if remote:
+                _follow_dataflow(result, options, line)
+            result.wait_until_finish()
+        except KeyboardInterrupt:
+            if remote:  # Ctrl-C stops the following, not the job
+                raise KeyboardInterrupt(dataflow_goes_on(result.job_id(), options)) from None  # type: ignore[attr-defined]
+            raise
         if dry_run:
             summary = translated(result.job.proto_pipeline)  # type: ignore[attr-defined]  # set by DataflowRunner's dry run
             if print_report:
@@ -391,17 +428,25 @@ def _run(
                     f"transforms, workers in {', '.join(summary['containers'])}; nothing was submitted or written"
                 )
             return {"dry_run": summary}
-        publish(folder)
+        with interrupts_held():  # the folder is renamed whole, and the flag says so, before a Ctrl-C is taken
+            publish(folder)
+            published = folder.final
+        doc = report.load(folder.final).attrs["stats"]
+        if print_report:
+            print(report.render_table(doc))
+            print(f"outputs in {folder.final}")
+    except KeyboardInterrupt:
+        if published:  # only the report's printing was cut
+            raise KeyboardInterrupt(f"the job had finished: its outputs in {published} are complete") from None
+        discard(folder)
+        raise
     except BaseException:
-        discard(folder)  # a failed or interrupted job leaves nothing a reader accepts
+        if not published:
+            discard(folder)  # a failed job leaves nothing a reader accepts
         raise
     finally:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
-    doc = report.load(folder.final).attrs["stats"]
-    if print_report:
-        print(report.render_table(doc))
-        print(f"outputs in {folder.final}")
     if doc["totals"]["images_written"] == 0:
         raise JobError(f"no valid image in {opts.input}; see {fs.join(folder.final, 'rejects.jsonl')}", exit_code=1)
     return doc
@@ -465,13 +510,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = threading.Event()
     on_main = threading.current_thread() is threading.main_thread()
     previous_sigint = signal.signal(signal.SIGINT, _interrupt_handler(interrupted)) if on_main else None
-    status, message = 0, ""
+    status, message, became = 0, "", "the output folder was left as it was"
     try:
         run(argv)
+        became = "the job had finished: its outputs are complete"  # a Ctrl-C no code here saw
     except JobError as exc:
         status, message = exc.exit_code, str(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         interrupted.set()
+        became = str(exc) or became
     except Exception:
         if (
             not interrupted.is_set()
@@ -488,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.disable(logging.NOTSET)
     if interrupted.is_set():
         held.clear()
-        status, message = 130, "boxweight prepare: interrupted; the output folder was left as it was"
+        status, message = 130, f"boxweight prepare: interrupted; {became}"
     for args in held:
         previous_hook(args)
     if message:  # last, after any held thread errors: the line a user reads
