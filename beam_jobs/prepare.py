@@ -299,6 +299,11 @@ def _follow_dataflow(result: Any, options: PipelineOptions, line: Progress) -> N
     line.clear()
 
 
+def finished(output: str) -> str:
+    """What a Ctrl-C that came after the output was published leaves."""
+    return f"the job had finished: its outputs in {os.path.normpath(output) if '://' not in output else output} are complete"
+
+
 def dataflow_goes_on(job: str, options: PipelineOptions) -> str:
     """What an interrupt while following a Dataflow job leaves: the job, still running, and how to stop it."""
     gcp = options.view_as(GoogleCloudOptions)
@@ -437,7 +442,7 @@ def _run(
             print(f"outputs in {folder.final}")
     except KeyboardInterrupt:
         if published:  # only the report's printing was cut
-            raise KeyboardInterrupt(f"the job had finished: its outputs in {published} are complete") from None
+            raise KeyboardInterrupt(finished(published)) from None
         discard(folder)
         raise
     except BaseException:
@@ -512,8 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous_sigint = signal.signal(signal.SIGINT, _interrupt_handler(interrupted)) if on_main else None
     status, message, became = 0, "", "the output folder was left as it was"
     try:
-        run(argv)
-        became = "the job had finished: its outputs are complete"  # a Ctrl-C no code here saw
+        done = run(argv)
+        # a Ctrl-C that no code here saw: the job went on to its end
+        became = "the dry run had finished" if "dry_run" in done else finished(PipelineOptions(argv).view_as(PrepareOptions).output)
     except JobError as exc:
         status, message = exc.exit_code, str(exc)
     except KeyboardInterrupt as exc:
