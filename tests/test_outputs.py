@@ -364,7 +364,7 @@ def test_a_ctrl_c_while_following_a_dataflow_job_says_the_job_goes_on_and_how_to
         (3.5, []),  # in this process, validating
     ],
 )
-def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_no_output(tmp_path, after, runner):
+def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_nothing_half_done(tmp_path, after, runner):
     from boxweight.demo_data import generate
 
     generate(str(tmp_path / "demo"), num_images=3000, image_size=96, seed=1)  # a job of several seconds
