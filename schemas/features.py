@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -93,50 +94,59 @@ def encode_example_parts(values: Mapping[str, Any]) -> list[bytes]:
 
     Returns:
         The serialized Example as a list of pieces whose concatenation is
-        the message; the image bytes are one piece, not copied. Equal values
-        give equal bytes. (The writer frames and writes the pieces without
-        joining them: one less copy of every image.)
+        the message: the bytes before the image, the image bytes (the very
+        object given, not copied) and the bytes after it. Equal values give
+        equal bytes.
 
     Raises:
         ExampleError: an unknown key, a missing required key, per-box
             sequences of different lengths, or a value of the wrong type.
     """
-    unknown = sorted(set(values) - set(FEATURES_BY_KEY))
+    unknown = values.keys() - FEATURES_BY_KEY.keys()
     if unknown:
-        raise ExampleError(f"unknown record keys {unknown}; known: {sorted(FEATURES_BY_KEY)}")
-    missing = [f.key for f in FEATURES if f.required and f.key not in values]
-    if missing:
-        raise ExampleError(f"missing required record keys {missing}")
+        raise ExampleError(f"unknown record keys {sorted(unknown)}; known: {sorted(FEATURES_BY_KEY)}")
+    if not _REQUIRED <= values.keys():
+        raise ExampleError(f"missing required record keys {[k for k in _REQUIRED_ORDER if k not in values]}")
     lengths = {k: len(values[k]) for k in BOX_KEYS if k in values}
     num_boxes = max(lengths.values(), default=0)
     uneven = {k: n for k, n in lengths.items() if n != num_boxes}
     if uneven:
         raise ExampleError(f"per-box keys disagree on box count {num_boxes}: {uneven}")
 
-    # Built as a list of pieces, lengths computed rather than nested concatenations: the image
-    # bytes (tens of KB and more) stay one uncopied piece. Each map entry is
-    #   0x0A len( key_field 0x12 len( kind_tag len( items ) ) )
-    parts: list[bytes] = [b""]  # [0]: the Features header, filled in last
+    # Each map entry is  0x0A len( key_field 0x12 len( kind_tag len( body ) ) ): its head depends
+    # only on the key and the body's length. The entries before and after the image are joined into
+    # one piece each; the image bytes stay one uncopied piece.
+    pieces: list[bytes] = []
+    parts: list[bytes] = []
     total = 0
-    for f, key_field, kind_tag in _PLAN:
+    for index, f, body_of in _PLAN:
         if f.per_box:
             seq: Sequence[Any] = values[f.key] if f.key in values else [f.default] * num_boxes
         else:
             seq = (values[f.key],) if f.key in values else (f.default,)
-        items = _items(f, seq)
-        body_len = sum(map(len, items))
-        feature_len = len(kind_tag) + _varint_len(body_len) + body_len
-        entry_len = len(key_field) + 1 + _varint_len(feature_len) + feature_len
-        parts.append(b"\x0a" + _varint(entry_len) + key_field + b"\x12" + _varint(feature_len) + kind_tag + _varint(body_len))
-        parts.extend(items)
-        total += 1 + _varint_len(entry_len) + entry_len
-    parts[0] = b"\x0a" + _varint(total)
+        try:
+            body = body_of(seq)
+        except (TypeError, ValueError, OverflowError, struct.error) as exc:
+            raise ExampleError(f"{f.key}: values {list(seq)[:5]!r} are not {f.dtype.value}: {exc}") from exc
+        if f is _IMAGE:  # one BytesList item: its tag and length close the first piece, the bytes are the next
+            item_head = b"\x0a" + _varint(len(body))
+            head, size = _entry_head.__wrapped__(index, len(item_head) + len(body))
+            pieces += (head, item_head)
+            parts += (b"".join(pieces), body)
+            pieces = []
+        else:
+            head, size = _entry_head(index, len(body))
+            pieces += (head, body)
+        total += size
+    parts.append(b"".join(pieces))
+    parts[0] = b"\x0a" + _varint(total) + parts[0]
     return parts
 
 
 _KIND_FIELD = {Dtype.BYTES: 1, Dtype.FLOAT: 2, Dtype.INT64: 3}  # Feature's oneof field numbers
 _SMALL = 1 << 14
 _VARINTS: tuple[bytes, ...] = ()  # filled below: encoded varints of 0 .. _SMALL - 1
+_INT64_MASK = 0xFFFFFFFFFFFFFFFF
 
 
 def _varint(n: int) -> bytes:
@@ -165,34 +175,65 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _items(f: Feature, seq: Sequence[Any]) -> list[bytes]:
-    """The encoded body of one Feature's list, as pieces (bytes values stay uncopied)."""
-    try:
-        if f.dtype is Dtype.BYTES:
-            out = []
-            for v in seq:
-                data = v.encode("utf-8") if isinstance(v, str) else bytes(v) if not isinstance(v, bytes) else v
-                out.append(b"\x0a" + _varint(len(data)))  # BytesList.value, one per item
-                out.append(data)
-            return out
-        if not seq:
-            return []
-        if f.dtype is Dtype.FLOAT:
-            # packed repeated float: little-endian float32, rounded like protobuf's C++ cast
-            packed = struct.pack(f"<{len(seq)}f", *(float(v) for v in seq))
-        else:
-            packed = b"".join([_varint(int(v) & 0xFFFFFFFFFFFFFFFF) for v in seq])
-    except (TypeError, ValueError, OverflowError, struct.error) as exc:
-        raise ExampleError(f"{f.key}: values {list(seq)[:5]!r} are not {f.dtype.value}: {exc}") from exc
-    return [b"\x0a" + _varint(len(packed)) + packed]
+@functools.lru_cache(maxsize=256)
+def _floats(n: int) -> struct.Struct:
+    """Packed repeated float: ``n`` little-endian float32, rounded like protobuf's C++ cast."""
+    return struct.Struct(f"<{n}f")
 
 
-# map entries sorted by key bytes (as protobuf's deterministic mode), each with its key field
-# and the tag of its Feature oneof member pre-encoded
-_PLAN = tuple(
-    (f, _field(1, f.key.encode("utf-8")), _varint(_KIND_FIELD[f.dtype] << 3 | 2))
-    for f in sorted(FEATURES, key=lambda f: f.key.encode("utf-8"))
-)
+def _bytes_items(seq: Sequence[Any]) -> list[bytes]:
+    return [v.encode("utf-8") if isinstance(v, str) else v if isinstance(v, bytes) else bytes(v) for v in seq]
+
+
+def _bytes_body(seq: Sequence[Any]) -> bytes:
+    return b"".join([b"\x0a" + _varint(len(v)) + v for v in _bytes_items(seq)])  # BytesList.value, one per item
+
+
+def _image_body(seq: Sequence[Any]) -> bytes:
+    """The image bytes themselves (their item header is written apart, see encode_example_parts)."""
+    return _bytes_items(seq)[0]
+
+
+def _float_body(seq: Sequence[Any]) -> bytes:
+    if not seq:
+        return b""
+    packed = _floats(len(seq)).pack(*[float(v) for v in seq])
+    return b"\x0a" + _varint(len(packed)) + packed
+
+
+def _int_body(seq: Sequence[Any]) -> bytes:
+    if not seq:
+        return b""
+    try:  # labels and flags: ints in 0..127 are one varint byte each, the bytes themselves
+        packed = bytes(seq)
+    except (TypeError, ValueError):  # floats, negative or large ints
+        packed = b"\x80"
+    if not packed.isascii():
+        packed = b"".join([_varint(int(v) & _INT64_MASK) for v in seq])
+    return b"\x0a" + _varint(len(packed)) + packed
+
+
+_IMAGE = FEATURES_BY_KEY["image/encoded"]
+_BODY = {Dtype.BYTES: _bytes_body, Dtype.FLOAT: _float_body, Dtype.INT64: _int_body}
+# map entries in key order, as protobuf's deterministic mode
+_SORTED = sorted(FEATURES, key=lambda f: f.key.encode("utf-8"))
+#: (index, feature, the function that encodes its body), in entry order
+_PLAN = tuple((i, f, _image_body if f is _IMAGE else _BODY[f.dtype]) for i, f in enumerate(_SORTED))
+_REQUIRED_ORDER = [f.key for f in FEATURES if f.required]
+_REQUIRED = frozenset(_REQUIRED_ORDER)
+
+
+@functools.lru_cache(maxsize=4096)
+def _entry_head(index: int, body_len: int) -> tuple[bytes, int]:
+    """The bytes of map entry ``index`` up to its body, for a body of ``body_len`` bytes, and the
+    entry's whole length on the wire (its head and body)."""
+    f = _SORTED[index]
+    key_field = _field(1, f.key.encode("utf-8"))
+    kind_tag = _varint(_KIND_FIELD[f.dtype] << 3 | 2)
+    feature_len = len(kind_tag) + _varint_len(body_len) + body_len
+    entry_len = len(key_field) + 1 + _varint_len(feature_len) + feature_len
+    head = b"\x0a" + _varint(entry_len) + key_field + b"\x12" + _varint(feature_len) + kind_tag + _varint(body_len)
+    return head, len(head) + body_len
 
 
 def parse_spec() -> dict[str, Any]:

@@ -243,6 +243,26 @@ def test_hand_written_wire_format_equals_tensorflow_serialization(data, n):
     assert encode_example(values) == _tf_reference(values)
 
 
+@pytest.mark.parametrize(
+    "labels", [[0, 127], [128, 1], [-1, 3], [True, False], [1.0, 2.0], [np.int64(5), np.int64(300)], [2**63 - 1, 0]]
+)
+def test_int_lists_encode_as_tensorflow_does_small_or_not(labels):
+    """Ints in 0..127 take a one-byte-per-value path; the rest (large, negative, bools, floats, numpy) the general one."""
+    values = record_values(golden_record(), golden_image())  # two boxes
+    assert encode_example({**values, "image/object/class/label": labels}) == _tf_reference(
+        {**values, "image/object/class/label": [int(v) for v in labels]}
+    )
+
+
+def test_the_image_is_one_uncopied_piece_between_two_joined_ones():
+    from schemas.features import encode_example_parts
+
+    values = record_values(golden_record(), golden_image())
+    parts = encode_example_parts(values)
+    assert len(parts) == 3 and parts[1] is values["image/encoded"]
+    assert b"".join(parts) == _tf_reference(values)
+
+
 def test_records_pickle_to_equal_records():
     """Beam pickles records between stages through a compact __reduce__; nothing may change on the way."""
     import pickle
