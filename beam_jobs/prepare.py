@@ -156,8 +156,8 @@ class Prepare(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> None:
         o, lm, tally = self.opts, self.label_map, self.progress_dir
-        raw = pbegin | "ReadAnnotations" >> ReadAnnotations(self.plan, tally)
-        checked = raw | "Validate" >> Validate(lm, o.max_image_mb << 20, tally, decode=o.pixel_check == "decode")
+        read = pbegin | "ReadAnnotations" >> ReadAnnotations(self.plan, tally)
+        checked = read.chunks | "Validate" >> Validate(lm, o.max_image_mb << 20, tally, decode=o.pixel_check == "decode")
         records = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
         stats = records | "ClassStatistics" >> ClassStatistics()
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)
@@ -189,6 +189,7 @@ class Prepare(beam.PTransform):
                 beam.pvalue.AsList(reject_parts),
                 beam.pvalue.AsList(shards),
                 beam.pvalue.AsDict(pictures),
+                beam.pvalue.AsList(read.unreadable),
             )
         )
 
@@ -216,7 +217,11 @@ class Prepare(beam.PTransform):
         reject_parts: list[tuple[str, int]],
         shards: list[FileEntry],
         pictures: dict[str, list[Thumbnail]],
+        unreadable: list[str],
     ) -> None:
+        if unreadable:  # no report of a job that lost whole files: the launcher refuses it with these lines
+            _write_file(self.target, UNREADABLE_NAME, "".join(f"{line}\n" for line in sorted(unreadable)))
+            return
         o = self.opts
         doc = report.build_stats(
             dict(stats),
@@ -255,6 +260,17 @@ class Prepare(beam.PTransform):
         files += [_write_file(self.target, name, text) for name, text in texts.items()]
         manifest = build_manifest(shards, files, SCHEMA_VERSION, self.label_map)
         _write_file(self.target, MANIFEST_NAME, manifest.to_json())  # last: it makes the folder complete
+
+
+#: Written in place of the report when an annotation file could not be read at all (see ``beam_jobs.read.Read``).
+UNREADABLE_NAME = "unreadable.txt"
+
+
+def _refuse_unreadable(target: str) -> None:
+    """Raise JobError with the lines of the annotation files the job could not read, if any."""
+    path = fs.join(target, UNREADABLE_NAME)
+    if fs.exists(path):
+        raise JobError("; ".join(fs.read_text(path).splitlines()), exit_code=1)
 
 
 def translated(proto: Any) -> dict[str, Any]:
@@ -421,6 +437,8 @@ def _run(
             if remote:
                 _follow_dataflow(result, options, line)
             result.wait_until_finish()
+            if not dry_run:
+                _refuse_unreadable(folder.target)
         except KeyboardInterrupt:
             if remote:  # Ctrl-C stops the following, not the job
                 raise KeyboardInterrupt(dataflow_goes_on(result.job_id(), options)) from None  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ one :class:`readers.Accounting` per chunk.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 
@@ -38,6 +38,18 @@ def chunked(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
 
 Order = tuple[int, int]  # (part or file, position in it): where an item stands in the source
 
+UNREADABLE = "unreadable"
+
+
+class Read(NamedTuple):
+    """What :class:`ReadAnnotations` gives: ``chunks`` of raw images and rejects, and ``unreadable``: one
+    line for each annotation file that could not be read at all (a COCO file whose JSON breaks off where
+    the launcher did not read). The job goes on without such a file and the launcher refuses its output
+    with those lines (see ``prepare``): a worker's exception would bury the line in tracebacks."""
+
+    chunks: beam.PCollection
+    unreadable: beam.PCollection
+
 
 class ReadAnnotations(beam.PTransform):
     """Read the plan's annotations across workers: chunks of raw images and of the rejects found reading.
@@ -56,7 +68,8 @@ class ReadAnnotations(beam.PTransform):
         super().__init__()
         self.plan, self.progress_dir = plan, progress_dir
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+    def expand(self, pbegin: beam.pvalue.PBegin) -> Read:
+        unreadable: beam.PCollection | None = None  # an itemized source's unreadable file is its images' reject
         if self.plan.itemized:
             read = (
                 pbegin
@@ -79,21 +92,28 @@ class ReadAnnotations(beam.PTransform):
             parts = pbegin | "Parts" >> beam.Create(list(range(len(self.plan.parts))))
             if many:
                 parts = parts | "SpreadParts" >> beam.Reshuffle()
-            chunks = parts | "Parse" >> beam.FlatMap(self._parse, many)
+            parsed = parts | "Parse" >> beam.FlatMap(self._parse, many).with_outputs(UNREADABLE, main="chunks")
+            chunks, unreadable = parsed.chunks, parsed[UNREADABLE]
             if many:
                 chunks = chunks | "UniqueAcrossParts" >> UniqueAcrossParts()
         # A part is one sequential stream, and a file's images are few: spread the per-image work across workers.
-        return chunks | "Spread" >> Spread()
+        spread = chunks | "Spread" >> Spread()
+        if unreadable is None:
+            unreadable = pbegin | "NoneUnreadable" >> beam.Create([])
+        return Read(spread, unreadable)
 
-    def _parse(self, part: int, tagged: bool) -> Iterator[list[Any]]:
+    def _parse(self, part: int, tagged: bool) -> Iterator[Any]:
         tally = progress.Tally(self.progress_dir)
-        items: Iterable[Any] = self.plan.read_part(part)
-        if tagged:
-            items = (((part, pos), item) for pos, item in enumerate(items))
-        for chunk in chunked(items):
-            listed = (item[1] if tagged else item for item in chunk)
-            tally.add(progress.LISTED, sum(1 for item in listed if not isinstance(item, Reject) or item.is_image))
-            yield chunk
+        try:
+            items: Iterable[Any] = self.plan.read_part(part)
+            if tagged:
+                items = (((part, pos), item) for pos, item in enumerate(items))
+            for chunk in chunked(items):
+                listed = (item[1] if tagged else item for item in chunk)
+                tally.add(progress.LISTED, sum(1 for item in listed if not isinstance(item, Reject) or item.is_image))
+                yield chunk
+        except readers.SourceError as exc:
+            yield beam.pvalue.TaggedOutput(UNREADABLE, str(exc))
         tally.add(progress.PARSED, flush=True)
 
     def _list(self, _: None) -> Iterator[list[tuple[int, Any]]]:

@@ -331,9 +331,11 @@ def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir, dataset):
     if dataset == "coco":  # one annotation file: parsed by one worker, its images spread
         assert plan["read"] == ["Parts", "Parse", "Spread"]
     elif dataset == "yolo":  # listed by one worker, every label file read by some worker, duplicates settled across them
-        assert plan["read"] == ["Listing", "List", "SpreadItems", "ReadItems", "UniqueAcrossParts", "Spread"]
+        assert plan["read"] == ["Listing", "List", "SpreadItems", "ReadItems", "UniqueAcrossParts", "Spread", "NoneUnreadable"]
     else:  # the XML files parsed across workers, their images found on one
-        assert plan["read"] == ["Listing", "List", "SpreadItems", "ReadItems", "ToOne", "Gather", "Resolve", "Spread"]
+        assert plan["read"] == [
+            "Listing", "List", "SpreadItems", "ReadItems", "ToOne", "Gather", "Resolve", "Spread", "NoneUnreadable"
+        ]
     (image,) = plan["containers"]  # every step runs in Beam's own Python SDK container, this version
     assert image.startswith("gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:") and beam.__version__ in image
 
@@ -385,7 +387,7 @@ def test_read_attach_weights_and_write_shards_transforms(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        raw = p | ReadAnnotations(readers.plan(str(tmp_path / "ann.json"), "coco", None, lm))
+        raw = (p | ReadAnnotations(readers.plan(str(tmp_path / "ann.json"), "coco", None, lm))).chunks
         assert_that(raw | "Sizes" >> beam.Map(len), equal_to([64, 6]), label="all parsed, in chunks")
         records = (raw | Validate(lm)).records
         plan_si = beam.pvalue.AsSingleton(p | "Plan" >> beam.Create([plan]))
@@ -447,7 +449,8 @@ def test_the_progress_counts_of_a_run_add_up_to_its_totals(tmp_path):
     raw.write_text(json.dumps({"images": images, "annotations": boxes, "categories": [{"id": 1, "name": "a"}]}))
     lm = LabelMap(("a",))
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        checked = p | ReadAnnotations(readers.plan(str(raw), "coco", None, lm), str(folder)) | Validate(lm, progress_dir=str(folder))
+        read = p | ReadAnnotations(readers.plan(str(raw), "coco", None, lm), str(folder))
+        checked = read.chunks | Validate(lm, progress_dir=str(folder))
         _ = checked.records | WriteShards(str(tmp_path / "out"), 2, "none", progress_dir=str(folder))
     counts = progress.read_counts(str(folder))
     assert counts == {"listed": 5, "parsed": 1, "validated": 5, "accepted": 4, "written": 4}

@@ -155,6 +155,7 @@ def test_a_parse_leaves_the_garbage_collector_as_it_found_it(tmp_path, frozen):
         assert (before > 0) == frozen
         items = list(CocoSource(path))
         assert len(items) == 30 and gc.isenabled()
-        assert gc.get_freeze_count() == before
+        # neither thawed nor frozen again (a frozen object that another thread frees leaves the count)
+        assert 0 < gc.get_freeze_count() <= before if frozen else gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()

@@ -333,6 +333,31 @@ def test_unreadable_manual_weights_fail_on_the_launcher_in_one_line(demo_dir, tm
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("runner", [[], [IN_PROCESS]])
+def test_a_large_coco_file_that_breaks_off_fails_on_its_worker_in_one_line(tmp_path, runner):
+    """Above 4 MiB the launcher reads a COCO file only up to its categories; the worker that parses it
+    finds the broken JSON, and the job ends with the same one line, not a worker's traceback."""
+    from readers import coco
+    from tests.test_readers import _jpeg
+
+    (tmp_path / "a.jpg").write_bytes(_jpeg())
+    boxes = [{"id": i, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "note": "x" * 60} for i in range(50_000)]
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": boxes, "categories": [{"id": 1, "name": "cat"}]}
+    text = json.dumps(doc).replace('"id": 25000,', '"id": 25000,,')
+    assert len(text) > coco.KEY_CHECK_BYTES
+    (tmp_path / "ann.json").write_text(text)
+    out = tmp_path / "out"
+    done = _boxweight("prepare", "--input", str(tmp_path / "ann.json"), "--output", str(out), *runner)
+    assert done.returncode == 1, done.stderr
+    at = text.index('"id": 25000,,') + len('"id": 25000,')
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"boxweight prepare: error: {tmp_path / 'ann.json'}: malformed JSON: "
+        f"Expecting property name enclosed in double quotes at character {at}"
+    )
+    assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "ann.json"]  # no output, nothing staged
+
+
 # Ctrl-C
 def test_a_ctrl_c_while_the_output_is_published_lands_after_it():
     with pytest.raises(KeyboardInterrupt):
