@@ -373,7 +373,8 @@ def run(argv: Sequence[str] | None = None, *, print_report: bool = True) -> dict
     Raises:
         JobError: an unknown flag, missing input, unknown format or scheme,
             an output folder that is not empty (without ``--overwrite``) or
-            not writable, or no valid image at all.
+            not writable, an annotation file a worker could not read at all
+            (see ``beam_jobs.read.Read``), or no valid image at all.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "boxweight prepare " + shlex.join(argv)
