@@ -206,9 +206,10 @@ def _int_body(seq: Sequence[Any]) -> bytes:
         return b""
     try:  # labels and flags: ints in 0..127 are one varint byte each, the bytes themselves
         packed = bytes(seq)
+        small = packed.isascii()
     except (TypeError, ValueError):  # floats, negative or large ints
-        packed = b"\x80"
-    if not packed.isascii():
+        small = False
+    if not small:
         packed = b"".join([_varint(int(v) & _INT64_MASK) for v in seq])
     return b"\x0a" + _varint(len(packed)) + packed
 
