@@ -42,6 +42,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineRunner, PipelineState
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
+from apache_beam.typehints.decorators import no_annotations
 
 import readers
 from beam_jobs import NAMESPACE, progress
@@ -154,6 +155,7 @@ class Prepare(beam.PTransform):
         self.label_map = plan.label_map
         self.progress_dir = progress_dir
 
+    @no_annotations  # returns no single PCollection: Beam 2.78 warns of any other annotation
     def expand(self, pbegin: beam.pvalue.PBegin) -> None:
         o, lm, tally = self.opts, self.label_map, self.progress_dir
         read = pbegin | "ReadAnnotations" >> ReadAnnotations(self.plan, tally)

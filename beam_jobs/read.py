@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam.typehints.decorators import no_annotations
 
 import readers
 from beam_jobs import progress
@@ -68,6 +69,7 @@ class ReadAnnotations(beam.PTransform):
         super().__init__()
         self.plan, self.progress_dir = plan, progress_dir
 
+    @no_annotations  # returns no single PCollection: Beam 2.78 warns of any other annotation
     def expand(self, pbegin: beam.pvalue.PBegin) -> Read:
         unreadable: beam.PCollection | None = None  # an itemized source's unreadable file is its images' reject
         if self.plan.itemized:

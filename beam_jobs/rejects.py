@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.keys import stable_hash
+from beam_jobs.keys import bucket
 from readers import fs
 from schemas.annotations import Reject
 
@@ -25,7 +25,7 @@ PART_LINES = 200_000  # lines a worker sorts in memory (about 60 MB of rejects)
 
 
 def _part_of(line: str, lines: int) -> tuple[int, str]:
-    return stable_hash(line) % max(1, -(-lines // PART_LINES)), line
+    return bucket(line, max(1, -(-lines // PART_LINES))), line
 
 
 class WriteSortedParts(beam.PTransform):

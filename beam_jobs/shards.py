@@ -11,7 +11,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_jobs import NAMESPACE, progress
-from beam_jobs.keys import image_key, stable_hash
+from beam_jobs.keys import bucket, image_key
 from beam_jobs.packed import pack, unpack
 from beam_jobs.read import Chunk
 from beam_jobs.tfrecord_file import write_tfrecords
@@ -87,7 +87,7 @@ def _to_shards(chunk: Chunk, counts: dict[str, int] | int) -> Iterator[tuple[tup
     for r in chunk:
         key = image_key(r)
         n = counts if isinstance(counts, int) else counts[r.split]
-        groups[(r.split, stable_hash(key) % n)].append((key, r))
+        groups[(r.split, bucket(key, n))].append((key, r))
     for shard, pairs in groups.items():
         yield shard, pack(pairs)
 

@@ -61,19 +61,14 @@ class SplitTrainVal(beam.PTransform):
             chunks
             | "Stratum" >> beam.FlatMap(_strata_hashes, class_images_si)
             | "ByStratum" >> beam.CombinePerKey(Merge(list))
-            | "Threshold" >> beam.Map(_threshold, frac)
+            | "Threshold" >> beam.FlatMap(_threshold, frac)
         )
         thresholds_si = beam.pvalue.AsDict(thresholds)
 
         def assign(chunk: Chunk, carve: bool, ci: dict[str, int], th: dict[str, int]) -> Chunk:
             if not carve:
                 return chunk
-            return [
-                r.replace(split="val")
-                if r.split == "train" and stable_hash(image_key(r)) < th.get(stratum(r, ci), 0)
-                else r
-                for r in chunk
-            ]
+            return [r.replace(split="val") if r.split == "train" and _to_val(r, ci, th) else r for r in chunk]
 
         return chunks | "Assign" >> beam.Map(assign, carve_si, class_images_si, thresholds_si)
 
@@ -87,8 +82,14 @@ def _strata_hashes(chunk: Chunk, class_images: dict[str, int]) -> Iterator[tuple
     yield from by_stratum.items()
 
 
-def _threshold(kv: tuple[str, list[int]], fraction: float) -> tuple[str, int]:
+def _threshold(kv: tuple[str, list[int]], fraction: float) -> Iterator[tuple[str, int]]:
+    """(stratum, the largest hash that goes to val); nothing for a stratum that keeps all its images."""
     key, hashes = kv
-    ordered = sorted(hashes)
-    k = val_count(len(ordered), fraction)
-    return key, (ordered[k - 1] + 1 if k else 0)
+    k = val_count(len(hashes), fraction)
+    if k:
+        yield key, sorted(hashes)[k - 1]
+
+
+def _to_val(record: ImageRecord, class_images: dict[str, int], thresholds: dict[str, int]) -> bool:
+    last = thresholds.get(stratum(record, class_images))
+    return last is not None and stable_hash(image_key(record)) <= last

@@ -7,6 +7,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.typehints.decorators import no_annotations
 
 import readers
 from beam_jobs import NAMESPACE, progress
@@ -79,6 +80,7 @@ class Validate(beam.PTransform):
         super().__init__()
         self.label_map, self.max_bytes, self.progress_dir, self.decode = label_map, max_bytes, progress_dir, decode
 
+    @no_annotations  # returns no single PCollection: Beam 2.78 warns of any other annotation
     def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
         check = _ValidateFn(self.label_map, self.max_bytes, self.progress_dir, self.decode)
         return raw | "Check" >> beam.ParDo(check).with_outputs(REJECTS, ACCOUNTS, main="records")
