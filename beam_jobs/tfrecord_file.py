@@ -18,13 +18,7 @@ from typing import Any
 import google_crc32c
 from apache_beam.io.filesystems import FileSystems
 
-
-def _masked_crc(data: bytes) -> bytes:
-    return _mask(google_crc32c.value(data))
-
-
-def _mask(crc: int) -> bytes:
-    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+from readers.tfrecord_frames import masked_crc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +70,9 @@ def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipp
                 crc = 0
                 for part in parts:
                     crc = google_crc32c.extend(crc, part)
-                sink.write(length + _masked_crc(length))
+                sink.write(length + masked_crc(google_crc32c.value(length)))
                 sink.writelines(parts)
-                sink.write(_mask(crc))
+                sink.write(masked_crc(crc))
                 count += 1
         finally:
             if gzipped:

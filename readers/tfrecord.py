@@ -17,29 +17,13 @@ from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
 from readers.splits import split_in_name, split_name
 from readers.tfimport import tensorflow
+from readers.tfrecord_frames import NOT_TFRECORD, BadRecord, records
 from schemas.annotations import Reject
 from schemas.features import ExampleError, decode_example
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
 
 SUFFIXES = (".tfrecord", ".record", ".tfrecords", ".tfrecord.gz")
-
-
-def _records(path: str) -> Iterator[tuple[int, bytes | Exception]]:
-    tf = tensorflow()
-
-    compression = "GZIP" if path.endswith(".gz") else ""
-    it = iter(tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator())
-    index = 0
-    while True:
-        try:
-            yield index, next(it)
-        except StopIteration:
-            return
-        except tf.errors.DataLossError as exc:  # truncated or corrupt shard: stop there
-            yield index, exc
-            return
-        index += 1
 
 
 def _names(values: dict[str, Any]) -> list[str | None]:
@@ -69,9 +53,12 @@ class TfRecordSource:
         if not self.files:
             raise SourceError(f"{path}: no TFRecord files (*.tfrecord, *.record, *-of-*)")
         if label_map is None:
+            tensorflow()  # decode_example parses with TensorFlow's protos: imported quietly first
             pairs: dict[str, int] = {}
             for f in self.files:
-                for _, data in _records(f):
+                for _, data in records(f):
+                    if isinstance(data, BadRecord) and data.message.startswith(NOT_TFRECORD):
+                        raise SourceError(f"{f}: {data.message}")
                     if isinstance(data, bytes):
                         try:
                             values = decode_example(data)
@@ -97,10 +84,12 @@ class TfRecordSource:
     def read_part(self, f: str) -> Iterator[RawImage | Reject]:
         # the shard's name (train-00000-of-00010, coco_val.record-00000-of-00001), else its folder
         split = split_in_name(posixpath.basename(f)) or split_name(posixpath.basename(posixpath.dirname(f)))
-        for index, data in _records(f):
+        tensorflow()  # decode_example parses with TensorFlow's protos: imported quietly first
+        for index, data in records(f):
             where = f"{f}: record {index}"
-            if isinstance(data, Exception):
-                yield Reject(where, RejectReason.ANNOTATION_MALFORMED, f"corrupt TFRecord, rest of shard unreadable: {data}")
+            if isinstance(data, BadRecord):
+                lost = "; the rest of the shard cannot be read" if data.framing_lost else ""
+                yield Reject(where, RejectReason.ANNOTATION_MALFORMED, f"{data.message}{lost}")
                 continue
             try:
                 values = decode_example(data)
