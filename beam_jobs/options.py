@@ -10,14 +10,41 @@ from __future__ import annotations
 
 import argparse
 import difflib
+from collections.abc import Sequence
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import readers
-from weighting.schemes import NORMALIZATIONS, SCHEMES, BoxMultipliers, WeightingError, load_manual_weights
+from schemas.label_map import LabelMap
+from weighting.schemes import (
+    NORMALIZATIONS,
+    SCHEMES,
+    BoxMultipliers,
+    ClassCounts,
+    WeightingError,
+    class_weights,
+    load_manual_weights,
+)
 
 PIXEL_CHECKS = ("decode", "header")
+
+
+MAX_CLASSES = 10_000  # LVIS has 1,203 classes and Open Images 600; a larger set is more likely a broken file
+
+
+def check_classes(opts: PrepareOptions, label_map: LabelMap, source: str) -> None:
+    """Refuse a class set, or a largest id, beyond ``--max-classes``: each costs work per class and per id.
+
+    Raises:
+        JobError: naming where the classes came from, the count or id, and the flag.
+    """
+    if len(label_map) > opts.max_classes:
+        raise JobError(f"{source}: {len(label_map):,} classes, more than --max-classes {opts.max_classes:,}; "
+                       "raise it if the dataset really has that many")
+    if label_map.max_id > opts.max_classes:
+        raise JobError(f"{source}: class id {label_map.max_id:,} is above --max-classes {opts.max_classes:,} "
+                       "(ids index a detector's class axis); renumber the label map or raise the flag")
 
 
 class JobError(Exception):
@@ -58,6 +85,12 @@ class PrepareOptions(PipelineOptions):
         add("compression", default="none", help="none|gzip")
         add("max-side", type=int, default=0, help="re-encode images whose longer side exceeds this (0 = never)")
         add("max-image-mb", type=int, default=100, help="image files larger than this are quarantined, never read")
+        add(
+            "max-classes",
+            type=int,
+            default=MAX_CLASSES,
+            help="refuse a class set larger than this, or a label map id above it (a detector's class axis is that long)",
+        )
         add(
             "pixel-check",
             default="decode",
@@ -122,6 +155,30 @@ def scheme_params(opts: PrepareOptions) -> dict[str, Any]:
     return {}
 
 
+def check_weights(opts: PrepareOptions, params: dict[str, Any], class_names: Sequence[str]) -> None:
+    """The scheme's weights computed once before the job, as if each class had one box in one image.
+
+    The same function the job runs: a manual weight for a class that does not
+    exist, a negative, NaN, inf or text value, or weights that cannot be
+    stored, are refused here in one line instead of failing the job after
+    its read.
+
+    Raises:
+        JobError: naming the flag (or the file) and the value.
+    """
+    counts = ClassCounts(
+        boxes={n: 1 for n in class_names},
+        images_with={n: 1 for n in class_names},
+        num_images=max(1, len(class_names)),
+        boxes_in_images_with={n: 1 for n in class_names},
+    )
+    try:
+        class_weights(counts, opts.scheme, normalize=opts.normalize, max_weight=opts.max_weight, **params)
+    except WeightingError as exc:
+        where = f"--manual-weights {opts.manual_weights}" if opts.scheme == "manual" else f"--scheme {opts.scheme}"
+        raise JobError(f"{where}: {exc}") from None
+
+
 def check_options(opts: PrepareOptions) -> None:
     """Fail fast, before any work, on flags that cannot work.
 
@@ -144,6 +201,8 @@ def check_options(opts: PrepareOptions) -> None:
         raise JobError("--num-shards and --max-side must be >= 0")
     if opts.pixel_check not in PIXEL_CHECKS:
         raise JobError(f"unknown --pixel-check {opts.pixel_check!r}; known: {', '.join(PIXEL_CHECKS)}")
+    if opts.max_classes < 1:
+        raise JobError(f"--max-classes {opts.max_classes} must be >= 1")
     if opts.max_image_mb <= 0:
         raise JobError(f"--max-image-mb {opts.max_image_mb} must be > 0")
     try:

@@ -47,7 +47,15 @@ from apache_beam.typehints.decorators import no_annotations
 import readers
 from beam_jobs import NAMESPACE, progress
 from beam_jobs.combine import Merge
-from beam_jobs.options import JobError, PrepareOptions, check_known_flags, check_options, scheme_params
+from beam_jobs.options import (
+    JobError,
+    PrepareOptions,
+    check_classes,
+    check_known_flags,
+    check_options,
+    check_weights,
+    scheme_params,
+)
 from beam_jobs.output import OutputFolder, discard, prepare_output, publish
 from beam_jobs.read import ReadAnnotations
 from beam_jobs.rejects import WriteSortedParts, merge_parts, reject_line
@@ -405,6 +413,8 @@ def _run(
     params = scheme_params(opts)
     opts.format = plan.format
     label_map = plan.label_map
+    check_classes(opts, label_map, opts.label_map or opts.input)
+    check_weights(opts, params, label_map.names)
     runner_name = options.view_as(StandardOptions).runner or ""
     dry_run = bool(options.view_as(TestOptions).dry_run)
     on_dataflow = "dataflow" in runner_name.lower()  # Beam takes DataflowRunner, dataflow, a full class path

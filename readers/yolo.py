@@ -3,7 +3,7 @@
 The split of an image is the ``data.yaml`` entry (``train``, ``val``,
 ``test``) whose folder holds it, else its nearest folder named like a split
 (``valid/images``), else train. Class names come from ``data.yaml`` (``names`` as a list or an index ->
-name mapping, read with ``yaml.safe_load``) or ``classes.txt`` (beside
+name mapping, read with ``readers.yaml_doc``: aliases bounded) or ``classes.txt`` (beside
 ``data.yaml`` or, as labelImg writes it, in ``labels/``); ``--input`` may
 name the folder or its ``data.yaml``. Each label line is ``class cx cy w h``
 normalized to [0, 1]; a segmentation line ``class x1 y1 x2 y2 x3 y3 ...``
@@ -21,12 +21,11 @@ import copy
 import math
 import os
 import posixpath
+import reprlib
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
-
-from readers import fs
+from readers import fs, yaml_doc
 from readers.raw import RawBox, RawImage, SourceError, classes_of
 from readers.splits import split_name, split_of_path
 from readers.voc import IMAGE_SUFFIXES
@@ -44,9 +43,9 @@ def _dataset_yaml(root: str) -> tuple[str, dict[str, Any]] | None:
         path = fs.join(root, name)
         if fs.exists(path):
             try:
-                doc = yaml.safe_load(fs.read_text(path))
-            except yaml.YAMLError as exc:
-                raise SourceError(f"{path}: unreadable YAML: {exc}") from exc
+                doc = yaml_doc.load(fs.read_text(path))
+            except (yaml_doc.YamlDocError, UnicodeDecodeError) as exc:
+                raise SourceError(f"{path}: {exc}") from None
             return path, doc if isinstance(doc, dict) else {}
     return None
 
@@ -119,7 +118,7 @@ def _names_from(names: Any, path: str) -> list[str]:
         if ids != list(range(len(ids))):
             raise SourceError(f"{path}: 'names' indices {ids} are not 0..{len(ids) - 1}")
         return [str(names[i] if i in names else names[str(i)]) for i in ids]
-    raise SourceError(f"{path}: 'names' must be a non-empty list or mapping, got {names!r}")
+    raise SourceError(f"{path}: 'names' must be a non-empty list or mapping, got {reprlib.repr(names)}")
 
 
 class YoloSource:

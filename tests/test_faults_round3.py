@@ -9,7 +9,6 @@ where memory is the point.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -150,3 +149,147 @@ def test_a_file_that_is_not_a_tfrecord_is_named_as_such(tmp_path, content, said)
     done, _ = _prepare("--input", str(shard), "--output", str(tmp_path / "o"))
     assert done.returncode == 2
     assert _one_line(done) == f"boxweight prepare: error: {shard}: {said}"  # was "no class text or label in any record"
+
+
+# 2. memory from small files: YAML aliases, and more classes than a detector could have
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    prev = "a"
+    for name in "bcdefghijk"[: levels - 1]:
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+        prev = name
+    return "\n".join(lines) + "\n"
+
+
+def _yolo(root: Path, yaml_text: str) -> Path:
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "labels").mkdir(parents=True)
+    (root / "train" / "images" / "a.jpg").write_bytes(dialects.jpeg())
+    (root / "train" / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text(yaml_text)
+    return root
+
+
+def test_a_yaml_alias_bomb_in_data_yaml_is_refused_in_one_line_with_bounded_memory(tmp_path):
+    root = _yolo(tmp_path / "yolo", _alias_bomb() + "names: *i\n")  # 9**9 = 387,420,489 names once expanded
+    done, peak_mb = _prepare("--input", str(root), "--output", str(tmp_path / "o"), timeout=120)
+    assert done.returncode == 2
+    assert _one_line(done) == (
+        f"boxweight prepare: error: {root}/data.yaml: its aliases expand to more than 1,000,000 values (a YAML alias bomb?)"
+    )
+    assert peak_mb < 600  # was past 5 GiB within a minute
+
+
+def test_a_yaml_alias_bomb_in_manual_weights_is_refused_in_one_line(tmp_path, demo_dir):
+    weights = tmp_path / "w.yaml"
+    weights.write_text(_alias_bomb() + "circle: *i\n")
+    done, peak_mb = _prepare("--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "o"),
+                             "--scheme", "manual", "--manual-weights", str(weights), timeout=120)
+    assert done.returncode == 2
+    assert _one_line(done) == (
+        f"boxweight prepare: error: --manual-weights {weights}: {weights}: cannot parse manual weights: "
+        "its aliases expand to more than 1,000,000 values (a YAML alias bomb?)"
+    )
+    assert peak_mb < 1500
+
+
+def test_a_data_yaml_with_100000_class_names_is_refused_with_the_flag_that_allows_it(tmp_path):
+    root = _yolo(tmp_path / "yolo", "names:\n" + "".join(f"  - c{i}\n" for i in range(100_000)))
+    done, _ = _prepare("--input", str(root), "--output", str(tmp_path / "o"), timeout=120)
+    assert done.returncode == 2
+    assert _one_line(done) == (
+        f"boxweight prepare: error: {root}: 100,000 classes, more than --max-classes 10,000; "
+        "raise it if the dataset really has that many"
+    )
+
+
+# 3. label map ids a TF OD API label map cannot hold, or that would size a class axis past the limit
+@pytest.mark.parametrize(
+    ("item_id", "said"),
+    [
+        ("3000000000", "id 3000000000 is beyond the TF OD API label map's int32 ids (at most 2147483647)"),
+        ("99999999999999999999", "id 99999999999999999999 is beyond the TF OD API label map's int32 ids (at most 2147483647)"),
+        ("50000", "class id 50,000 is above --max-classes 10,000 (ids index a detector's class axis); renumber the label map or raise the flag"),
+    ],
+)
+def test_label_map_ids_past_int32_or_the_class_limit_are_refused_before_any_work(tmp_path, demo_dir, item_id, said):
+    label_map = tmp_path / "lm.pbtxt"
+    label_map.write_text(f"item {{\n  id: 1\n  name: 'circle'\n}}\nitem {{\n  id: {item_id}\n  name: 'star'\n}}\n")
+    done, _ = _prepare("--input", str(demo_dir / "annotations.json"), "--label-map", str(label_map),
+                       "--output", str(tmp_path / "o"), timeout=60)  # the job looped range(max_id + 1) for minutes
+    assert done.returncode == 2
+    assert _one_line(done) == f"boxweight prepare: error: {label_map}: {said}"
+
+
+# 5. names that protobuf's text format must escape, read back by protobuf in the TF OD API's message shape
+def _string_int_label_map():
+    """StringIntLabelMap as the TF OD API declares it (string_int_label_map.proto), built here: not a dependency."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    f = descriptor_pb2.FileDescriptorProto(name="boxweight_test_label_map.proto", package="boxweight_test")
+    item = f.message_type.add(name="StringIntLabelMapItem")
+    item.field.add(name="name", number=1, type=9, label=1)
+    item.field.add(name="id", number=2, type=5, label=1)  # int32
+    item.field.add(name="display_name", number=3, type=9, label=1)
+    top = f.message_type.add(name="StringIntLabelMap")
+    top.field.add(name="item", number=1, type=11, label=3, type_name=".boxweight_test.StringIntLabelMapItem")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(f)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("boxweight_test.StringIntLabelMap"))
+
+
+def test_every_written_label_map_parses_in_protobufs_text_format_with_the_names_as_given(tmp_path, demo_dir):
+    from google.protobuf import text_format
+
+    from schemas.label_map import LabelMap
+
+    names = ["cr\rhere", "quote'single", 'quote"double', "back\\slash", "tab\tand\nnewline", "é 日本 🐟",
+             *(f"ctl{chr(c)}" for c in [*range(0, 32), 127])]
+    written = LabelMap.from_names(names).to_pbtxt()
+    parsed = text_format.Parse(written, _string_int_label_map()())
+    assert [(i.id, i.name) for i in parsed.item] == list(enumerate(names, 1))
+    assert LabelMap.from_pbtxt(written).names == tuple(names)
+
+    # and as the job writes it: a COCO category named with a carriage return
+    doc = json.loads((demo_dir / "annotations.json").read_text())
+    doc["categories"][0]["name"] = "cr\rhere"
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    done, _ = _prepare("--input", str(tmp_path / "a.json"), "--image-root", str(demo_dir), "--output",
+                       str(tmp_path / "o"), *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    parsed = text_format.Parse((tmp_path / "o" / "label_map.pbtxt").read_text(), _string_int_label_map()())
+    assert "cr\rhere" in [i.name for i in parsed.item]  # was: "String missing ending quote"
+
+
+# 6 and 7: weights refused before the job, in one line naming the file and the value
+@pytest.mark.parametrize(
+    ("content", "suffix", "extra", "said"),
+    [
+        ("circle: 1.0e+308\n", ".yaml", ["--normalize", "none"],
+         "the weight of class 'circle' comes out as 1e+308, beyond float32 (the records' type)"),
+        ("circle: 1.0e+308\n", ".yaml", ["--normalize", "boxes"],
+         "which float32 (the records' type) stores as 0"),  # every other class: 1 / 1e308 of it
+        ("{circle: 0, square: 0, triangle: 0, star: 0, cross: 0, ring: 0}\n", ".yaml", [],
+         "every class with boxes gets the weight 0: no box would count in training"),
+        ("circel: 2\n", ".yaml", [], "manual weights name unknown classes ['circel']"),
+        ("circle: -1\n", ".yaml", [], "manual weight for 'circle' is -1; need a finite number >= 0"),
+        ("circle: .nan\n", ".yaml", [], "manual weight for 'circle' is nan; need a finite number >= 0"),
+        ("circle: .inf\n", ".yaml", [], "manual weight for 'circle' is inf; need a finite number >= 0"),
+        ("circle: heavy\n", ".yaml", [], "manual weight for 'circle' is 'heavy'; need a finite number >= 0"),
+        ("[" * 100_000 + "]" * 100_000, ".json", [], "cannot parse manual weights: nested too deep to read"),
+        (b"circle: 2 # \xff\xfe\n", ".yaml", [], "not UTF-8 text (byte 12: b'\\xff')"),
+    ],
+    ids=["inf-none", "underflow-boxes", "all-zero", "unknown", "negative", "nan", "inf", "string", "deep-json", "not-utf8"],
+)
+def test_manual_weights_that_cannot_work_are_refused_before_the_job_in_one_line(tmp_path, demo_dir, content, suffix, extra, said):
+    weights = tmp_path / f"w{suffix}"
+    if isinstance(content, bytes):
+        weights.write_bytes(content)
+    else:
+        weights.write_text(content)
+    done, _ = _prepare("--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "o"),
+                       "--scheme", "manual", "--manual-weights", str(weights), *extra, timeout=60)
+    assert done.returncode == 2  # was exit 0 with every weight 0, or a 147-line traceback from inside the job
+    line = _one_line(done)
+    assert line.startswith(f"boxweight prepare: error: --manual-weights {weights}: ") and said in line, line
+    assert not (tmp_path / "o").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
 import statistics
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -175,17 +176,22 @@ def tail_classes(counts: ClassCounts | SplitStats, threshold: float) -> dict[str
 
 
 def load_manual_weights(path: str) -> dict[str, float]:
-    """Read a manual class -> weight mapping from a JSON or YAML file (``yaml.safe_load``)."""
+    """Read a manual class -> weight mapping from a JSON or YAML file (``readers.yaml_doc``: aliases bounded)."""
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.open(path) as f:
-        text = f.read().decode("utf-8")
-    import yaml
+    from readers import yaml_doc
 
+    with FileSystems.open(path) as f:
+        raw = f.read()
     try:
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise WeightingError(f"{path}: cannot parse manual weights: {exc}") from exc
+        text = raw.decode("utf-8")
+        data = json.loads(text) if path.endswith(".json") else yaml_doc.load(text)
+    except UnicodeDecodeError as exc:
+        raise WeightingError(f"{path}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
+    except RecursionError:
+        raise WeightingError(f"{path}: cannot parse manual weights: nested too deep to read") from None
+    except ValueError as exc:  # JSON errors and yaml_doc.YamlDocError
+        raise WeightingError(f"{path}: cannot parse manual weights: {exc}") from None
     if not isinstance(data, dict):
         raise WeightingError(f"{path}: manual weights must be a mapping of class name to weight")
     return {str(k): v for k, v in data.items()}
@@ -206,7 +212,8 @@ def _manual(c: ClassCounts, weights: Mapping[str, Any] | str) -> dict[str, float
     for name in c.boxes:
         value = weights.get(name, 1.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise WeightingError(f"manual weight for {name!r} is {value!r}; need a finite number >= 0")
+            # reprlib: a value built by YAML aliases can be a structure too large to print whole
+            raise WeightingError(f"manual weight for {name!r} is {reprlib.repr(value)}; need a finite number >= 0")
         out[name] = float(value)
     return out
 
@@ -262,12 +269,32 @@ def class_weights(
     out = {name: weights.get(name, fill) for name in c.boxes}
     if max_weight is not None:
         out = {k: min(w, max_weight) for k, w in out.items()}
-    return out
+    return _representable(out, c.boxes)
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # records store weights as float32
+FLOAT32_TINY = 1.1754943508222875e-38  # its smallest normal value
+
+
+def _representable(weights: dict[str, float], boxes: Mapping[str, int]) -> dict[str, float]:
+    """The weights, if a record can hold them and they leave some box a weight; else the one line why."""
+    for name, w in weights.items():
+        if not (math.isfinite(w) and abs(w) <= FLOAT32_MAX):
+            raise WeightingError(f"the weight of class {name!r} comes out as {w!r}, beyond float32 (the records' type)")
+        if 0 < abs(w) < FLOAT32_TINY:
+            raise WeightingError(f"the weight of class {name!r} comes out as {w!r}, which float32 (the records' type) stores as 0")
+    if any(n > 0 for n in boxes.values()) and not any(w > 0 for k, w in weights.items() if boxes.get(k, 0) > 0):
+        raise WeightingError("every class with boxes gets the weight 0: no box would count in training")
+    return weights
 
 
 def _normalize(raw: dict[str, float], boxes: Mapping[str, int], mode: str) -> dict[str, float]:
     if mode == "none" or not raw:
         return raw
+    # every mode is scale-free: divide by the largest first, so the sums below cannot overflow (1e308 * n)
+    top = max(raw.values())
+    if top > 0 and math.isfinite(top):
+        raw = {k: w / top for k, w in raw.items()}
     if mode == "boxes":
         total = sum(boxes.get(k, 0) for k in raw)
         scale = sum(w * boxes.get(k, 0) for k, w in raw.items()) / total if total else 0.0
