@@ -56,7 +56,7 @@ from beam_jobs.options import (
     check_weights,
     scheme_params,
 )
-from beam_jobs.output import OutputFolder, discard, prepare_output, publish
+from beam_jobs.output import OutputFolder, discard, prepare_output, publish, release
 from beam_jobs.read import ReadAnnotations
 from beam_jobs.rejects import WriteSortedParts, merge_parts, reject_line
 from beam_jobs.shards import WriteShards
@@ -481,6 +481,7 @@ def _run(
             discard(folder)  # a failed job leaves nothing a reader accepts
         raise
     finally:
+        release(folder)
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
     if doc["totals"]["images_written"] == 0:

@@ -12,6 +12,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import google_crc32c
@@ -293,3 +294,40 @@ def test_manual_weights_that_cannot_work_are_refused_before_the_job_in_one_line(
     line = _one_line(done)
     assert line.startswith(f"boxweight prepare: error: --manual-weights {weights}: ") and said in line, line
     assert not (tmp_path / "o").exists()
+
+
+# 4. two runs into one output
+def test_a_second_job_into_an_output_another_job_is_writing_is_refused_and_the_first_finishes_whole(tmp_path, demo_dir):
+    out = tmp_path / "o"
+    first = subprocess.Popen([BOXWEIGHT, "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out),
+                              "--scheme", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        claim = Path(f"{out}.lock")
+        for _ in range(600):  # the claim is the first thing a job takes
+            if claim.exists() and claim.read_text():
+                break
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        second, _ = _prepare("--input", str(demo_dir / "annotations.json"), "--output", str(out),
+                             "--scheme", "inverse", "--overwrite", timeout=120)
+        assert first.poll() is None, "the first job ended before the second was refused: the test proves nothing"
+    finally:
+        stdout, stderr = first.communicate(timeout=300)
+    assert second.returncode == 2
+    line = _one_line(second)
+    assert line.startswith(f"boxweight prepare: error: output '{out}' is being written by another boxweight prepare (pid {first.pid} ")
+    assert line.endswith("; wait for it to finish, or choose another folder")
+    assert first.returncode == 0, stderr  # was: both exit 0, and the folder held the second run's output
+    assert f"outputs in {out}" in stdout
+    assert json.loads((out / "stats.json").read_text())["scheme"]["name"] == "none"
+    _totals(out)
+    assert not claim.exists()  # released at the end
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+def test_a_claim_left_by_a_killed_job_does_not_block_the_next_one(tmp_path, demo_dir):
+    out = tmp_path / "o"
+    Path(f"{out}.lock").write_text("pid 999999 on elsewhere, since 00:00:00 UTC\n")  # a file, but no process holds it
+    done, _ = _prepare("--input", str(demo_dir / "annotations.json"), "--output", str(out), *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    assert not Path(f"{out}.lock").exists()
