@@ -392,13 +392,22 @@ def run(argv: Sequence[str] | None = None, *, print_report: bool = True) -> dict
     opts = PipelineOptions(argv).view_as(PrepareOptions)
     check_options(opts)
     try:
-        fixed = LabelMap.from_pbtxt(fs.read_text(opts.label_map), opts.label_map) if opts.label_map else None
+        fixed = _label_map(opts.label_map) if opts.label_map else None
         plan = readers.plan(opts.input, opts.format, opts.image_root, fixed)
     except (SourceError, WeightingError, ValueError, OSError) as exc:
         raise JobError(str(exc)) from None
     argv, runner = local_runner(argv, plan.images, decode=opts.pixel_check == "decode")
     processes = any(a.startswith("--direct_num_workers") for a in argv)
     return _run(PipelineOptions(argv), runner, processes, plan, command, print_report)
+
+
+def _label_map(path: str) -> LabelMap:
+    try:
+        return LabelMap.from_pbtxt(fs.read_text(path), path)
+    except UnicodeDecodeError as exc:
+        raise JobError(f"--label-map {path}: not UTF-8 text (byte {exc.start}); a label_map.pbtxt is UTF-8") from None
+    except OSError as exc:
+        raise JobError(f"--label-map {path}: cannot be read: {exc.strerror or exc}") from None
 
 
 def _run(

@@ -156,7 +156,7 @@ def _peek_json(path: str) -> Any:
             return None
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 

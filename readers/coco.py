@@ -196,7 +196,7 @@ def _parse_members(data: bytes) -> dict[str, Any] | None:
             if text[pos : pos + 1] != ",":
                 return None
             pos = ws(text, pos + 1).end()  # type: ignore[union-attr]
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -11,7 +11,6 @@ name a split come first) and the other's rows are rejected as a duplicate. Rows 
 from __future__ import annotations
 
 import csv
-import io
 import posixpath
 from collections.abc import Iterator
 
@@ -39,7 +38,7 @@ class CsvSource:
         self._unreadable = [r for r in read.values() if isinstance(r, Reject)]
         self._rows = {f: rows for f, rows in read.items() if not isinstance(rows, Reject)}
         if label_map is None:
-            names = sorted({row["class"] for rows in self._rows.values() for _, row in rows if row.get("class") and "_lines" not in row})
+            names = sorted({row["class"] for rows in self._rows.values() for _, row in rows if row.get("class") and "_bad" not in row})
             if not names:
                 raise SourceError(f"{path}: no class names in the 'class' column")
             label_map = LabelMap.from_names(names)
@@ -47,27 +46,30 @@ class CsvSource:
 
     @staticmethod
     def _read(path: str) -> list[tuple[int, dict[str, str]]] | Reject:
-        """(line, row) pairs; a row that spans several lines (an unbalanced quote merges
-        the lines after it) gets the key ``_lines`` with its line count; a file the CSV
-        parser gives up on is one reject."""
+        """(line, row) pairs, each physical line parsed on its own: a detection CSV never holds a line
+        break inside a field, so a stray quote costs its own line (the row gets the key ``_bad``
+        with the parser's complaint), not every line after it. A file that is not UTF-8 is one reject."""
         try:
-            reader = csv.DictReader(io.StringIO(fs.read_text(path)))
-            header = [h.strip() for h in reader.fieldnames or []]
-            missing = [c for c in COLUMNS if c not in header]
-            if missing:
-                raise SourceError(f"{path}: CSV header {header} lacks columns {missing}")
-            reader.fieldnames = header
-            rows = []
-            for row in reader:
-                values = [v for v in row.values() if isinstance(v, str)]
-                span = 1 + sum(v.rstrip("\r\n").count("\n") for v in values)  # lines merged into this row by a quote
-                clean = {k: (v or "").strip() for k, v in row.items() if isinstance(k, str) and k}
-                if span > 1:
-                    clean["_lines"] = str(span)
-                rows.append((reader.line_num - span + 1, clean))
-            return rows
-        except (csv.Error, UnicodeDecodeError) as exc:  # a field over the size limit, a NUL byte, not UTF-8
-            return Reject(path, RejectReason.ANNOTATION_MALFORMED, f"unreadable CSV ({exc.__class__.__name__}: {exc}); none of its rows were read")
+            lines = fs.read_text(path).split("\n")
+        except UnicodeDecodeError as exc:
+            return Reject(path, RejectReason.ANNOTATION_MALFORMED, f"unreadable CSV (not UTF-8: {exc}); none of its rows were read")
+        header = [h.strip() for h in _fields(lines[0].rstrip("\r"))] if lines else []
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise SourceError(f"{path}: CSV header {header} lacks columns {missing}")
+        rows = []
+        for lineno, line in enumerate(lines[1:], 2):
+            line = line.rstrip("\r")
+            if not line.strip():
+                continue
+            try:
+                values = _fields(line)
+            except csv.Error as exc:  # an unbalanced quote, a NUL byte, a field over the size limit
+                rows.append((lineno, {"_bad": str(exc), "filename": line.split(",", 1)[0].strip('" ')}))
+                continue
+            rows.append((lineno, {k: (v or "").strip() for k, v in zip(header, values) if k}
+                         | {k: "" for k in header[len(values):] if k}))
+        return rows
 
     def _root_for(self, csv_path: str) -> tuple[str, str]:
         stem = posixpath.splitext(posixpath.basename(csv_path))[0]
@@ -98,10 +100,9 @@ class CsvSource:
             root, split = self._root_for(csv_path)
             grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
             for lineno, row in rows:
-                if "_lines" in row:  # each of those lines was meant as a row: a box each
-                    span = int(row["_lines"])
-                    detail = f"lines {lineno}-{lineno + span - 1} were read as one row (an unbalanced quote?)"
-                    yield Reject(f"{csv_path}:{lineno}", RejectReason.BOX_MALFORMED, detail, image=row.get("filename", "")[:80], boxes=span)
+                if "_bad" in row:  # the line was meant as a row: one box, dropped with the parser's reason
+                    detail = f"line {lineno} cannot be parsed as CSV ({row['_bad']}; an unbalanced quote?)"
+                    yield Reject(f"{csv_path}:{lineno}", RejectReason.BOX_MALFORMED, detail, image=row["filename"][:80], boxes=1)
                     continue
                 grouped.setdefault(row["filename"], []).append((lineno, row))
             for name, image_rows in grouped.items():
@@ -134,3 +135,8 @@ class CsvSource:
                     declared_width=declared_size(first["width"]),
                     declared_height=declared_size(first["height"]),
                 )
+
+
+def _fields(line: str) -> list[str]:
+    # strict: a quote left open at the line's end is an error, not a field that swallows the rest
+    return next(csv.reader([line], strict=True), [])

@@ -40,6 +40,10 @@ def safe_join(root: str, name: str) -> str:
             f"file name {name!r} is absolute; it must be relative to {root!r}, "
             "or pass --image-root FOLDER to look it up there by its base name"
         )
+    if "\\" in name:  # a Windows separator, or on POSIX a file really named with a backslash: that file if it exists
+        literal = posixpath.normpath(name)
+        if literal != ".." and not literal.startswith("../") and exists(join(root, literal)):
+            return join(root, literal)
     norm = posixpath.normpath(name.replace("\\", "/"))
     if norm == ".." or norm.startswith("../"):
         raise UnsafePath(f"file name {name!r} escapes the dataset root {root!r}")

@@ -102,6 +102,8 @@ class Members:
                     self._more(at_least=len(self.text) - self.pos)  # doubles: a long value is read in O(its size)
                     continue
                 raise self._error(exc.msg.removesuffix(" at"), exc.pos) from None
+            except RecursionError:  # the C scanner recurses once per level: 100,000 nested arrays
+                raise self._error("a value nested too deep to read") from None
             if end > len(self.text) - _CUT_REACH and not self.done:  # a number may go on: '-0.' of '-0.5'
                 self._more()
                 continue
@@ -151,7 +153,7 @@ class Members:
                 value, end = scan(text, pos)
                 after = end if text[end] not in _SPACE else ws(text, end).end()  # type: ignore[union-attr]
                 sep = text[after] if end <= len(text) - _CUT_REACH else ""  # past the cut reach: the careful path
-            except (json.JSONDecodeError, IndexError):
+            except (json.JSONDecodeError, IndexError, RecursionError):
                 sep = ""
             if sep:
                 self.pos = after + 1

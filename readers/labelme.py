@@ -63,6 +63,8 @@ class LabelMeSource:
             return json.loads(fs.read_text(path))
         except (ValueError, UnicodeDecodeError) as exc:
             return exc
+        except RecursionError:  # json's C scanner recurses once per level
+            return ValueError("nested too deep to read")
 
     def _list(self) -> list[str]:
         files = [self.root] if self.root.lower().endswith(".json") else fs.list_files(self.root, (".json",))

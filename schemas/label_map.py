@@ -143,7 +143,11 @@ def _tokens(text: str, source: str) -> Iterator[tuple[str, str]]:
         pos = m.end()
         if m.group("str") is not None:
             raw = m.group("str")[1:-1].encode("utf-8")
-            yield "str", codecs.escape_decode(raw)[0].decode("utf-8")  # type: ignore[attr-defined]
+            try:
+                yield "str", codecs.escape_decode(raw)[0].decode("utf-8")  # type: ignore[attr-defined]
+            except (ValueError, UnicodeDecodeError) as exc:  # a bad \x escape, or escapes that make no UTF-8
+                line = text.count("\n", 0, pos) + 1
+                raise LabelMapError(f"{source}:{line}: string {m.group('str')[:40]!r} cannot be read: {exc}") from None
         elif m.group("word") is not None:
             yield "word", m.group("word")
         elif m.group("punct") is not None:

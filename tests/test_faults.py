@@ -188,8 +188,8 @@ def test_overflowing_sizes_and_oversized_csv_fields_are_per_file_problems(tmp_pa
     (csvs / "test_labels.csv").write_text(header + "b.jpg,64,48,x,1,1,9,9," + "y" * 200_000 + "\n")
     records, rejects, _ = _read(csvs, format="csv", image_root=str(csvs))
     assert [r.filename for r in records] == ["a.jpg"]
-    assert [(Path(r.source).name, r.reason.value) for r in rejects] == [("test_labels.csv", "annotation_malformed")]
-    assert "field larger than field limit" in rejects[0].detail
+    assert [(Path(r.source).name, r.reason.value, r.boxes) for r in rejects] == [("test_labels.csv:2", "box_malformed", 1)]
+    assert "field larger than field limit" in rejects[0].detail  # that line alone: a CSV row never spans lines
 
 
 # 6. malformed EXIF in a JPEG that asks to be rotated
@@ -229,17 +229,19 @@ def test_an_exif_block_that_cannot_be_parsed_keeps_the_image_as_stored(tmp_path)
     assert result.record is not None and (result.record.width, result.record.height) in ((64, 48), (48, 64))
 
 
-# 7. a CSV with one stray opening quote
-def test_rows_a_stray_quote_merged_are_counted_as_lost_boxes(tmp_path):
+# 7. a CSV with one stray opening quote: that line is its own reject, the lines after it are read (faults round 3, #9)
+def test_a_stray_quote_costs_its_own_line_and_the_rows_after_it_are_read(tmp_path):
     (tmp_path / "a.jpg").write_bytes(dialects.jpeg())
     quote = '"'
-    rows = ["a.jpg,64,48,x,1,1,9,9"] + [f"{quote if i == 2 else ''}a.jpg,64,48,x,{i},1,20,20" for i in range(2, 50)]
+    rows = ["a.jpg,64,48,x,1,1,9,9"] + [f"{quote if i == 2 else ''}a.jpg,64,48,x,{i % 15},1,{20 + i % 20},20" for i in range(2, 50)]
     (tmp_path / "train_labels.csv").write_text("filename,width,height,class,xmin,ymin,xmax,ymax\n" + "\n".join(rows) + "\n")
     records, rejects, acc = _read(tmp_path, format="csv", image_root=str(tmp_path))
     assert acc.boxes_in == 49  # as many boxes as lines
-    (merged,) = rejects
-    assert merged.reason.value == "box_malformed" and merged.boxes == 48
-    assert "lines 3-50 were read as one row (an unbalanced quote?)" in merged.detail
+    (bad,) = rejects
+    assert (bad.source, bad.reason.value, bad.boxes) == (f"{tmp_path / 'train_labels.csv'}:3", "box_malformed", 1)
+    assert "line 3 cannot be parsed as CSV (unexpected end of data; an unbalanced quote?)" == bad.detail
+    (record,) = records
+    assert len(record.boxes) == 48  # was 1: 48 rows merged into the bad one
 
 
 # 8. YOLO label files that are not UTF-8, or named .TXT

@@ -331,3 +331,72 @@ def test_a_claim_left_by_a_killed_job_does_not_block_the_next_one(tmp_path, demo
     done, _ = _prepare("--input", str(demo_dir / "annotations.json"), "--output", str(out), *IN_PROCESS)
     assert done.returncode == 0, done.stderr
     assert not Path(f"{out}.lock").exists()
+
+
+# 7. JSON nested 100,000 deep: one line or one reject, never a RecursionError traceback
+def test_coco_json_nested_100000_deep_is_one_line_naming_the_file(tmp_path):
+    ann = tmp_path / "a.json"
+    ann.write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + ', "annotations": [], "categories": [{"id": 1, "name": "x"}]}')
+    done, _ = _prepare("--input", str(ann), "--output", str(tmp_path / "o"), timeout=120)
+    assert done.returncode == 2
+    assert _one_line(done) == f"boxweight prepare: error: {ann}: malformed JSON: a value nested too deep to read at character 12"
+
+
+def test_a_labelme_file_nested_100000_deep_is_its_own_reject(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "deep.json").write_text('{"shapes": ' + "[" * 100_000 + "]" * 100_000 + ', "imagePath": "x.jpg"}')
+    (data / "ok.jpg").write_bytes(dialects.jpeg())
+    (data / "ok.json").write_text(json.dumps({
+        "shapes": [{"label": "cat", "points": [[2, 2], [20, 20]], "shape_type": "rectangle"}],
+        "imagePath": "ok.jpg", "imageHeight": dialects.H, "imageWidth": dialects.W}))
+    done, _ = _prepare("--input", str(data), "--format", "labelme", "--output", str(tmp_path / "o"), *IN_PROCESS, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert _totals(tmp_path / "o")["images_written"] == 1
+    (reject,) = _rejects(tmp_path / "o")
+    assert reject["source"] == str(data / "deep.json") and "nested too deep to read" in reject["detail"]
+
+
+# 10. messages that name the file, the flag and the value
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"item {\n  id: 1\n  name: 'circle\\xZZ'\n}\n", "{lm}:3: string \"'circle\\\\xZZ'\" cannot be read: invalid \\x escape at position 6"),
+        (b"item {\n  id: 1\n  name: 'circle\xff'\n}\n", "--label-map {lm}: not UTF-8 text (byte 30); a label_map.pbtxt is UTF-8"),
+    ],
+    ids=["bad-escape", "not-utf8"],
+)
+def test_a_label_map_that_cannot_be_read_is_named_with_its_flag_or_file(tmp_path, demo_dir, content, said):
+    lm = tmp_path / "lm.pbtxt"
+    lm.write_bytes(content)
+    done, _ = _prepare("--input", str(demo_dir / "annotations.json"), "--label-map", str(lm), "--output", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert _one_line(done) == "boxweight prepare: error: " + said.format(lm=lm)  # was: "invalid \x escape at position 6"
+
+
+def test_an_image_file_named_with_a_backslash_is_found(tmp_path):
+    (tmp_path / "back\\slash.jpg").write_bytes(dialects.jpeg())
+    doc = {"images": [{"id": 1, "file_name": "back\\slash.jpg", "width": dialects.W, "height": dialects.H}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10]}],
+           "categories": [{"id": 1, "name": "x"}]}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    done, _ = _prepare("--input", str(tmp_path / "a.json"), "--output", str(tmp_path / "o"), *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    assert _totals(tmp_path / "o")["images_written"] == 1  # was: image_missing
+
+
+# 9. a stray quote in one CSV row
+def test_a_csv_row_with_a_stray_quote_is_dropped_alone(tmp_path):
+    for i in range(20):
+        (tmp_path / f"c{i}.jpg").write_bytes(dialects.jpeg())
+    rows = [f'{chr(34) if i == 1 else ""}c{i}.jpg,{dialects.W},{dialects.H},x,1,1,20,20' for i in range(20)]
+    (tmp_path / "train_labels.csv").write_text("filename,width,height,class,xmin,ymin,xmax,ymax\n" + "\n".join(rows) + "\n")
+    done, _ = _prepare("--input", str(tmp_path / "train_labels.csv"), "--output", str(tmp_path / "o"),
+                       "--val-fraction=0", *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    totals = _totals(tmp_path / "o")
+    # was 19 boxes dropped as one merged row; the image of the bad row has no other row, so it is not an image here
+    assert (totals["boxes_in"], totals["boxes_written"], totals["boxes_dropped"]) == (20, 19, 1)
+    assert totals["images_written"] == 19
+    (reject,) = _rejects(tmp_path / "o")
+    assert reject["source"] == f"{tmp_path / 'train_labels.csv'}:3" and "an unbalanced quote?" in reject["detail"]
