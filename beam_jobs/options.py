@@ -86,6 +86,12 @@ class PrepareOptions(PipelineOptions):
         add("max-side", type=int, default=0, help="re-encode images whose longer side exceeds this (0 = never)")
         add("max-image-mb", type=int, default=100, help="image files larger than this are quarantined, never read")
         add(
+            "max-boxes-per-image",
+            type=int,
+            default=readers.MAX_BOXES_PER_IMAGE,
+            help="images with more boxes are quarantined (image_too_many_boxes) before any box is checked",
+        )
+        add(
             "max-classes",
             type=int,
             default=MAX_CLASSES,
@@ -201,6 +207,8 @@ def check_options(opts: PrepareOptions) -> None:
         raise JobError("--num-shards and --max-side must be >= 0")
     if opts.pixel_check not in PIXEL_CHECKS:
         raise JobError(f"unknown --pixel-check {opts.pixel_check!r}; known: {', '.join(PIXEL_CHECKS)}")
+    if opts.max_boxes_per_image < 1:
+        raise JobError(f"--max-boxes-per-image {opts.max_boxes_per_image} must be >= 1")
     if opts.max_classes < 1:
         raise JobError(f"--max-classes {opts.max_classes} must be >= 1")
     if opts.max_image_mb <= 0:

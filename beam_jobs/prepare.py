@@ -167,7 +167,9 @@ class Prepare(beam.PTransform):
     def expand(self, pbegin: beam.pvalue.PBegin) -> None:
         o, lm, tally = self.opts, self.label_map, self.progress_dir
         read = pbegin | "ReadAnnotations" >> ReadAnnotations(self.plan, tally)
-        checked = read.chunks | "Validate" >> Validate(lm, o.max_image_mb << 20, tally, decode=o.pixel_check == "decode")
+        checked = read.chunks | "Validate" >> Validate(
+            lm, o.max_image_mb << 20, tally, decode=o.pixel_check == "decode", max_boxes=o.max_boxes_per_image
+        )
         records = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
         stats = records | "ClassStatistics" >> ClassStatistics()
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)

@@ -20,8 +20,10 @@ ACCOUNTS = "accounts"
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, label_map: LabelMap, max_bytes: int, progress_dir: str | None = None, decode: bool = True) -> None:
-        self.label_map, self.max_bytes, self.decode = label_map, max_bytes, decode
+    def __init__(
+        self, label_map: LabelMap, max_bytes: int, progress_dir: str | None = None, decode: bool = True, max_boxes: int = readers.MAX_BOXES_PER_IMAGE
+    ) -> None:
+        self.label_map, self.max_bytes, self.decode, self.max_boxes = label_map, max_bytes, decode, max_boxes
         self.tally = progress.Tally(progress_dir)
         self.read = Metrics.counter(NAMESPACE, "images_read")
         self.quarantined = Metrics.counter(NAMESPACE, "images_quarantined")
@@ -34,7 +36,7 @@ class _ValidateFn(beam.DoFn):
         records: list[ImageRecord] = []
         acc = readers.Accounting()
         for item in chunk:
-            for out in readers.check(item, self.label_map, acc, self.max_bytes, self.decode):
+            for out in readers.check(item, self.label_map, acc, self.max_bytes, self.decode, self.max_boxes):
                 if isinstance(out, ImageRecord):
                     records.append(out)
                     continue
@@ -76,11 +78,13 @@ class Validate(beam.PTransform):
         max_bytes: int = readers.MAX_IMAGE_BYTES,
         progress_dir: str | None = None,
         decode: bool = True,
+        max_boxes: int = readers.MAX_BOXES_PER_IMAGE,
     ) -> None:
         super().__init__()
         self.label_map, self.max_bytes, self.progress_dir, self.decode = label_map, max_bytes, progress_dir, decode
+        self.max_boxes = max_boxes
 
     @no_annotations  # returns no single PCollection: Beam 2.78 warns of any other annotation
     def expand(self, raw: beam.PCollection) -> beam.pvalue.DoOutputsTuple:
-        check = _ValidateFn(self.label_map, self.max_bytes, self.progress_dir, self.decode)
+        check = _ValidateFn(self.label_map, self.max_bytes, self.progress_dir, self.decode, self.max_boxes)
         return raw | "Check" >> beam.ParDo(check).with_outputs(REJECTS, ACCOUNTS, main="records")

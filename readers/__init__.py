@@ -26,7 +26,7 @@ from readers.raw import RawBox, RawImage, SourceError, classes_of
 from readers.splits import split_in_name
 from readers.tfrecord import SUFFIXES as TFRECORD_SUFFIXES
 from readers.tfrecord import TfRecordSource
-from readers.validate import MAX_IMAGE_BYTES, Validated, forget_folders, validate_image
+from readers.validate import MAX_BOXES_PER_IMAGE, MAX_IMAGE_BYTES, Validated, forget_folders, validate_image
 from readers.voc import VocSource
 from readers.yolo import YoloSource
 from schemas.annotations import ImageRecord, Reject
@@ -35,6 +35,7 @@ from schemas.reasons import RejectReason, Repair
 
 __all__ = [
     "FORMATS",
+    "MAX_BOXES_PER_IMAGE",
     "MAX_IMAGE_BYTES",
     "Accounting",
     "ReadPlan",
@@ -417,7 +418,12 @@ def read(
 
 
 def check(
-    item: RawImage | Reject, label_map: LabelMap, acc: Accounting, max_bytes: int = MAX_IMAGE_BYTES, decode: bool = True
+    item: RawImage | Reject,
+    label_map: LabelMap,
+    acc: Accounting,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    decode: bool = True,
+    max_boxes: int = MAX_BOXES_PER_IMAGE,
 ) -> Iterator[ImageRecord | Reject]:
     """One item of a source, validated and counted in ``acc``: its rejects, then its record if it has one.
 
@@ -427,7 +433,7 @@ def check(
         acc.add_reject(item)
         yield item
         return
-    result = validate_image(item, label_map, max_bytes, decode)
+    result = validate_image(item, label_map, max_bytes, decode, max_boxes)
     for reject in result.rejects:
         acc.add_reject(reject)
         yield reject

@@ -38,10 +38,31 @@ def is_cvat(head: bytes) -> bool:
     return b"<annotations" in head and (b"<version>1.1</version>" in head or b"<meta>" in head)
 
 
-def _events(path: str) -> Iterator[tuple[str, Element]]:
+def _events(path: str) -> Iterator[tuple[str, Element, Element | None]]:
+    """(event, element, its <image>) for each start and end; a shape of an image is removed from it once ended.
+
+    Shapes are handled at their own end, not at the image's: an image's
+    elements are never all held at once (an export with 1,000,000 boxes on
+    one image held them all, 0.7 GB, before this).
+    """
     try:
         with fs.open_binary(path) as f:
-            yield from SafeET.iterparse(f, events=("end",), forbid_dtd=True)
+            image: Element | None = None
+            depth = image_depth = 0
+            for event, node in SafeET.iterparse(f, events=("start", "end"), forbid_dtd=True):
+                if event == "start":
+                    depth += 1
+                    if node.tag == "image" and image is None:
+                        image, image_depth = node, depth
+                    continue
+                depth -= 1
+                if image is not None and depth == image_depth and node is not image:  # a direct child: a shape
+                    yield event, node, image
+                    del image[-1]  # the element that just ended is the image's last child
+                    continue
+                if node is image:
+                    image = None
+                yield event, node, None
     except (ParseError, DefusedXmlException, ValueError) as exc:
         raise SourceError(f"{path}: unreadable CVAT XML ({exc.__class__.__name__}: {exc})") from None
 
@@ -60,11 +81,12 @@ class CvatSource:
         if label_map is None:
             declared: list[str] = []
             used: set[str] = set()
-            for _, node in _events(path):
-                if node.tag == "label" and node.find("name") is not None:
+            for _, node, image in _events(path):
+                if image is not None:
+                    if node.tag in ("box", "polygon", "ellipse", "mask"):
+                        used.add(node.get("label", ""))
+                elif node.tag == "label" and node.find("name") is not None:
                     declared.append((node.findtext("name") or "").strip())
-                elif node.tag in ("box", "polygon", "ellipse", "mask"):
-                    used.add(node.get("label", ""))
                 elif node.tag == "image":
                     node.clear()
             names = [n for n in dict.fromkeys(declared) if n] or sorted(n for n in used if n)
@@ -83,18 +105,22 @@ class CvatSource:
     def __iter__(self) -> Iterator[RawImage | Reject]:
         root = self._root()
         folder_split = split_name(posixpath.basename(posixpath.dirname(self.path)), default="")
-        for _, node in _events(self.path):
-            if node.tag != "image":
-                continue
-            name = node.get("name", "")
-            where = f"{self.path}: image id {node.get('id', '?')}"
-            boxes: list[RawBox] = []
-            for index, shape in enumerate(node):
-                item = self._box(shape, f"{where} <{shape.tag}>[{index}]", name)
+        boxes: list[RawBox] = []
+        index = 0
+        for _, node, image in _events(self.path):
+            if image is not None:  # a shape of the image being read
+                where = f"{self.path}: image id {image.get('id', '?')}"
+                item = self._box(node, f"{where} <{node.tag}>[{index}]", image.get("name", ""))
+                index += 1
                 if isinstance(item, Reject):
                     yield item
                 elif item is not None:
                     boxes.append(item)
+                continue
+            if node.tag != "image":
+                continue
+            name = node.get("name", "")
+            where = f"{self.path}: image id {node.get('id', '?')}"
             subset = split_name(node.get("subset", ""), default="")
             yield RawImage(
                 key=posixpath.splitext(name)[0] or where,
@@ -108,6 +134,7 @@ class CvatSource:
                 declared_height=declared_size(node.get("height")),
             )
             node.clear()  # a large export streams in constant memory
+            boxes, index = [], 0
 
     def _box(self, shape: Element, where: str, image: str) -> RawBox | Reject | None:
         label = shape.get("label", "")

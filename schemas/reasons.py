@@ -17,6 +17,7 @@ class RejectReason(str, enum.Enum):
     IMAGE_UNREADABLE = "image_unreadable"
     IMAGE_CORRUPT = "image_corrupt"  # header and end intact, pixel data does not decode
     IMAGE_TOO_LARGE = "image_too_large"
+    IMAGE_TOO_MANY_BOXES = "image_too_many_boxes"  # above --max-boxes-per-image: more likely a broken export
     IMAGE_FORMAT_UNSUPPORTED = "image_format_unsupported"
     PATH_UNSAFE = "path_unsafe"
     DUPLICATE_IMAGE = "duplicate_image"
@@ -47,6 +48,7 @@ _IMAGE_LEVEL = frozenset(
         RejectReason.IMAGE_UNREADABLE,
         RejectReason.IMAGE_CORRUPT,
         RejectReason.IMAGE_TOO_LARGE,
+        RejectReason.IMAGE_TOO_MANY_BOXES,
         RejectReason.IMAGE_FORMAT_UNSUPPORTED,
         RejectReason.PATH_UNSAFE,
         RejectReason.DUPLICATE_IMAGE,

@@ -400,3 +400,25 @@ def test_a_csv_row_with_a_stray_quote_is_dropped_alone(tmp_path):
     assert totals["images_written"] == 19
     (reject,) = _rejects(tmp_path / "o")
     assert reject["source"] == f"{tmp_path / 'train_labels.csv'}:3" and "an unbalanced quote?" in reject["detail"]
+
+
+# 2. an image with 1,000,000 boxes (a CVAT export): quarantined before any box is checked, memory bounded
+def test_an_image_with_a_million_boxes_is_quarantined_and_the_rest_written(tmp_path):
+    data = tmp_path / "cvat"
+    (data / "images").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        (data / "images" / name).write_bytes(dialects.jpeg())
+    box = '<box label="x" occluded="0" xtl="1" ytl="1" xbr="20" ybr="20"/>\n'
+    with open(data / "annotations.xml", "w") as f:
+        f.write('<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version>'
+                "<meta><task><labels><label><name>x</name></label></labels></task></meta>\n")
+        f.write(f'<image id="0" name="a.jpg" width="{dialects.W}" height="{dialects.H}">\n{box * 1_000_000}</image>\n')
+        f.write(f'<image id="1" name="b.jpg" width="{dialects.W}" height="{dialects.H}">\n{box}</image>\n</annotations>\n')
+    done, peak_mb = _prepare("--input", str(data), "--output", str(tmp_path / "o"), "--val-fraction=0", timeout=300)
+    assert done.returncode == 0, done.stderr
+    totals = _totals(tmp_path / "o")
+    assert (totals["images_written"], totals["boxes_written"], totals["boxes_dropped"]) == (1, 1, 1_000_000)
+    (reject,) = _rejects(tmp_path / "o")
+    assert reject["reason"] == "image_too_many_boxes" and reject["image"] == "a.jpg"
+    assert reject["detail"] == "1,000,000 boxes, above the 10,000-box limit (--max-boxes-per-image raises it)"
+    assert peak_mb < 1500  # was past 3.3 GiB, and past 150 s
