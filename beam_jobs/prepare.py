@@ -45,7 +45,7 @@ from apache_beam.transforms.environments import SubprocessSDKEnvironment
 from apache_beam.typehints.decorators import no_annotations
 
 import readers
-from beam_jobs import NAMESPACE, progress
+from beam_jobs import NAMESPACE, failures, progress
 from beam_jobs.combine import Merge
 from beam_jobs.options import (
     JobError,
@@ -559,8 +559,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     on_main = threading.current_thread() is threading.main_thread()
     previous_sigint = signal.signal(signal.SIGINT, _interrupt_handler(interrupted)) if on_main else None
     status, message, became = 0, "", "the output folder was left as it was"
+    runner_errors: list[logging.LogRecord] = []
     try:
-        done = run(argv)
+        with failures.runner_errors_held() as runner_errors:
+            done = run(argv)
         # a Ctrl-C that no code here saw: the job went on to its end
         became = "the dry run had finished" if "dry_run" in done else finished(PipelineOptions(argv).view_as(PrepareOptions).output)
     except JobError as exc:
@@ -568,10 +570,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         interrupted.set()
         became = str(exc) or became
-    except Exception:
-        if (
-            not interrupted.is_set()
-        ):  # a failed run (disk full, a worker error): its traceback, then what became of the output
+    except Exception as exc:
+        if interrupted.is_set():
+            pass
+        elif failures.disk_full(exc):  # one line the user can act on; the runner's tracebacks say no more
+            runner_errors.clear()
+            output = PipelineOptions(argv).view_as(PrepareOptions).output
+            status, message = 1, (
+                f"boxweight prepare: error: no space left on the disk of {output!r} while the job wrote it; "
+                "the output folder was left as it was (free space, or choose another --output)"
+            )
+        else:  # a worker error: the runner's account and the traceback, then what became of the output
+            failures.write_held(runner_errors)
             traceback.print_exc()
             status, message = (
                 1,
@@ -583,8 +593,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGINT, previous_sigint)
             logging.disable(logging.NOTSET)
     if interrupted.is_set():
+        runner_errors.clear()
         held.clear()
         status, message = 130, f"boxweight prepare: interrupted; {became}"
+    failures.write_held(runner_errors)  # a run that went on after them: they were not its failure
     for args in held:
         previous_hook(args)
     if message:  # last, after any held thread errors: the line a user reads

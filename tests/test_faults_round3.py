@@ -422,3 +422,35 @@ def test_an_image_with_a_million_boxes_is_quarantined_and_the_rest_written(tmp_p
     assert reject["reason"] == "image_too_many_boxes" and reject["image"] == "a.jpg"
     assert reject["detail"] == "1,000,000 boxes, above the 10,000-box limit (--max-boxes-per-image raises it)"
     assert peak_mb < 1500  # was past 3.3 GiB, and past 150 s
+
+
+# 7. --overwrite onto a full disk: one line, and the previous output stays whole
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs for a full disk here (needs root): {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_overwrite_onto_a_full_disk_is_one_line_and_the_previous_output_stays_whole(tmp_path, small_disk):
+    from boxweight.demo_data import generate
+
+    generate(str(tmp_path / "small"), num_images=20, image_size=96, seed=1)
+    generate(str(tmp_path / "large"), num_images=1500, image_size=96, seed=2)  # more than the 3 MiB disk holds
+    out = small_disk / "o"
+    first, _ = _prepare("--input", str(tmp_path / "small" / "annotations.json"), "--output", str(out), *IN_PROCESS)
+    assert first.returncode == 0, first.stderr
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    done, _ = _prepare("--input", str(tmp_path / "large" / "annotations.json"), "--output", str(out), "--overwrite", *IN_PROCESS)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "Errno" not in done.stderr, done.stderr  # was 111 lines
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"boxweight prepare: error: no space left on the disk of '{out}' while the job wrote it; "
+        "the output folder was left as it was (free space, or choose another --output)"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in small_disk.iterdir()) == ["o"]  # no staging folder, no claim left
