@@ -1,9 +1,15 @@
 """LabelMe JSON: one ``*.json`` per image, as the LabelMe annotation tool saves them.
 
 ``shapes`` holds the objects: a ``rectangle`` (two corner points) is a box;
-a ``polygon`` and a ``circle`` (centre, then a point on the rim) are read as
-their bounding box and counted as a repair; ``point``, ``line`` and
-``linestrip`` shapes are no boxes and are dropped with that reason.
+a ``polygon``, a ``circle`` (centre, then a point on the rim) and a ``mask``
+(its two points are the rectangle its bitmap fills) are read as their
+bounding box and counted as a repair; ``point``, ``line`` and ``linestrip``
+shapes are no boxes and are dropped with that reason. Shapes with the same
+label and ``group_id`` are the pieces of one object, as LabelMe (and its
+``labelme2coco.py``) means them: one box, the union of their extents,
+counted as a repair (``pieces_merged``). A shape labelled ``__ignore__``
+(LabelMe's label for a region to leave out) is no object and no class: it
+is dropped with its own reason (``shape_ignored``).
 ``imagePath`` is relative to the JSON file (Windows separators and absolute
 paths are reduced to the base name, looked up beside the JSON); when the
 file is not there and the JSON embeds it (``imageData``), the embedded bytes
@@ -29,7 +35,8 @@ from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
 
-_BOX_SHAPES = ("rectangle", "polygon", "circle")
+_BOX_SHAPES = ("rectangle", "polygon", "circle", "mask")
+IGNORE_LABEL = "__ignore__"  # labelme's own examples and tools: a region that is not an object
 
 
 def is_labelme(doc: Any) -> bool:
@@ -52,6 +59,7 @@ class LabelMeSource:
                 if is_labelme(doc):
                     names.update(str(s.get("label", "")) for s in doc["shapes"] if isinstance(s, dict))
             names.discard("")
+            names.discard(IGNORE_LABEL)
             if not names:
                 raise SourceError(f"{path}: no shape labels in any LabelMe JSON file; no label set")
             label_map = LabelMap.from_names(sorted(names))
@@ -99,11 +107,19 @@ class LabelMeSource:
             return
         image_name = fs.base_name(str(doc.get("imagePath") or "")) or posixpath.splitext(posixpath.basename(path))[0] + ".jpg"
         boxes: list[RawBox] = []
+        objects: dict[tuple[str, Any], int] = {}  # (label, group_id) -> its box in ``boxes``
         for index, shape in enumerate(doc["shapes"]):
             item = self._box(shape, f"{path}: shapes[{index}]", image_name)
             if isinstance(item, Reject):
                 yield item
+                continue
+            key = _object_key(shape, item)
+            if key is None:
+                boxes.append(item)
+            elif key in objects:
+                boxes[objects[key]] = _union(boxes[objects[key]], item)
             else:
+                objects[key] = len(boxes)
                 boxes.append(item)
         root = self.image_root or posixpath.dirname(path)
         encoded = None
@@ -129,6 +145,8 @@ class LabelMeSource:
         if not isinstance(shape, dict):
             return Reject(where, RejectReason.BOX_MALFORMED, f"shape {str(shape)[:80]!r} is not an object", image=image, boxes=1)
         label = str(shape.get("label", ""))
+        if label == IGNORE_LABEL:
+            return Reject(where, RejectReason.SHAPE_IGNORED, "labelled __ignore__: a region to leave out, not an object", image=image, boxes=1)
         kind = shape.get("shape_type") or "polygon"  # LabelMe 3 wrote no type
         if kind not in _BOX_SHAPES:
             return Reject(where, RejectReason.SHAPE_NOT_A_BOX, f"a {kind!r} shape is not a box", image=image, boxes=1, classes=(label,))
@@ -152,3 +170,20 @@ class LabelMeSource:
             source=where,
             from_polygon=kind != "rectangle",
         )
+
+
+def _object_key(shape: Any, box: RawBox) -> tuple[str, Any] | None:
+    """(label, group_id) of a piece of a grouped object; None for a shape that is an object of its own."""
+    group = shape.get("group_id")
+    if group is None or isinstance(group, bool) or not isinstance(group, (int, str)):
+        return None
+    if not all(math.isfinite(v) for v in (box.x0, box.y0, box.x1, box.y1)):
+        return None  # its own box, dropped as non-finite with that reason
+    return str(shape.get("label", "")), group
+
+
+def _union(a: RawBox, b: RawBox) -> RawBox:
+    return a._replace(
+        x0=min(a.x0, b.x0), y0=min(a.y0, b.y0), x1=max(a.x1, b.x1), y1=max(a.y1, b.y1),
+        from_polygon=a.from_polygon or b.from_polygon, merged=True,
+    )

@@ -30,6 +30,7 @@ class RawBox(NamedTuple):  # immutable; a NamedTuple is made 4x faster than a fr
     difficult: bool = False
     truncated: bool = False
     from_polygon: bool = False  # the source gave a polygon; this is its bounding box
+    merged: bool = False  # the union of several pieces of one object (LabelMe's group_id)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

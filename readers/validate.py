@@ -279,4 +279,6 @@ def _check_boxes(
         kept.append(box)
         if rb.from_polygon:
             repairs.append(Repair.POLYGON_TO_BOX)
+        if rb.merged:
+            repairs.append(Repair.PIECES_MERGED)
     return kept, rejects, repairs

@@ -34,6 +34,7 @@ class RejectReason(str, enum.Enum):
     BOX_MALFORMED = "box_malformed"
     BOX_ORPHAN = "box_orphan"
     SHAPE_NOT_A_BOX = "shape_not_a_box"  # a point, line or other annotation that has no box
+    SHAPE_IGNORED = "shape_ignored"  # LabelMe's __ignore__ label: a region to leave out, not an object
     # The boxes of a quarantined image, counted under one reason.
     IMAGE_QUARANTINED = "image_quarantined"
 
@@ -69,6 +70,7 @@ class Repair(str, enum.Enum):
     FORMAT_MISNAMED = "format_misnamed"
     RESIZED = "resized"
     POLYGON_TO_BOX = "polygon_to_box"  # a segmentation polygon read as its bounding box
+    PIECES_MERGED = "pieces_merged"  # LabelMe shapes of one object (same label and group_id): one box, their union
     ABSOLUTE_PATH = "absolute_path"  # an absolute file name found by its base name under --image-root
     MULTI_FRAME = "multi_frame"  # an MPO (phone) image: kept whole, decoders read its first frame
     EXIF_UNREADABLE = "exif_unreadable"  # orientation unknown: the stored frame is taken as the one annotated

@@ -148,6 +148,31 @@ def labelme_folder(root: Path) -> dict[str, list[tuple[str, float, float, float,
     }
 
 
+def labelme_objects(root: Path) -> dict[str, list[tuple[str, float, float, float, float]]]:
+    """LabelMe as its own examples use it (``examples/instance_segmentation``): an object drawn in pieces
+    (same label and ``group_id``), a shape of another label with the same ``group_id`` (another object),
+    an ungrouped shape, an ``__ignore__`` region and a ``mask`` shape (LabelMe 5.3+: its two points are the
+    rectangle its bitmap fills). Returns the expected boxes (class, corners in pixels) per image.
+    """
+    import base64
+
+    root.mkdir(parents=True)
+    (root / "objects.jpg").write_bytes(jpeg())
+    shapes = [
+        {"label": "sofa", "points": [[10, 10], [20, 12], [15, 20]], "group_id": 0, "shape_type": "polygon"},
+        {"label": "sofa", "points": [[30, 5], [40, 25]], "group_id": 0, "shape_type": "rectangle"},
+        {"label": "person", "points": [[2, 2], [8, 40]], "group_id": 0, "shape_type": "rectangle"},
+        {"label": "sofa", "points": [[12, 30], [17, 45]], "group_id": 0, "shape_type": "rectangle"},  # a sliver of the first sofa
+        {"label": "sofa", "points": [[45, 5], [60, 20]], "group_id": None, "shape_type": "rectangle"},
+        {"label": "__ignore__", "points": [[0, 0], [5, 5]], "group_id": None, "shape_type": "rectangle"},
+        {"label": "person", "points": [[50, 30], [62, 46]], "group_id": None, "shape_type": "mask",
+         "mask": base64.b64encode(png()).decode()},
+    ]
+    doc = {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": "objects.jpg", "imageData": None, "imageHeight": H, "imageWidth": W}
+    (root / "objects.json").write_text(json.dumps(doc))
+    return {"objects.jpg": [("sofa", 10, 5, 40, 45), ("person", 2, 2, 8, 40), ("sofa", 45, 5, 60, 20), ("person", 50, 30, 62, 46)]}
+
+
 CVAT_XML = """<?xml version="1.0" encoding="utf-8"?>
 <annotations>
   <version>1.1</version>
@@ -190,6 +215,7 @@ def main(out: str) -> None:
         ("coco-absolute", coco_absolute_paths),
         ("labelimg-yolo", labelimg_yolo),
         ("labelme", labelme_folder),
+        ("labelme-objects", labelme_objects),
         ("cvat", cvat_export),
     ):
         make(root / name)

@@ -214,7 +214,7 @@ def test_stats_and_report_carry_per_class_losses(tmp_path):
 def test_the_fixture_script_writes_every_dialect(tmp_path):
     done = subprocess.run([sys.executable, "-m", "tests.dialects", str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
-    assert {p.name for p in tmp_path.iterdir()} == {"yolo-seg", "csv-tutorial", "voc-annotations-images", "coco-absolute", "labelimg-yolo", "labelme", "cvat", "mscoco_label_map.pbtxt"}
+    assert {p.name for p in tmp_path.iterdir()} == {"yolo-seg", "csv-tutorial", "voc-annotations-images", "coco-absolute", "labelimg-yolo", "labelme", "labelme-objects", "cvat", "mscoco_label_map.pbtxt"}
 
 
 def _pixel_boxes(record: ImageRecord) -> list[tuple]:
@@ -233,6 +233,19 @@ def test_labelme_shapes_become_boxes_and_other_shapes_are_dropped_with_a_reason(
     assert sorted(r.filename for r in records) == ["gone.jpg", "one.jpg"]
     assert [(r.reason.value, r.image, r.classes) for r in rejects] == [("shape_not_a_box", "one.jpg", ("dog",))]
     assert acc.repairs == {"polygon_to_box": 2}
+
+
+def test_labelme_objects_in_pieces_are_one_box_ignore_regions_no_class_and_masks_boxes(tmp_path):
+    expected = dialects.labelme_objects(tmp_path / "lm")
+    source = readers.open_source(str(tmp_path / "lm"))
+    assert source.label_map.names == ("person", "sofa")  # no __ignore__ class
+    records, rejects, acc = _read(tmp_path / "lm")
+    (record,) = records
+    for have, want in zip(_pixel_boxes(record), expected["objects.jpg"], strict=True):
+        assert have[0] == want[0] and have[1:] == pytest.approx(want[1:], abs=1e-4)
+    assert [(r.reason.value, r.image, r.classes, r.boxes) for r in rejects] == [("shape_ignored", "objects.jpg", (), 1)]
+    assert acc.repairs == {"pieces_merged": 1, "polygon_to_box": 2}  # the sofa of a polygon and two rectangles; the mask
+    assert (acc.boxes_in, acc.boxes_written) == (5, 4)  # objects, not pieces: 3 pieces are one sofa
 
 
 def test_cvat_export_boxes_splits_and_shapes(tmp_path):
