@@ -210,6 +210,9 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
     gpus = tf.config.list_physical_devices("GPU")
     strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     shards, data = one_output(cfg.train, cfg.train_split, "train")
+    if cfg.val:  # checked before the first step: a --val found wrong after training cost the whole run
+        _, val_data = one_output(cfg.val, cfg.val_split, "val")
+        val_data.check_classes(data.label_map, f"--train {cfg.train}")
     labels = data.labels()
     names = list(labels.names)
     config_path = os.path.join(cfg.out, "config.json")

@@ -35,6 +35,20 @@ examples:
 """
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _image_size(text: str) -> int:
+    value = _at_least_one(text)
+    if value % 8:
+        raise argparse.ArgumentTypeError(f"{value} must be a multiple of 8 (the detector's backbone halves it three times)")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="boxweight train", description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("--train", required=True, help="a boxweight prepare output folder (its train split), or a glob of shards inside one")
@@ -50,13 +64,13 @@ def parser() -> argparse.ArgumentParser:
                    help="equalization loss: on foreground cells, no negative gradient to classes in fewer than this share of "
                         "the train images (e.g. 0.1); default: off")
     p.add_argument("--repeat-factor-sampling", action="store_true", help="repeat images by the records' LVIS repeat factors")
-    p.add_argument("--epochs", type=int, default=10, help="epochs to train (with --resume: in all, counting those done)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per step")
-    p.add_argument("--image-size", type=int, default=128, help="side of the square, letterboxed input in pixels")
-    p.add_argument("--width", type=int, default=32, help="detector's base channel count")
+    p.add_argument("--epochs", type=_at_least_one, default=10, help="epochs to train (with --resume: in all, counting those done)")
+    p.add_argument("--batch-size", type=_at_least_one, default=32, help="images per step")
+    p.add_argument("--image-size", type=_image_size, default=128, help="side of the square, letterboxed input in pixels")
+    p.add_argument("--width", type=_at_least_one, default=32, help="detector's base channel count")
     p.add_argument("--learning-rate", type=float, default=2e-3, help="Adam's learning rate")
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute (mixed_float16 policy with loss scaling); for GPUs")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="steps per epoch (default: one pass over the train split)")
+    p.add_argument("--steps-per-epoch", type=_at_least_one, default=None, help="steps per epoch (default: one pass over the train split)")
     return p

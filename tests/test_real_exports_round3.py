@@ -33,3 +33,22 @@ def test_labelme_pieces_ignore_regions_and_masks_through_the_job(tmp_path):
     assert (totals["boxes_in"], totals["boxes_written"], totals["boxes_dropped_by_reason"]) == (5, 4, {"shape_ignored": 1})
     assert totals["repairs"] == {"pieces_merged": 1, "polygon_to_box": 2}  # was: 3 sofa boxes, the mask dropped
     assert totals["classes"]["sofa"]["boxes_written"] == 2
+
+
+# 4. train checks its data arguments before the first step
+def test_train_with_a_val_split_that_is_not_there_refuses_before_training(tmp_path, demo_dir):
+    out = tmp_path / "o"
+    done = _run("prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out), "--val-fraction=0", *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    trained = _run("train", "--train", str(out), "--val", str(out), "--out", str(tmp_path / "run"), "--epochs", "50")
+    assert trained.returncode == 2
+    assert trained.stderr.strip().splitlines()[-1] == f"boxweight train: error: {out}: no split 'val' here; splits: train"
+    assert "epoch" not in trained.stdout and not (tmp_path / "run").exists()  # was: every epoch trained, then exit 2
+
+
+def test_train_refuses_an_image_size_the_detector_cannot_take_before_loading_anything(tmp_path, demo_dir):
+    trained = _run("train", "--train", str(tmp_path), "--out", str(tmp_path / "run"), "--image-size", "100")
+    assert trained.returncode == 2
+    assert trained.stderr.strip().splitlines()[-1] == (
+        "boxweight train: error: argument --image-size: 100 must be a multiple of 8 (the detector's backbone halves it three times)"
+    )
