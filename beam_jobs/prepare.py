@@ -170,7 +170,8 @@ class Prepare(beam.PTransform):
         checked = read.chunks | "Validate" >> Validate(
             lm, o.max_image_mb << 20, tally, decode=o.pixel_check == "decode", max_boxes=o.max_boxes_per_image
         )
-        records = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
+        split = checked.records | "SplitTrainVal" >> SplitTrainVal(o.val_fraction)
+        records = split.chunks
         stats = records | "ClassStatistics" >> ClassStatistics()
         plan = stats | "WeightsFromStatistics" >> beam.combiners.ToList() | beam.Map(self._plan)
         # weights attach after the shard shuffle, on the writing worker (see WriteShards)
@@ -202,6 +203,7 @@ class Prepare(beam.PTransform):
                 beam.pvalue.AsList(shards),
                 beam.pvalue.AsDict(pictures),
                 beam.pvalue.AsList(read.unreadable),
+                beam.pvalue.AsSingleton(split.summary),
             )
         )
 
@@ -230,6 +232,7 @@ class Prepare(beam.PTransform):
         shards: list[FileEntry],
         pictures: dict[str, list[Thumbnail]],
         unreadable: list[str],
+        carve: dict[str, Any] | None,
     ) -> None:
         if unreadable:  # no report of a job that lost whole files: the launcher refuses it with these lines
             _write_file(self.target, UNREADABLE_NAME, "".join(f"{line}\n" for line in sorted(unreadable)))
@@ -247,6 +250,7 @@ class Prepare(beam.PTransform):
                 "image_root": o.image_root,
                 "pixel_check": o.pixel_check,
                 "shards": sorted(s.name for s in shards),
+                "val_carve": carve,  # None: the source's own splits (or --val-fraction 0)
             },
         )
         parts = sorted(path for path, _ in reject_parts)

@@ -1,95 +1,143 @@
-"""The train/val split: the source's own, or a val split carved out of train, stratified and stable."""
+"""The train/val split: the source's own, or a val split carved out of train, stable and said out loud."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam.typehints.decorators import no_annotations
 
-from beam_jobs.combine import Merge
 from beam_jobs.keys import image_key, stable_hash
 from beam_jobs.read import Chunk
-from schemas.annotations import ImageRecord
 
-
-def stratum(record: ImageRecord, class_images: dict[str, int]) -> str:
-    """The image's rarest class (by images containing it), or '' for a negative."""
-    names = {b.text for b in record.boxes}
-    return min(names, key=lambda n: (class_images.get(n, 0), n)) if names else ""
+#: An image of train as the carve sees it: the stable hash of its key, and its class names.
+Candidate = tuple[int, tuple[str, ...]]
 
 
 def val_count(n: int, fraction: float) -> int:
-    """Images of a stratum that go to val: the rounded share, but each side keeps one when n >= 2."""
+    """Images the carve aims at: the rounded share of ``n``, at least one when ``n >= 2``, never all."""
     if fraction <= 0 or n == 0:
         return 0
     k = round(n * fraction)
     return min(max(k, 1), n - 1) if n >= 2 else 0
 
 
-class SplitTrainVal(beam.PTransform):
-    """Keep the source's splits; if it has no val split, carve one out of train.
+def carve_val(images: Iterable[Candidate], fraction: float) -> tuple[frozenset[int], dict[str, Any]]:
+    """Which train images go to val, and what the carve did (for stats.json, the console and the page).
 
-    The carve-out is stratified by each image's rarest class and ordered by a
-    stable hash of the image key, so it is deterministic and rare classes land
-    in both splits whenever they have two or more images. Chunks in, chunks out.
+    The rule, in order:
+
+    1. every class in two or more images gets one of them in val (rarest class
+       first; the image with the lowest hash that leaves each of its classes
+       an image in train);
+    2. then images are added up to ``val_count(n, fraction)``, stratified:
+       each image is ranked within its stratum (its rarest class; '' for an
+       image without boxes) by hash, and strata are interleaved by rank, so
+       each stratum gives about its share;
+    3. no image goes to val that would take a class's last train image.
+
+    So a class with two or more images lands in both splits; val can come
+    out larger than asked (many rare classes in a small set) or smaller (too
+    few images can move): the summary says so (``far_from_asked``).
+    """
+    items = sorted(set(images))
+    classes_of = dict(items)
+    class_images = Counter(c for _, names in items for c in names)
+    train_left = dict(class_images)
+    val: set[int] = set()
+
+    def move(h: int) -> bool:
+        if h in val or any(train_left[c] < 2 for c in classes_of[h]):
+            return False
+        val.add(h)
+        for c in classes_of[h]:
+            train_left[c] -= 1
+        return True
+
+    by_class: defaultdict[str, list[int]] = defaultdict(list)
+    strata: defaultdict[str, list[int]] = defaultdict(list)
+    for h, names in items:
+        for c in names:
+            by_class[c].append(h)
+        strata[min(names, key=lambda c: (class_images[c], c)) if names else ""].append(h)
+    for c in sorted(class_images, key=lambda c: (class_images[c], c)):
+        if class_images[c] >= 2 and train_left[c] == class_images[c]:  # no image of it in val yet
+            for h in by_class[c]:
+                if move(h):
+                    break
+    target = val_count(len(items), fraction)
+    for _, h in sorted(((i + 0.5) / len(hs), h) for hs in strata.values() for i, h in enumerate(hs)):
+        if len(val) >= target:
+            break
+        move(h)
+    in_val = Counter(c for h in val for c in classes_of[h])
+    asked, got = target / len(items) if items else 0.0, len(val) / len(items) if items else 0.0
+    summary = {
+        "asked_fraction": fraction,
+        "train_images_before": len(items),
+        "val_images": len(val),
+        "fraction": round(got, 6),
+        "classes_in_both": sorted(c for c in class_images if in_val[c] and train_left[c]),
+        "classes_train_only": sorted(c for c in class_images if not in_val[c]),
+        "far_from_asked": abs(len(val) - target) > 1 and not 0.5 * asked <= got <= 1.5 * asked,
+    }
+    return frozenset(val), summary
+
+
+class Carved(NamedTuple):
+    """What :class:`SplitTrainVal` gives: the chunks, and one summary of the carve (None: nothing was carved)."""
+
+    chunks: beam.PCollection
+    summary: beam.PCollection
+
+
+class SplitTrainVal(beam.PTransform):
+    """Keep the source's splits; if it has no val split, carve one out of train (see :func:`carve_val`).
+
+    The carve sees every train image's hash and class names on one worker
+    (about 100 bytes an image) and ships the val hashes to every worker.
+    Chunks in, chunks out.
     """
 
     def __init__(self, val_fraction: float) -> None:
         super().__init__()
         self.val_fraction = val_fraction
 
-    def expand(self, chunks: beam.PCollection) -> beam.PCollection:
+    @no_annotations  # returns no single PCollection: Beam 2.78 warns of any other annotation
+    def expand(self, chunks: beam.PCollection) -> Carved:
         frac = self.val_fraction
-        if frac <= 0:
-            return chunks  # nothing to carve: skip the counting and grouping passes
-        splits = (
+        if frac <= 0:  # nothing to carve: skip the counting and gathering passes
+            return Carved(chunks, chunks.pipeline | "NoCarve" >> beam.Create([None]))
+        has_val = (
             chunks
-            | "Splits" >> beam.FlatMap(lambda c: sorted({r.split for r in c}))
-            | "DistinctSplits" >> beam.Distinct()
+            | "HasVal" >> beam.Map(lambda c: any(r.split == "val" for r in c))
+            | "AnyVal" >> beam.CombineGlobally(any)
         )
-        class_images = (
+        carve = (
             chunks
-            | "ClassesPerImage" >> beam.Map(lambda c: Counter(n for r in c for n in {b.text for b in r.boxes}))
-            | "CountImages" >> beam.CombineGlobally(Merge(Counter))
+            | "Candidates" >> beam.FlatMap(_candidates)
+            | "Gather" >> beam.combiners.ToList()
+            | "Carve" >> beam.Map(_carve_unless, frac, beam.pvalue.AsSingleton(has_val))
         )
-        class_images_si = beam.pvalue.AsSingleton(class_images)
-        carve_si = beam.pvalue.AsSingleton(
-            splits | "NeedsVal" >> beam.combiners.ToList() | beam.Map(lambda s: "val" not in s and frac > 0)
+        carve_si = beam.pvalue.AsSingleton(carve)
+        return Carved(
+            chunks | "Assign" >> beam.Map(_assign, carve_si),
+            carve | "Summary" >> beam.Map(lambda c: None if c is None else c[1]),
         )
-        thresholds = (
-            chunks
-            | "Stratum" >> beam.FlatMap(_strata_hashes, class_images_si)
-            | "ByStratum" >> beam.CombinePerKey(Merge(list))
-            | "Threshold" >> beam.FlatMap(_threshold, frac)
-        )
-        thresholds_si = beam.pvalue.AsDict(thresholds)
-
-        def assign(chunk: Chunk, carve: bool, ci: dict[str, int], th: dict[str, int]) -> Chunk:
-            if not carve:
-                return chunk
-            return [r.replace(split="val") if r.split == "train" and _to_val(r, ci, th) else r for r in chunk]
-
-        return chunks | "Assign" >> beam.Map(assign, carve_si, class_images_si, thresholds_si)
 
 
-def _strata_hashes(chunk: Chunk, class_images: dict[str, int]) -> Iterator[tuple[str, list[int]]]:
-    """(stratum, hashes of its train images) for one chunk."""
-    by_stratum: defaultdict[str, list[int]] = defaultdict(list)
-    for r in chunk:
-        if r.split == "train":
-            by_stratum[stratum(r, class_images)].append(stable_hash(image_key(r)))
-    yield from by_stratum.items()
+def _candidates(chunk: Chunk) -> list[Candidate]:
+    return [(stable_hash(image_key(r)), tuple(sorted({b.text for b in r.boxes}))) for r in chunk if r.split == "train"]
 
 
-def _threshold(kv: tuple[str, list[int]], fraction: float) -> Iterator[tuple[str, int]]:
-    """(stratum, the largest hash that goes to val); nothing for a stratum that keeps all its images."""
-    key, hashes = kv
-    k = val_count(len(hashes), fraction)
-    if k:
-        yield key, sorted(hashes)[k - 1]
+def _carve_unless(images: Sequence[Candidate], fraction: float, has_val: bool) -> tuple[frozenset[int], dict] | None:
+    return None if has_val else carve_val(images, fraction)
 
 
-def _to_val(record: ImageRecord, class_images: dict[str, int], thresholds: dict[str, int]) -> bool:
-    last = thresholds.get(stratum(record, class_images))
-    return last is not None and stable_hash(image_key(record)) <= last
+def _assign(chunk: Chunk, carve: tuple[frozenset[int], dict] | None) -> Chunk:
+    if carve is None:
+        return chunk
+    val = carve[0]
+    return [r.replace(split="val") if r.split == "train" and stable_hash(image_key(r)) in val else r for r in chunk]

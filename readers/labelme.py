@@ -146,7 +146,7 @@ class LabelMeSource:
             return Reject(where, RejectReason.BOX_MALFORMED, f"shape {str(shape)[:80]!r} is not an object", image=image, boxes=1)
         label = str(shape.get("label", ""))
         if label == IGNORE_LABEL:
-            return Reject(where, RejectReason.SHAPE_IGNORED, "labelled __ignore__: a region to leave out, not an object", image=image, boxes=1)
+            return Reject(where, RejectReason.SHAPE_IGNORED, "labelled __ignore__: a region to leave out, not an object", image=image, boxes=1, classes=(label,))
         kind = shape.get("shape_type") or "polygon"  # LabelMe 3 wrote no type
         if kind not in _BOX_SHAPES:
             return Reject(where, RejectReason.SHAPE_NOT_A_BOX, f"a {kind!r} shape is not a box", image=image, boxes=1, classes=(label,))

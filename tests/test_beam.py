@@ -80,7 +80,7 @@ def test_class_statistics_transform():
 def test_split_is_stratified_and_deterministic():
     recs = [_record(str(i), ["common"]) for i in range(50)] + [_record(f"r{i}", ["rare"]) for i in range(3)]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        out = p | beam.Create([recs[i : i + 7] for i in range(0, len(recs), 7)]) | SplitTrainVal(0.2)
+        out = (p | beam.Create([recs[i : i + 7] for i in range(0, len(recs), 7)]) | SplitTrainVal(0.2)).chunks
         counts = (
             out | beam.FlatMap(lambda c: [(r.split, r.boxes[0].text) for r in c]) | beam.combiners.Count.PerElement()
         )
@@ -114,7 +114,7 @@ def test_hashes_that_cross_a_beam_coder_fit_its_signed_64_bit_ints_and_keep_the_
 def test_source_splits_are_kept():
     recs = [_record("1", ["a"]), _record("2", ["a"], "val"), _record("3", ["a"], "test")]
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        out = p | beam.Create([recs]) | SplitTrainVal(0.5)
+        out = (p | beam.Create([recs]) | SplitTrainVal(0.5)).chunks
         assert_that(
             out | beam.FlatMap(lambda c: [(r.source_id, r.split) for r in c]),
             equal_to([("1", "train"), ("2", "val"), ("3", "test")]),

@@ -243,7 +243,7 @@ def test_labelme_objects_in_pieces_are_one_box_ignore_regions_no_class_and_masks
     (record,) = records
     for have, want in zip(_pixel_boxes(record), expected["objects.jpg"], strict=True):
         assert have[0] == want[0] and have[1:] == pytest.approx(want[1:], abs=1e-4)
-    assert [(r.reason.value, r.image, r.classes, r.boxes) for r in rejects] == [("shape_ignored", "objects.jpg", (), 1)]
+    assert [(r.reason.value, r.image, r.classes, r.boxes) for r in rejects] == [("shape_ignored", "objects.jpg", ("__ignore__",), 1)]
     assert acc.repairs == {"pieces_merged": 1, "polygon_to_box": 2}  # the sofa of a polygon and two rectangles; the mask
     assert (acc.boxes_in, acc.boxes_written) == (5, 4)  # objects, not pieces: 3 pieces are one sofa
 

@@ -52,3 +52,35 @@ def test_train_refuses_an_image_size_the_detector_cannot_take_before_loading_any
     assert trained.stderr.strip().splitlines()[-1] == (
         "boxweight train: error: argument --image-size: 100 must be a multiple of 8 (the detector's backbone halves it three times)"
     )
+
+
+# 5 and 6. the carve said out loud; classes that no train box reaches named
+def test_the_carve_and_unlearnable_classes_are_said_on_the_console_in_stats_and_on_the_page(tmp_path, demo_dir):
+    doc = json.loads((demo_dir / "annotations.json").read_text())
+    doc["categories"].append({"id": 99, "name": "unicorn"})  # in the label map, in no annotation
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    done = _run("prepare", "--input", str(tmp_path / "a.json"), "--image-root", str(demo_dir), "--output", str(tmp_path / "o"), *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    carve = _stats(tmp_path / "o")["input"]["val_carve"]
+    assert (carve["train_images_before"], carve["val_images"], carve["far_from_asked"]) == (240, 24, False)
+    assert "val: carved from train, 24 of 240 images (10.0%; asked 10%), stratified" in done.stdout  # was: nothing
+    assert "warning: 1 of 7 classes have no train box and will never be learned, though they keep their id and a weight: unicorn" in done.stdout
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "carved from train, 24 of 240 images" in page and "will never be learned" in page
+
+
+def test_a_small_set_whose_carve_is_far_from_the_fraction_says_so(tmp_path):
+    images = tmp_path / "data"
+    images.mkdir()
+    entries, anns = [], []
+    for i in range(12):  # 6 classes in 2 images each: each keeps one image in val, 6 of 12
+        (images / f"{i}.jpg").write_bytes(dialects.jpeg())
+        entries.append({"id": i + 1, "file_name": f"{i}.jpg", "width": dialects.W, "height": dialects.H})
+        anns.append({"id": i + 1, "image_id": i + 1, "category_id": i // 2 + 1, "bbox": [2, 2, 20, 20]})
+    cats = [{"id": k + 1, "name": f"c{k}"} for k in range(6)]
+    (images / "a.json").write_text(json.dumps({"images": entries, "annotations": anns, "categories": cats}))
+    done = _run("prepare", "--input", str(images / "a.json"), "--output", str(tmp_path / "o"), *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    assert "val: carved from train, 6 of 12 images (50.0%; asked 10%)" in done.stdout
+    assert "warning: the carved val split is 50.0% of train, far from the asked 10%" in done.stdout
+    assert _stats(tmp_path / "o")["input"]["val_carve"]["far_from_asked"] is True

@@ -165,3 +165,46 @@ def test_tf_od_api_shard_names_name_the_split(tmp_path, demo_dir):
     counts = Counter(_splits(records).values())
     stats = JobOutput.open(str(out)).stats()["splits"]
     assert counts == {"train": stats["train"]["images"], "val": stats["val"]["images"]}
+
+
+# The carve of a val split out of train (real exports, round 3, #5)
+def _carve(images, fraction):
+    from beam_jobs.split import carve_val
+
+    val, summary = carve_val([(h, tuple(sorted(c))) for h, c in images], fraction)
+    return val, summary
+
+
+def test_a_class_in_two_images_lands_in_both_splits_even_when_it_is_not_their_rarest_class():
+    # person is in 2 images, but each of those holds a rarer class: the old stratum (rarest class) never carved it
+    images = [(1, {"person", "kite"}), (2, {"person", "boat"})] + [(10 + i, {"car"}) for i in range(20)]
+    images += [(100, {"kite"}), (101, {"boat"})]
+    val, summary = _carve(images, 0.1)
+    assert sum(1 for h, c in images if h in val and "person" in c) == 1
+    assert summary["classes_in_both"] == ["boat", "car", "kite", "person"] and summary["classes_train_only"] == []
+    # one image each of boat, kite (not the person-and-kite one: person would lose its last train image) and car
+    assert summary["val_images"] == 3 and not summary["far_from_asked"]
+
+
+def test_no_class_loses_its_last_train_image_and_a_small_set_says_it_is_far_from_the_fraction():
+    # 12 images, 6 classes in 2 images each: every class in both splits needs 6 val images (50% at 0.1)
+    images = [(i, {f"c{i // 2}"}) for i in range(12)]
+    val, summary = _carve(images, 0.1)
+    assert len(val) == 6 and {f"c{h // 2}" for h in val} == {f"c{i}" for i in range(6)}
+    assert summary["far_from_asked"] and summary["fraction"] == 0.5
+    single = [(1, {"only"}), (2, {"a"}), (3, {"a"})]
+    val, summary = _carve(single, 0.5)
+    assert 1 not in val and summary["classes_train_only"] == ["only"]
+
+
+def test_the_carve_is_stratified_and_depends_only_on_the_images():
+    import random
+
+    images = [(random.Random(f"common{i}").getrandbits(63), {"common"}) for i in range(900)]
+    images += [(random.Random(f"rare{i}").getrandbits(63), {"rare"}) for i in range(100)]
+    val, summary = _carve(images, 0.1)
+    assert summary["val_images"] == 100
+    counts = {name: sum(1 for h, c in images if h in val and name in c) for name in ("common", "rare")}
+    assert counts == {"common": 90, "rare": 10}  # each stratum its share
+    shuffled = images[::-1]
+    assert _carve(shuffled, 0.1)[0] == val

@@ -15,6 +15,7 @@ from weighting.report.document import (
     rows,
     scheme_params,
     split_items,
+    split_lines,
     to_csv,
     to_frame,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "rows",
     "scheme_params",
     "split_items",
+    "split_lines",
     "to_csv",
     "to_frame",
 ]

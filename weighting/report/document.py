@@ -172,6 +172,7 @@ def render_table(doc: Mapping[str, Any]) -> str:
             )
     t = doc["totals"]
     lines.append("")
+    lines.extend(split_lines(doc))
     lines.append(f"images: {t['images_in']} in = {t['images_written']} written + {t['images_quarantined']} quarantined")
     lines.append(f"boxes:  {t['boxes_in']} in = {t['boxes_written']} written + {t['boxes_dropped']} dropped")
     for title, key in (
@@ -193,6 +194,51 @@ def render_table(doc: Mapping[str, Any]) -> str:
                 f"    {name[:24]:<24} {c['boxes_in']:>7} in = {c['boxes_written']:>7} written + {c['boxes_dropped']:>6} dropped ({reasons})"
             )
     return "\n".join(lines) + "\n"
+
+
+def split_lines(doc: Mapping[str, Any]) -> list[str]:
+    """How the splits came about, and what the user should know before training (console and report page).
+
+    The carve of a val split out of train, with its size against the asked
+    fraction; a warning when it is far from it, or when a class in two or
+    more images has none in val; and the classes no train box reaches,
+    which keep their place (and the largest weight) in the label map but
+    that a model trained on these records will never learn.
+    """
+    lines = []
+    carve = doc["input"].get("val_carve")
+    if carve:
+        n, k = carve["train_images_before"], carve["val_images"]
+        share = 100 * carve["fraction"]
+        if k == 0:
+            lines.append(f"val: none carved from train ({n} images: too few to give val any and keep every class in train)")
+        else:
+            lines.append(
+                f"val: carved from train, {k} of {n} images ({share:.1f}%; asked {100 * carve['asked_fraction']:g}%), "
+                "stratified, every class in two or more images in both splits where it can be"
+            )
+        if carve["far_from_asked"]:
+            lines.append(
+                f"warning: the carved val split is {share:.1f}% of train, far from the asked "
+                f"{100 * carve['asked_fraction']:g}%: each class in two or more images keeps one image in val, "
+                "and no class loses its last train image; give the source a val split to choose it yourself"
+            )
+        short = [c for c in carve["classes_train_only"] if _images(doc, c) >= 2]
+        if short:
+            lines.append(f"warning: in two or more images but none in val (their images cannot move): {', '.join(short)}")
+    train = dict(split_items(doc)).get("train")
+    if train is not None:
+        unlearned = [c["name"] for c in train["classes"] if c["boxes"] == 0]
+        if unlearned:
+            lines.append(
+                f"warning: {len(unlearned)} of {len(train['classes'])} classes have no train box and will never be "
+                f"learned, though they keep their id and a weight: {', '.join(unlearned)}"
+            )
+    return lines
+
+
+def _images(doc: Mapping[str, Any], name: str) -> int:
+    return sum(c["images"] for _, entry in split_items(doc) for c in entry["classes"] if c["name"] == name)
 
 
 def scheme_params(doc: Mapping[str, Any]) -> str:

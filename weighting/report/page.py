@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from schemas.report import ASPECT_BUCKETS, BOXES_PER_IMAGE_BINS, POSITION_GRID, SIZE_BUCKETS, bin_labels
-from weighting.report import scheme_params, split_items
+from weighting.report import scheme_params, split_items, split_lines
 from weighting.report.thumbnails import Thumbnail
 
 _W, _H, _PAD_L, _PAD_B, _PAD_T, _PAD_R = 760, 300, 60, 90, 20, 60
@@ -27,7 +27,7 @@ td:first-child,th:first-child,td.name,th.name{text-align:left}
 code{background:#f0f1f3;padding:2px 5px;border-radius:4px;font-size:12.5px;white-space:pre-wrap;overflow-wrap:anywhere}
 .scroll{overflow-x:auto}#command code{display:block;padding:8px;word-spacing:2px}td.detail{font-size:12.5px;overflow-wrap:anywhere}
 .kpis{display:flex;gap:10px;flex-wrap:wrap}.kpi{flex:1;min-width:100px;margin:0}.kpi b{display:block;font-size:20px}
-.muted{color:#667}.legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
+.muted{color:#667}.warn{color:#8a4b00;background:#fff4e0;padding:6px 10px;border-radius:4px}.legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 svg text{font:11px system-ui,sans-serif;fill:#333}
 .strip{display:flex;align-items:center;gap:6px;margin:4px 0;flex-wrap:wrap}.strip .name{width:160px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .strip img{height:72px;border-radius:3px;border:1px solid #ddd}
@@ -462,7 +462,7 @@ def render(
 <div class="card kpi">boxes written<b>{t["boxes_written"]}</b></div>
 <div class="card kpi">boxes dropped<b>{t["boxes_dropped"]}</b></div>
 </div>
-<section class="card" id="splits"><h2>Splits side by side</h2>{splits_table(doc)}</section>
+<section class="card" id="splits"><h2>Splits side by side</h2>{_split_notes(doc)}{splits_table(doc)}</section>
 {examples}
 {"".join(sections)}
 <section class="card" id="rejects"><h2>Rejects</h2>
@@ -482,3 +482,12 @@ def _pixel_note(doc: Mapping[str, Any]) -> str:
     if doc["input"].get("pixel_check") != "header":
         return ""
     return "; <b>pixels not decoded (--pixel-check header)</b>: an image whose pixel data is corrupt was written"
+
+
+def _split_notes(doc: Mapping[str, Any]) -> str:
+    """The carve and the warnings of :func:`document.split_lines`, warnings marked as such."""
+    notes = []
+    for line in split_lines(doc):
+        text = _e(line.removeprefix("warning: "))
+        notes.append(f'<p class="warn"><b>Warning:</b> {text}</p>' if line.startswith("warning: ") else f'<p class="muted">{text}</p>')
+    return "".join(notes)
