@@ -166,9 +166,10 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = [f"{'id':>3}  {'class':<20} {'gt':>6} {'AP50':>7} {'AP':>7} {'recall@' + str(result['score_threshold']):>11}"]
+    w = max([20, *(len(c["name"]) for c in result["classes"])])  # whole names: two classes may share a long prefix
+    lines = [f"{'id':>3}  {'class':<{w}} {'gt':>6} {'AP50':>7} {'AP':>7} {'recall@' + str(result['score_threshold']):>11}"]
     for c in result["classes"]:
         fmt = lambda v: "   n/a" if v is None else f"{v:7.3f}"  # noqa: E731
-        lines.append(f"{c['id']:>3}  {c['name'][:20]:<20} {c['ground_truth']:>6} {fmt(c['ap50'])} {fmt(c['ap'])} {fmt(c['recall']):>11}")
+        lines.append(f"{c['id']:>3}  {c['name']:<{w}} {c['ground_truth']:>6} {fmt(c['ap50'])} {fmt(c['ap'])} {fmt(c['recall']):>11}")
     lines.append(f"mAP50 {result['map50']:.3f}   mAP[.5:.95] {result['map']:.3f}")
     return "\n".join(lines) + "\n"

@@ -84,3 +84,25 @@ def test_a_small_set_whose_carve_is_far_from_the_fraction_says_so(tmp_path):
     assert "val: carved from train, 6 of 12 images (50.0%; asked 10%)" in done.stdout
     assert "warning: the carved val split is 50.0% of train, far from the asked 10%" in done.stdout
     assert _stats(tmp_path / "o")["input"]["val_carve"]["far_from_asked"] is True
+
+
+# 9. long class names are shown whole
+def test_long_class_names_are_shown_whole_in_the_evaluate_and_prepare_tables(tmp_path, demo_dir):
+    from boxweight.evaluate import render
+
+    long_a, long_b = "Plastic bag - wrapper and film", "Plastic bag - wrapper, other"
+    table = render({"classes": [
+        {"id": 1, "name": long_a, "ground_truth": 5, "ap50": 0.5, "ap": 0.25, "recall": 0.6},
+        {"id": 2, "name": long_b, "ground_truth": 3, "ap50": None, "ap": None, "recall": None},
+    ], "score_threshold": 0.5, "map50": 0.5, "map": 0.25})
+    assert long_a in table and long_b in table  # was "Plastic bag - wrappe" twice
+    header, first, second = table.splitlines()[:3]
+    assert header.index(" gt") + 3 == first.index(" 5 ") + 2 == second.index(" 3 ") + 2  # the columns still line up
+    doc = json.loads((demo_dir / "annotations.json").read_text())
+    doc["categories"][0]["name"] = long_a
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    done = _run("prepare", "--input", str(tmp_path / "a.json"), "--image-root", str(demo_dir), "--output", str(tmp_path / "o"), *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    assert f"  {long_a} " in done.stdout
+    shown = _run("report", str(tmp_path / "o"))
+    assert shown.returncode == 0 and f"  {long_a} " in shown.stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.features import SCHEMA_VERSION
@@ -162,12 +162,13 @@ def render_table(doc: Mapping[str, Any]) -> str:
             f"[{split}] {entry['images']} images ({entry['negative_images']} without boxes), {entry['boxes']} boxes, "
             f"imbalance max/min {'n/a' if ratio is None else _fmt(ratio)}"
         )
-        header = f"  {'id':>3}  {'class':<24} {'boxes':>8} {'share':>7} {'images':>7} {'weight':>8} {'repeat':>7}"
+        w = _name_width(c["name"] for c in entry["classes"])
+        header = f"  {'id':>3}  {'class':<{w}} {'boxes':>8} {'share':>7} {'images':>7} {'weight':>8} {'repeat':>7}"
         lines.append(header)
         lines.append("  " + "-" * (len(header) - 2))
         for c in sorted(entry["classes"], key=lambda c: (-c["boxes"], c["id"])):
             lines.append(
-                f"  {c['id']:>3}  {c['name'][:24]:<24} {c['boxes']:>8} {100 * c['share']:>6.2f}% {c['images']:>7} "
+                f"  {c['id']:>3}  {c['name']:<{w}} {c['boxes']:>8} {100 * c['share']:>6.2f}% {c['images']:>7} "
                 f"{_fmt(c['weight']):>8} {_fmt(c['repeat_factor']):>7}"
             )
     t = doc["totals"]
@@ -188,10 +189,11 @@ def render_table(doc: Mapping[str, Any]) -> str:
     )
     if lossy:
         lines.append("  dropped by class:")
+        w = _name_width(name for name, _ in lossy)
         for name, c in lossy:
             reasons = ", ".join(f"{k} {v}" for k, v in c["boxes_dropped_by_reason"].items())
             lines.append(
-                f"    {name[:24]:<24} {c['boxes_in']:>7} in = {c['boxes_written']:>7} written + {c['boxes_dropped']:>6} dropped ({reasons})"
+                f"    {name:<{w}} {c['boxes_in']:>7} in = {c['boxes_written']:>7} written + {c['boxes_dropped']:>6} dropped ({reasons})"
             )
     return "\n".join(lines) + "\n"
 
@@ -270,8 +272,9 @@ def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str = "A"
                 f"only in {side}: {', '.join(names)}" for side, names in (("A", only_a), ("B", only_b)) if names
             )
         )
+    w = _name_width([c["name"] for d in (a, b) for entry in d["splits"].values() for c in entry.get("classes", [])])
     header = (
-        f"  {'class':<24} {'A boxes':>8} {'A share':>8} {'A weight':>9} {'B boxes':>8} {'B share':>8} {'B weight':>9}"
+        f"  {'class':<{w}} {'A boxes':>8} {'A share':>8} {'A weight':>9} {'B boxes':>8} {'B share':>8} {'B weight':>9}"
         f" {'share B-A':>10} {'weight B/A':>11}"
     )
     for split in sorted(set(a["splits"]) | set(b["splits"]), key=_split_key):
@@ -290,7 +293,7 @@ def render_compare(a: Mapping[str, Any], b: Mapping[str, Any], name_a: str = "A"
             x, y = ca.get(name), cb.get(name)
             share = f"{100 * (y['share'] - x['share']):>+8.2f}pp" if x and y else f"{'-':>10}"
             ratio = f"{y['weight'] / x['weight']:>10.2f}x" if x and y and x["weight"] else f"{'-':>11}"
-            lines.append(f"  {name[:24]:<24} {_side(x)} {_side(y)} {share} {ratio}")
+            lines.append(f"  {name:<{w}} {_side(x)} {_side(y)} {share} {ratio}")
     return "\n".join(lines) + "\n"
 
 
@@ -298,3 +301,8 @@ def _side(c: Mapping[str, Any] | None) -> str:
     if c is None:
         return f"{'-':>8} {'-':>8} {'-':>9}"
     return f"{c['boxes']:>8} {100 * c['share']:>7.2f}% {_fmt(c['weight']):>9}"
+
+
+def _name_width(names: Iterable[str]) -> int:
+    """The class column's width: 24, or the longest name, which is never cut (two may share a long prefix)."""
+    return max([24, *(len(n) for n in names)])
