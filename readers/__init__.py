@@ -94,6 +94,26 @@ _LOOKED_FOR = (
 )
 
 
+def _annotation_sets(path: str, names: set[str], rels: list[str], jsons: list[str]) -> dict[str, list[str]]:
+    """The annotation sets a folder holds, each with the files that mark it (a few): YOLO, CVAT, LabelMe or COCO."""
+    sets: dict[str, list[str]] = {}
+    yaml = sorted(r for r in rels if posixpath.basename(r).lower() in ("data.yaml", "data.yml", "dataset.yaml", "classes.txt"))
+    if yaml and any("labels/" in r for r in rels):
+        sets["yolo"] = yaml[:3]
+    if "annotations.xml" in rels and is_cvat(_head(fs.join(path, "annotations.xml"))):
+        sets["cvat"] = ["annotations.xml"]
+    if jsons and is_labelme(_peek_json(jsons[0])):  # a LabelMe folder: its JSON files are no COCO set
+        sets["labelme"] = [fs.relpath(jsons[0], path), "..."] if len(jsons) > 1 else [fs.relpath(jsons[0], path)]
+        return sets
+    coco = sorted(
+        r for r in (fs.relpath(f, path) for f in jsons)
+        if (n := posixpath.basename(r).lower()) == "_annotations.coco.json" or n.startswith("instances_") or split_in_name(n[:-5])
+    )
+    if coco:
+        sets["coco"] = coco[:3] + (["..."] if len(coco) > 3 else [])
+    return sets
+
+
 def detect_format(path: str) -> str:
     """Guess the annotation format of ``path``.
 
@@ -122,17 +142,13 @@ def detect_format(path: str) -> str:
     files = fs.list_files(path)
     names = {posixpath.basename(f).lower() for f in files}
     rels = [fs.relpath(f, path) for f in files]
-    if names & {"data.yaml", "data.yml", "dataset.yaml", "classes.txt"} and any("labels/" in r for r in rels):
-        return "yolo"
-    if "annotations.xml" in rels and is_cvat(_head(fs.join(path, "annotations.xml"))):
-        return "cvat"
     jsons = [f for f in files if f.lower().endswith(".json")]
-    if jsons and is_labelme(_peek_json(jsons[0])):
-        return "labelme"
-    if "_annotations.coco.json" in names or any(
-        n.endswith(".json") and (n.startswith("instances_") or split_in_name(n[:-5])) for n in names
-    ):
-        return "coco"
+    sets = _annotation_sets(path, names, rels, jsons)
+    if len(sets) > 1:  # which one the user meant is theirs to say: a silent pick trains on the other's classes
+        found = "; ".join(f"{fmt} ({', '.join(shown)})" for fmt, shown in sets.items())
+        raise SourceError(f"{path} holds more than one annotation set: {found}. Give the one you mean as --input (its file), or pass --format")
+    if sets:
+        return next(iter(sets))
     if any(n.endswith(".xml") for n in names):
         return "voc"
     if any(n.endswith(".csv") for n in names):

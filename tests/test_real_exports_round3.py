@@ -106,3 +106,23 @@ def test_long_class_names_are_shown_whole_in_the_evaluate_and_prepare_tables(tmp
     assert f"  {long_a} " in done.stdout
     shown = _run("report", str(tmp_path / "o"))
     assert shown.returncode == 0 and f"  {long_a} " in shown.stdout
+
+
+# 7. a folder with two annotation sets
+def test_a_folder_with_two_annotation_sets_is_refused_naming_both(tmp_path):
+    data = tmp_path / "export"
+    dialects.cvat_export(data)
+    coco = {"images": [{"id": 1, "file_name": "images/f0.jpg", "width": dialects.W, "height": dialects.H}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]}],
+            "categories": [{"id": 1, "name": "truck"}]}
+    (data / "instances_default.json").write_text(json.dumps(coco))
+    done = _run("prepare", "--input", str(data), "--output", str(tmp_path / "o"))
+    assert done.returncode == 2  # was: one of them read without a word
+    assert done.stderr.strip() == (
+        f"boxweight prepare: error: {data} holds more than one annotation set: cvat (annotations.xml); "
+        "coco (instances_default.json). Give the one you mean as --input (its file), or pass --format"
+    )
+    chosen = _run("prepare", "--input", str(data), "--format", "cvat", "--output", str(tmp_path / "o"), *IN_PROCESS)
+    assert chosen.returncode == 0, chosen.stderr
+    label_map = (tmp_path / "o" / "label_map.pbtxt").read_text()
+    assert "name: 'car'" in label_map and "truck" not in label_map
