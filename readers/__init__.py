@@ -157,7 +157,26 @@ def detect_format(path: str) -> str:
         return "tfrecord"
     kinds = Counter(posixpath.splitext(n)[1] or n for n in names)
     found = ", ".join(f"{n} {ext}" for ext, n in kinds.most_common(5)) or "no files"
-    raise SourceError(f"{path}: no known annotation format found ({found}); looked for {_LOOKED_FOR}; or pass --format")
+    raise SourceError(f"{path}: no known annotation format found ({found}){_dataset_above(path)}; looked for {_LOOKED_FOR}; or pass --format")
+
+
+_DATASET_MARKERS = ("data.yaml", "data.yml", "dataset.yaml", "Annotations", "annotations.xml", "_annotations.coco.json", "annotations")
+
+
+def _dataset_above(path: str) -> str:
+    """', but PARENT holds MARKER: give that folder as --input' for an image folder inside a dataset (local paths)."""
+    if "://" in path:
+        return ""
+    here = os.path.abspath(path)
+    for _ in range(3):
+        parent = os.path.dirname(here)
+        if parent == here:
+            return ""
+        here = parent
+        marker = next((m for m in _DATASET_MARKERS if os.path.exists(os.path.join(here, m))), None)
+        if marker:
+            return f", but {here} holds {marker}: give that folder as --input"
+    return ""
 
 
 def _head(path: str, size: int = 4096) -> bytes:
@@ -189,6 +208,7 @@ def open_source(
         # one spelling per folder ('./d/', 'd'): keys and splits must not depend on how the path was typed
         path = os.path.normpath(path)
         image_root = os.path.normpath(image_root) if image_root and "://" not in image_root else image_root
+    asked = format
     if format == "auto":
         format = detect_format(path)
     if format not in FORMATS:
@@ -198,7 +218,21 @@ def open_source(
     kwargs: dict[str, Any] = {"image_root": image_root}
     if label_map is not None and format in ("voc", "csv", "tfrecord", "labelme", "cvat"):
         kwargs["label_map"] = label_map
-    return UniqueImages(FORMATS[format](path, **kwargs))
+    try:
+        return UniqueImages(FORMATS[format](path, **kwargs))
+    except SourceError as exc:
+        if asked == "auto":
+            raise
+        raise SourceError(f"{exc}{_looks_like(path, format)}") from None
+
+
+def _looks_like(path: str, asked: str) -> str:
+    """What ``path`` looks like when ``--format`` named another format, for the refusal's line."""
+    try:
+        found = detect_format(path)
+    except SourceError:
+        return ""
+    return "" if found == asked else f" (it looks like {found}: pass --format {found}, or leave --format out)"
 
 
 class UniqueImages:

@@ -18,6 +18,7 @@ negative). A label file whose image is missing is quarantined with its boxes.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import posixpath
@@ -34,6 +35,8 @@ from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
 
 #: One unit of a read: an image and its label file (None: no label file, a negative), or (None, an orphan label file).
+log = logging.getLogger(__name__)
+
 Item = tuple[str | None, str | None]
 _Listing = tuple[list[str], dict[str, str]]  # image files; label files by path without extension
 
@@ -74,7 +77,10 @@ def declared_splits(root: str) -> list[tuple[str, str]]:
             if not isinstance(entry, str) or not entry.strip():
                 continue
             folder = _existing_folder(entry.strip(), (base, here))
-            if folder is not None and all(folder != f for f, _ in pairs):
+            if folder is None:  # an export's own machine path (/kaggle/input/...): right to ignore, but said
+                log.warning("%s: %s: %s is no folder here; those images take their split from their folder names",
+                            yaml_path, key, entry.strip())
+            elif all(folder != f for f, _ in pairs):
                 pairs.append((folder, split_name(key)))
     return sorted(pairs, key=lambda p: -len(p[0]))
 

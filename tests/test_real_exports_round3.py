@@ -126,3 +126,39 @@ def test_a_folder_with_two_annotation_sets_is_refused_naming_both(tmp_path):
     assert chosen.returncode == 0, chosen.stderr
     label_map = (tmp_path / "o" / "label_map.pbtxt").read_text()
     assert "name: 'car'" in label_map and "truck" not in label_map
+
+
+# 8. messages that point the way
+def _yolo(root: Path, yaml_text: str) -> Path:
+    for split in ("train", "valid"):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "images" / "a.jpg").write_bytes(dialects.jpeg())
+        (root / split / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text(yaml_text)
+    return root
+
+
+def test_a_wrong_format_or_an_image_folder_says_what_was_found_and_where(tmp_path):
+    root = _yolo(tmp_path / "yolo", "names: [fish]\ntrain: train/images\nval: valid/images\n")
+    done = _run("prepare", "--input", str(root), "--format", "coco", "--output", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("(it looks like yolo: pass --format yolo, or leave --format out)")
+    dialects.cvat_export(tmp_path / "cvat")
+    done = _run("prepare", "--input", str(tmp_path / "cvat" / "annotations.xml"), "--format", "voc", "--output", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"boxweight prepare: error: {tmp_path / 'cvat' / 'annotations.xml'}: no Pascal VOC *.xml files found "
+                                   "(it looks like cvat: pass --format cvat, or leave --format out)")
+    done = _run("prepare", "--input", str(root / "train" / "images"), "--output", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert f"no known annotation format found (1 .jpg), but {root} holds data.yaml: give that folder as --input;" in done.stderr
+
+
+def test_data_yaml_split_paths_from_another_machine_are_said_in_one_line(tmp_path):
+    root = _yolo(tmp_path / "yolo", "names: [fish]\ntrain: /kaggle/input/fish/train/images\nval: /kaggle/input/fish/valid/images\n")
+    done = _run("prepare", "--input", str(root), "--output", str(tmp_path / "o"), *IN_PROCESS)
+    assert done.returncode == 0, done.stderr
+    for key, split in (("train", "train"), ("val", "valid")):
+        assert (f"WARNING readers.yolo: {root}/data.yaml: {key}: /kaggle/input/fish/{split}/images is no folder here; "
+                "those images take their split from their folder names") in done.stderr
+    assert sorted(_stats(tmp_path / "o")["splits"]) == ["train", "val"]  # still right, from the folder names
