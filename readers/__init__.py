@@ -94,7 +94,7 @@ _LOOKED_FOR = (
 )
 
 
-def _annotation_sets(path: str, names: set[str], rels: list[str], jsons: list[str]) -> dict[str, list[str]]:
+def _annotation_sets(path: str, rels: list[str], jsons: list[str]) -> dict[str, list[str]]:
     """The annotation sets a folder holds, each with the files that mark it (a few): YOLO, CVAT, LabelMe or COCO."""
     sets: dict[str, list[str]] = {}
     yaml = sorted(r for r in rels if posixpath.basename(r).lower() in ("data.yaml", "data.yml", "dataset.yaml", "classes.txt"))
@@ -143,7 +143,7 @@ def detect_format(path: str) -> str:
     names = {posixpath.basename(f).lower() for f in files}
     rels = [fs.relpath(f, path) for f in files]
     jsons = [f for f in files if f.lower().endswith(".json")]
-    sets = _annotation_sets(path, names, rels, jsons)
+    sets = _annotation_sets(path, rels, jsons)
     if len(sets) > 1:  # which one the user meant is theirs to say: a silent pick trains on the other's classes
         found = "; ".join(f"{fmt} ({', '.join(shown)})" for fmt, shown in sets.items())
         raise SourceError(f"{path} holds more than one annotation set: {found}. Give the one you mean as --input (its file), or pass --format")
