@@ -11,6 +11,10 @@ RSS of:
   statistics, no weights, no pixel decode;
 * baseline-pool: the same per-image work in a ``multiprocessing.Pool`` with
   one process per core, the parent writing the shards;
+* baseline-pool-decode: baseline-pool that also decodes each image once with
+  TensorFlow (``tf.io.decode_jpeg(..., ratio=8)``: 1/8 scale, the whole
+  compressed stream parsed), so no record fails in training: the
+  like-for-like peer of boxweight's default ``--pixel-check decode``;
 * floor: one process per core, each reading its share of the files, hashing
   them and writing the bytes with TFRecord framing: the least any converter
   does;
@@ -113,12 +117,14 @@ _CATEGORIES: dict[int, str] = {}
 _ANNS: dict[int, list] = {}
 
 
-def _baseline_example(image: dict, image_dir: str) -> bytes:
+def _baseline_example(image: dict, image_dir: str, decode: bool = False) -> bytes:
     import tensorflow as tf
 
     with tf.io.gfile.GFile(os.path.join(image_dir, image["file_name"]), "rb") as fid:
         encoded = fid.read()
     Image.open(io.BytesIO(encoded))  # as the script does: PIL.Image.open to check the JPEG
+    if decode:  # the like-for-like peer: every image decoded once, so none fails in training
+        tf.io.decode_jpeg(encoded, channels=3, ratio=8)
     key = hashlib.sha256(encoded).hexdigest()
     w, h = image["width"], image["height"]
     xmin, xmax, ymin, ymax, cls, text, crowd, area = [], [], [], [], [], [], [], []
@@ -172,11 +178,11 @@ def _init(ann_path: str) -> None:
         _ANNS.setdefault(a["image_id"], []).append(a)
 
 
-def _pool_work(args: tuple[dict, str]) -> bytes:
+def _pool_work(args: tuple[dict, str, bool]) -> bytes:
     return _baseline_example(*args)
 
 
-def run_baseline(ann_path: str, out: str, shards: int, pool: bool) -> int:
+def run_baseline(ann_path: str, out: str, shards: int, pool: bool, decode: bool = False) -> int:
     import tensorflow as tf
 
     _init(ann_path)
@@ -188,12 +194,12 @@ def run_baseline(ann_path: str, out: str, shards: int, pool: bool) -> int:
     ]
     if pool:
         with multiprocessing.Pool(initializer=_init, initargs=(ann_path,)) as p:
-            examples = p.imap(_pool_work, ((img, image_dir) for img in images), chunksize=32)
+            examples = p.imap(_pool_work, ((img, image_dir, decode) for img in images), chunksize=32)
             for n, ex in enumerate(examples):
                 writers[n % shards].write(ex)
     else:
         for n, img in enumerate(images):
-            writers[n % shards].write(_baseline_example(img, image_dir))
+            writers[n % shards].write(_baseline_example(img, image_dir, decode))
     for w in writers:
         w.close()
     return len(images)
@@ -295,7 +301,7 @@ def _child(mode: str, ann_path: str, shards: int) -> None:
             with open(os.path.join(out, "stats.json")) as f:
                 n = json.load(f)["totals"]["images_written"]
         else:
-            n = run_baseline(ann_path, out, shards, pool=(mode == "baseline-pool"))
+            n = run_baseline(ann_path, out, shards, pool=mode.startswith("baseline-pool"), decode=mode.endswith("-decode"))
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -307,6 +313,7 @@ def _child(mode: str, ann_path: str, shards: int) -> None:
 MODES = (
     "baseline-1",
     "baseline-pool",
+    "baseline-pool-decode",
     "floor",
     "boxweight",
     "boxweight-1proc",
@@ -387,6 +394,7 @@ def main() -> None:
                 f"{a} / {b} throughput: median {statistics.median(per_round):.2f}x within rounds ({min(per_round):.2f}-{max(per_round):.2f})"
             )
 
+    versus("boxweight", "baseline-pool-decode")
     versus("boxweight", "baseline-pool")
     versus("boxweight-header", "baseline-pool")
     versus("boxweight-1proc", "baseline-pool")

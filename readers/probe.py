@@ -3,12 +3,12 @@
 Pillow reads the header (format, size, EXIF orientation); the end marker is
 found from the last bytes, or, when they hold none, by walking the segments
 (a JPEG padded after its end is complete; one cut short is not). Then every
-image is decoded once by TensorFlow, the decoder training uses, so a file
-whose header and end are intact but whose pixel data is corrupt (random
-bytes mid-scan, a PNG with no image data) is refused here rather than
-failing in ``create_input_fn`` mid-training (``--pixel-check header`` skips
-this decode: at 50k photos the job ran about 3x faster, and such a file then
-fails in training instead).
+image's compressed data is decoded once (:mod:`readers.pixels`: everything
+TensorFlow, the decoder training uses, refuses), so a file whose header and
+end are intact but whose pixel data is corrupt (random bytes mid-scan, a PNG
+with no image data) is refused here rather than failing in
+``create_input_fn`` mid-training (``--pixel-check header`` skips this
+decode, and such a file then fails in training instead).
 Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is kept, and its warning is treated as an error.
 
 EXIF orientation: TensorFlow's ``decode_jpeg`` ignores EXIF, while annotation
@@ -25,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from PIL import Image
 
+from readers import pixels
 from schemas.reasons import RejectReason
 
 _FORMATS = {"JPEG": "jpeg", "PNG": "png", "MPO": "jpeg"}  # MPO: phones' multi-frame JPEG; decoders read frame 1
@@ -122,30 +123,17 @@ def probe_stream(f: BinaryIO, size: int, name: str, decode: bool = True) -> Imag
 
 
 def _decode(data: bytes, fmt: str, name: str) -> None:
-    """Decode the pixels with TensorFlow's own decoder; raises ProbeError(IMAGE_CORRUPT) when they do not decode.
+    """Check that the pixels decode in full; raises ProbeError(IMAGE_CORRUPT) when they do not.
 
-    ``create_input_fn`` decodes with ``tf.io.decode_image(..., channels=3)``. A JPEG is decoded here at
-    1/8 scale (``ratio=8``, libjpeg's DCT scaling): the whole entropy-coded stream is still parsed, and a
-    test checks that it accepts and refuses exactly what the full decode does. Pillow is no substitute:
-    it skips libpng's CRC and Adler-32 checks and never asks libjpeg for the end of the image, so files
-    TensorFlow refuses pass it.
+    ``create_input_fn`` decodes with ``tf.io.decode_image(..., channels=3)``; :mod:`readers.pixels`
+    refuses at least what that refuses, without TensorFlow (see its doc for the one difference).
+    Pillow is no substitute: it skips libpng's CRC and Adler-32 checks and never asks libjpeg for
+    the end of the image, so files TensorFlow refuses pass it.
     """
-    tf = _tensorflow()
     try:
-        if fmt in ("JPEG", "MPO"):
-            tf.io.decode_jpeg(data, channels=3, ratio=8)
-        else:
-            tf.io.decode_image(data, channels=3, expand_animations=False)
-    except tf.errors.OpError as exc:
-        detail = exc.message.rsplit("}}", 1)[-1].split("[Op:")[0].strip()
-        raise ProbeError(RejectReason.IMAGE_CORRUPT, f"{name}: pixel data does not decode in TensorFlow: {detail}") from None
-
-
-def _tensorflow() -> Any:
-    """TensorFlow, imported on first use: a worker that validates images pays its import once (about 3 s)."""
-    from readers.tfimport import tensorflow
-
-    return tensorflow()
+        pixels.check(data, "png" if fmt == "PNG" else "jpeg")
+    except pixels.PixelError as exc:
+        raise ProbeError(RejectReason.IMAGE_CORRUPT, f"{name}: pixel data does not decode: {exc}") from None
 
 
 def _orientation(img: Image.Image) -> tuple[int, bool]:

@@ -220,7 +220,7 @@ def _extension_matches(name: str, fmt: str) -> bool:
 def _check_boxes(
     raw: RawImage, label_map: LabelMap, width: int, height: int
 ) -> tuple[list[Box], list[Reject], list[Repair]]:
-    ids = label_map.ids()
+    ids = label_map.lookup  # the label map's own dictionary, built once: one look-up per box
     kept: list[Box] = []
     rejects: list[Reject] = []
     repairs: list[Repair] = []
@@ -234,8 +234,9 @@ def _check_boxes(
         if not all(math.isfinite(v) for v in coords):
             drop(rb, RejectReason.BOX_NON_FINITE, f"coordinates {coords} are not finite")
             continue
-        label = ids.get(rb.class_name) if rb.class_name is not None else None
-        if label is None:
+        name = rb.class_name
+        label = ids.get(name) if name is not None else None
+        if label is None or name is None:
             drop(rb, RejectReason.BOX_UNKNOWN_CLASS, f"class {rb.class_ref} is not in the label map")
             continue
         sx, sy = (width, height) if rb.normalized else (1.0, 1.0)
@@ -267,7 +268,7 @@ def _check_boxes(
                 xmax=norm[2],
                 ymax=norm[3],
                 label=label,
-                text=label_map.name_of(label),
+                text=name,
                 area=(cx1 - cx0) * (cy1 - cy0),
                 is_crowd=rb.is_crowd,
                 difficult=rb.difficult,
