@@ -56,7 +56,7 @@ def make_datasets(root: str) -> dict[str, str]:
             os.path.join(root, "cvat-source", image["file_name"]), os.path.join(root, "cvat", image["file_name"])
         )
         lines.append(
-            f'  <image id="{image["id"]}" name={quoteattr(image["file_name"])} width="{image["width"]}" height="{image["height"]}">'
+            f'  <image id="{image["id"]}" name={quoteattr(os.path.basename(image["file_name"]))} width="{image["width"]}" height="{image["height"]}">'
         )
         for a in (a for a in doc["annotations"] if a["image_id"] == image["id"]):
             x, y, w, h = a["bbox"]

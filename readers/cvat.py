@@ -78,9 +78,11 @@ class CvatSource:
         if not fs.exists(path):
             raise SourceError(f"{path}: no CVAT annotations.xml")
         self.path, self.image_root = path, image_root
-        if label_map is None:
+        self._images: int | None = None
+        if label_map is None:  # one pass over the file for its labels, counting its images on the way
             declared: list[str] = []
             used: set[str] = set()
+            self._images = 0
             for _, node, image in _events(path):
                 if image is not None:
                     if node.tag in ("box", "polygon", "ellipse", "mask"):
@@ -88,12 +90,17 @@ class CvatSource:
                 elif node.tag == "label" and node.find("name") is not None:
                     declared.append((node.findtext("name") or "").strip())
                 elif node.tag == "image":
+                    self._images += 1
                     node.clear()
             names = [n for n in dict.fromkeys(declared) if n] or sorted(n for n in used if n)
             if not names:
                 raise SourceError(f"{path}: no <labels> and no labelled box; no label set")
             label_map = LabelMap.from_names(names)
         self.label_map = label_map
+
+    def images_hint(self) -> int | None:
+        """How many images the file lists, when the launcher read it for its labels; else None."""
+        return self._images
 
     def _root(self) -> str:
         if self.image_root:
