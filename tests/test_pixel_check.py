@@ -361,6 +361,14 @@ def test_sources_decode_in_both_and_cover_the_variants():
     }
 
 
+def test_jpegs_are_decoded_at_one_eighth_scale():
+    """The whole entropy-coded stream is parsed either way; the 1/8 scale saves the inverse DCT's work."""
+    photo = _photos()[0]
+    assert photo.size == (960, 540)
+    assert pixels.check_jpeg(_jpeg(photo)) == (68, 120)  # ceil(540 / 8), 960 / 8
+    assert pixels.check_jpeg(_jpeg(photo.resize((5, 3)))) == (1, 1)
+
+
 def test_no_corrupted_jpeg_that_the_check_accepts_is_refused_by_tensorflow():
     table, wrong = _compare(_jpeg_sources(), _jpeg_corruptions, "jpeg", 2400, seed=11)
     assert wrong == []
