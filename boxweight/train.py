@@ -31,7 +31,7 @@ from boxweight.progress import Progress, eta
 from boxweight.train_args import parser
 from schemas.job_output import JobOutput, one_output
 from schemas.label_map import LabelMap
-from weighting.schemes import SCHEMES, tail_classes
+from weighting.schemes import DEFAULT_NORMALIZE, SCHEMES, tail_classes
 from weighting.training.input_fn import ReweightSpec, create_input_fn, split_counts
 from weighting.training.losses import (
     WeightedBinaryCrossEntropy,
@@ -50,7 +50,7 @@ class TrainConfig:
     val_split: str | None = None
     loss: str = "focal"
     weights: str = "record"
-    normalize: str = "min"
+    normalize: str = DEFAULT_NORMALIZE
     eql_threshold: float | None = None
     repeat_factor_sampling: bool = False
     epochs: int = 10

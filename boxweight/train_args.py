@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from weighting.schemes import NORMALIZATIONS
+from weighting.schemes import DEFAULT_NORMALIZE, NORMALIZATIONS
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--loss", choices=("focal", "ce"), default="focal", help="classification loss: sigmoid focal or sigmoid cross-entropy")
     p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json)")
-    p.add_argument("--normalize", default="min", choices=NORMALIZATIONS,
+    p.add_argument("--normalize", default=DEFAULT_NORMALIZE, choices=NORMALIZATIONS,
                    help="normalization of a --weights scheme; min: the most frequent class 1, rarer more")
     p.add_argument("--eql-threshold", type=float, default=None, metavar="LAMBDA",
                    help="equalization loss: on foreground cells, no negative gradient to classes in fewer than this share of "

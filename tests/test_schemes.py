@@ -28,7 +28,21 @@ def test_balanced_equals_scikit_learn():
     reference = compute_class_weight("balanced", classes=np.array(["a", "b", "c"]), y=y)
     np.testing.assert_allclose(_vec(class_weights(COUNTS, "balanced", normalize="none")), reference)
     # the issue's vector: 1110 / (3 * n_c)
-    np.testing.assert_allclose(_vec(class_weights(COUNTS, "balanced")), [0.37, 3.7, 37.0])
+    np.testing.assert_allclose(_vec(class_weights(COUNTS, "balanced", normalize="boxes")), [0.37, 3.7, 37.0])
+
+
+def test_the_library_the_command_and_the_trainer_share_one_default_normalization():
+    """A library user gets the weights `boxweight prepare` writes: smallest weight 1 (normalize=min)."""
+    import inspect
+
+    from beam_jobs.options import PrepareOptions
+    from boxweight.train_args import parser as train_parser
+
+    assert class_weights(COUNTS, "inverse") == class_weights(COUNTS, "inverse", normalize="min")
+    assert min(class_weights(COUNTS, "inverse").values()) == pytest.approx(1.0)
+    assert inspect.signature(WeightPlan.from_stats).parameters["normalize"].default == "min"
+    assert PrepareOptions([]).normalize == "min"
+    assert train_parser().parse_args(["--train", "x", "--out", "y"]).normalize == "min"
 
 
 def test_inverse_and_inverse_sqrt_raw():
@@ -110,13 +124,13 @@ def test_zero_count_class_gets_the_largest_weight_not_inf():
 def test_max_normalization_and_cap():
     w = class_weights(COUNTS, "inverse", normalize="max")
     assert max(w.values()) == pytest.approx(1.0)
-    capped = class_weights(COUNTS, "balanced", max_weight=10)
+    capped = class_weights(COUNTS, "balanced", normalize="boxes", max_weight=10)
     assert capped["c"] == 10 and capped["b"] == pytest.approx(3.7)
 
 
 def test_box_multipliers_and_plan_apply():
     stats = _stats([["a", "a"], ["b"]])
-    plan = WeightPlan.from_stats(stats, ("a", "b"), "balanced", multipliers=BoxMultipliers(difficult=0.5))
+    plan = WeightPlan.from_stats(stats, ("a", "b"), "balanced", normalize="boxes", multipliers=BoxMultipliers(difficult=0.5))
     rec = ImageRecord(
         "1", "1.jpg", "p", 10, 10, "jpeg",
         boxes=(Box(0.1, 0.1, 0.2, 0.2, 2, "b", difficult=True), Box(0.1, 0.1, 0.3, 0.3, 1, "a")),
@@ -133,7 +147,7 @@ counts_strategy = st.dictionaries(st.sampled_from("abcdefgh"), st.integers(min_v
 
 @given(counts=counts_strategy, scheme=st.sampled_from(["none", "inverse", "inverse_sqrt", "balanced", "effective_number"]))
 def test_boxes_normalization_keeps_mean_one_over_boxes(counts, scheme):
-    w = class_weights(counts, scheme)
+    w = class_weights(counts, scheme, normalize="boxes")
     assert all(math.isfinite(v) and v >= 0 for v in w.values())
     total = sum(counts.values())
     if total:

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from schemas.annotations import ImageRecord
-from weighting.schemes import BoxMultipliers, class_repeat_factors, class_weights, image_repeat_factor
+from weighting.schemes import (
+    DEFAULT_NORMALIZE,
+    BoxMultipliers,
+    class_repeat_factors,
+    class_weights,
+    image_repeat_factor,
+)
 from weighting.stats import SplitStats
 
 
@@ -28,7 +34,7 @@ class WeightPlan:
         class_names: tuple[str, ...],
         scheme: str,
         *,
-        normalize: str = "boxes",
+        normalize: str = DEFAULT_NORMALIZE,
         max_weight: float | None = None,
         repeat_threshold: float = 0.001,
         multipliers: BoxMultipliers | None = None,

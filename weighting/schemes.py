@@ -128,6 +128,7 @@ SCHEMES: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 NORMALIZATIONS = ("boxes", "classes", "min", "max", "none")
+DEFAULT_NORMALIZE = "min"  # the one default of the library, the command line and the trainer
 
 
 def class_repeat_factors(
@@ -222,7 +223,7 @@ def class_weights(
     counts: ClassCounts | SplitStats | Mapping[str, int],
     scheme: str,
     *,
-    normalize: str = "boxes",
+    normalize: str = DEFAULT_NORMALIZE,
     max_weight: float | None = None,
     **params: Any,
 ) -> dict[str, float]:
@@ -233,11 +234,11 @@ def class_weights(
             :class:`~weighting.stats.SplitStats` for schemes that also read
             image counts (``median_frequency``, ``repeat_factor``).
         scheme: one of :data:`SCHEMES`.
-        normalize: ``boxes`` (default): sum_c n_c w_c / sum_c n_c = 1, so the
-            loss keeps its scale; ``classes``: mean 1 over classes with boxes;
-            ``min``: smallest weight 1, so no class goes below the weight 1
-            that background keeps in most trainers (the most frequent class
-            gets 1, rarer classes more); ``max``: largest weight 1, all in
+        normalize: ``min`` (default, as on the command line): smallest weight 1,
+            so no class goes below the weight 1 that background keeps in most
+            trainers (the most frequent class gets 1, rarer classes more);
+            ``boxes``: sum_c n_c w_c / sum_c n_c = 1, so the loss keeps its
+            scale; ``classes``: mean 1 over classes with boxes; ``max``: largest weight 1, all in
             [0, 1] (the TF OD API documents weights in [0, 1]; frequent
             classes then weigh less than background); ``none``: the
             scheme's own values.

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from schemas.features import parse_spec
 from schemas.job_output import DataError, JobOutput, resolve
-from weighting.schemes import BoxMultipliers, ClassCounts, class_weights
+from weighting.schemes import DEFAULT_NORMALIZE, BoxMultipliers, ClassCounts, class_weights
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
@@ -70,7 +70,7 @@ class ReweightSpec:
 
     stats: str
     scheme: str
-    normalize: str = "min"
+    normalize: str = DEFAULT_NORMALIZE
     max_weight: float | None = None
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     multipliers: BoxMultipliers = BoxMultipliers()
