@@ -86,8 +86,9 @@ IN_PROCESS_RUNNER = (
 
 
 #: Below this many images (as the launcher counts them) the local default runs in this process: starting a
-#: worker per core, each importing Beam and TensorFlow, cost 3-4 s more than it saved on the shared datasets
-#: (289-image chess-coco: 10.6 s with workers, 8.3 s without), and at 10,000 the two were within 5%.
+#: worker per core, each importing Beam and (then) TensorFlow, cost 3-4 s more than it saved on the shared
+#: datasets (289-image chess-coco: 10.6 s with workers, 8.3 s without), and at 10,000 the two were within 5%.
+#: Not measured again since the workers stopped importing TensorFlow.
 SMALL_JOB_IMAGES = 5_000
 
 
@@ -96,9 +97,11 @@ SMALL_JOB_IMAGES = 5_000
 #: raises this limit each time such a block is freed, after which image files, packed chunks and the data
 #: channel's buffers are carved from the heap and leave it fragmented: at 200,000 images each worker peaked at
 #: about 1,020 MB; with the limit fixed at 64 KiB, 900 MB (at 128 KiB, 930). Set only for jobs that decode
-#: every image, whose workers hold TensorFlow (about 500 MB each): a fixed limit also made the 50,000-photo
-#: header-only job about 5% slower (more blocks mapped and unmapped), where its workers stay near 400 MB
-#: without it. Other C libraries ignore the variable.
+#: every image: a fixed limit also made the 50,000-photo header-only job about 5% slower (more blocks mapped
+#: and unmapped), where its workers stay near 400 MB without it. Measured again once the pixel check no longer
+#: imported TensorFlow (200,000 images, decode): the COCO-parsing worker peaked at 771 MB with it and 824 MB
+#: without, in 126 and 123 s; at 50,000 127 KB photos it cost 3-7% of the time (57.8-60.4 s against 56.0 s).
+#: Kept for the memory. Other C libraries ignore the variable.
 WORKER_MMAP_THRESHOLD = 64 << 10
 
 

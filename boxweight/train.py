@@ -223,7 +223,7 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
     steps = cfg.steps_per_epoch or max(1, data.records_in(shards.files) // cfg.batch_size)
     dataset = create_input_fn(
         shards.files, cfg.batch_size, True, image_size=(size, size), max_boxes=50,
-        weights=_weights_arg(cfg, data.directory), repeat_factor_sampling=cfg.repeat_factor_sampling,
+        weights=_weights_arg(cfg, data.directory), repeat_factor_sampling=cfg.repeat_factor_sampling, seed=cfg.seed,
     )()
     with strategy.scope():
         model = build_detector(num_classes, size, cfg.width)

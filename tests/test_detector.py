@@ -75,6 +75,23 @@ def test_training_reduces_loss_and_resume_continues_at_the_same_step(records, tm
     assert (tmp_path / "run" / "model.keras").exists()
 
 
+def test_the_same_seed_trains_the_same_weights_run_after_run(records, tmp_path):
+    """On a CPU the seed decides everything: weights, batches and their augmentation (so paired seeds pair)."""
+    import keras
+
+    def run(name, seed):
+        cfg = TrainConfig(train=str(records / "train-*"), out=str(tmp_path / name), epochs=1, batch_size=8, image_size=64, steps_per_epoch=6, seed=seed, repeat_factor_sampling=True)
+        history = train(cfg)
+        return history[-1]["cls_loss"], keras.saving.load_model(str(tmp_path / name / "model.keras")).get_weights()
+
+    (loss_a, weights_a), (loss_b, weights_b), (loss_c, weights_c) = run("a", 3), run("b", 3), run("c", 4)
+    assert loss_a == loss_b
+    assert len(weights_a) == len(weights_b) > 10
+    for a, b in zip(weights_a, weights_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert loss_c != loss_a and any(not np.array_equal(a, c) for a, c in zip(weights_a, weights_c, strict=True))
+
+
 @pytest.mark.gpu
 def test_gpu_path_trains_with_mixed_precision(records, tmp_path):
     if not tf.config.list_physical_devices("GPU"):

@@ -158,11 +158,32 @@ def test_repeat_factor_sampling_frequencies(tmp_path):
 
     r0, r1 = (numeric_source_id(k).encode() for k in ("r0", "r1"))
     counts = {r0: 0, r1: 0}
-    for serialized in ids.flat_map(_repeat_by_factor):
+    for serialized in ids.enumerate().flat_map(_repeat_by_factor(0)):
         counts[decode_example(serialized.numpy())["image/source_id"]] += 1
     assert counts[r0] == 400
     assert counts[r1] / 400 == pytest.approx(2.5, abs=0.15)
     assert next(iter(ds()))[0].shape == (1, 8, 8, 3)
+
+
+def test_the_same_seed_gives_the_same_batches_and_another_seed_others(tmp_path):
+    """Every draw (shuffles, repeat factors, crop, flip, colour) derives from the seed, however the parallel map runs."""
+    record, data = _image_with_boxes()
+    rows = [record_values(record.replace(source_id=f"r{i}", repeat_factor=1.0 + (i % 3) / 2), data) for i in range(48)]
+    paths = [_write(tmp_path / f"{k}.tfrecord", rows[k::3]) for k in range(3)]
+
+    def batches(seed):
+        ds = create_input_fn(paths, 4, True, image_size=(32, 32), repeat_factor_sampling=True, shuffle_buffer=16, seed=seed)()
+        return [(images.numpy(), {k: v.numpy() for k, v in labels.items()}) for images, labels in ds.take(12)]
+
+    first, again, other = batches(5), batches(5), batches(6)
+    for (a_img, a_lab), (b_img, b_lab) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a_img, b_img)
+        for key in a_lab:
+            np.testing.assert_array_equal(a_lab[key], b_lab[key])
+    assert len(first) == 12
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, other, strict=True))
+    with pytest.raises(ValueError, match="seed=-1"):
+        create_input_fn(paths, 4, True, seed=-1)
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import posixpath
+import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -199,7 +200,7 @@ _COORDS = tuple(f"image/object/bbox/{k}" for k in ("ymin", "xmin", "ymax", "xmax
 _ENCODED, _DRAWN, _GEOMETRY, _BOXES_IN, _NAME = "_encoded", "_drawn", "_geometry", "_boxes_in", "_name"
 
 
-def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+def _label_parser(max_boxes: int, weights: Any, seed: int) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
     """Stage 1, per group of serialized records: parse, weight fallbacks, cut and pad the boxes.
 
     The first ``max_boxes`` boxes of each record are kept (in record order,
@@ -221,7 +222,7 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
             default_value=1.0,
         )
 
-    def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    def parse(group: tf.Tensor, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         p = tf.io.parse_example(serialized, spec)
         n = p[_COORDS[0]].row_lengths()
         names = tf.where(p["image/filename"] != "", p["image/filename"], p["image/source_id"])  # for warnings
@@ -248,7 +249,9 @@ def _label_parser(max_boxes: int, weights: Any) -> Callable[[tf.Tensor], dict[st
             box_w = per_box("image/object/class/weight", per_box("image/object/weight", 1.0))
         valid = tf.range(max_boxes)[None, :] < tf.cast(n, tf.int32)[:, None]
         return {
-            _DRAWN: tf.random.uniform([tf.shape(serialized)[0], _DRAWS]),  # one random op per group, not four per image
+            # one draw per group, not four per image; stateless, from the seed and the group's place in the stream,
+            # so the same seed draws the same numbers however the parallel map schedules the groups
+            _DRAWN: tf.random.stateless_uniform([tf.shape(serialized)[0], _DRAWS], seed=_stream_seed(seed, _AUGMENT_STREAM, group)),
             _ENCODED: p["image/encoded"],
             _NAME: names,
             _BOXES_IN: tf.cast(n, tf.int32),
@@ -341,13 +344,27 @@ def _box_fn(max_boxes: int, augment: Augment | None) -> Callable[[tf.Tensor, dic
     return move
 
 
-def _repeat_by_factor(serialized: tf.Tensor) -> tf.data.Dataset:
+def _repeat_by_factor(seed: int) -> Callable[[tf.Tensor, tf.Tensor], tf.data.Dataset]:
     # detectron2's RepeatFactorTrainingSampler: repeat floor(r) times, plus once
-    # more with probability frac(r), drawn anew every epoch.
-    r = tf.io.parse_single_example(serialized, {"image/repeat_factor": tf.io.FixedLenFeature([], tf.float32, 1.0)})["image/repeat_factor"]
-    base = tf.floor(r)
-    times = tf.cast(base, tf.int64) + tf.cast(tf.random.uniform([]) < r - base, tf.int64)
-    return tf.data.Dataset.from_tensors(serialized).repeat(times)
+    # more with probability frac(r), drawn anew every epoch (the record's place in the stream differs each epoch).
+    def repeat(position: tf.Tensor, serialized: tf.Tensor) -> tf.data.Dataset:
+        r = tf.io.parse_single_example(serialized, {"image/repeat_factor": tf.io.FixedLenFeature([], tf.float32, 1.0)})["image/repeat_factor"]
+        base = tf.floor(r)
+        draw = tf.random.stateless_uniform([], seed=_stream_seed(seed, _REPEAT_STREAM, position))
+        times = tf.cast(base, tf.int64) + tf.cast(draw < r - base, tf.int64)
+        return tf.data.Dataset.from_tensors(serialized).repeat(times)
+
+    return repeat
+
+
+# Every random draw of the input function derives from its seed: the shuffles take it, and the
+# per-element draws are stateless, keyed by (seed, stream) and the element's place in the stream.
+_AUGMENT_STREAM, _REPEAT_STREAM, _SHUFFLE_FILES, _SHUFFLE_RECORDS = 1, 2, 3, 4
+
+
+def _stream_seed(seed: int, stream: int, position: tf.Tensor) -> tf.Tensor:
+    """The ``[2]`` seed of a stateless op: (seed, stream) folded into one int64, and the position."""
+    return tf.stack([tf.constant(seed * 8 + stream, tf.int64), tf.cast(position, tf.int64)])
 
 
 def create_input_fn(
@@ -365,6 +382,7 @@ def create_input_fn(
     deterministic: bool | None = None,
     compression: str | None = None,
     shuffle_buffer: int = 1024,
+    seed: int | None = None,
 ) -> Callable[[], tf.data.Dataset]:
     """An input function for detection training on boxweight (or TF OD API) records.
 
@@ -394,6 +412,10 @@ def create_input_fn(
         deterministic: passed to ``tf.data.Options.deterministic`` (None keeps TF's default).
         compression: ``'GZIP'``, ``''``, or None to infer from ``.gz`` names.
         shuffle_buffer: examples in the shuffle buffer when training.
+        seed: every random draw (both shuffles, repeat-factor sampling,
+            augmentation) derives from it, so the same seed gives the same
+            batches run after run, however the parallel stages are scheduled
+            (with ``deterministic`` left None or True). None: a new seed each call.
 
     Returns:
         A zero-argument callable returning the ``tf.data.Dataset``; call it
@@ -425,6 +447,10 @@ def create_input_fn(
         compression = "GZIP" if all(f.endswith(".gz") for f in files) else ""
 
     size = (int(image_size[0]), int(image_size[1]))
+    if seed is None:
+        seed = random.SystemRandom().randrange(1 << 31)
+    elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 59:
+        raise ValueError(f"seed={seed!r}: use an int from 0 to 2**59 - 1, or None")
 
     def input_fn() -> tf.data.Dataset:
         per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
@@ -432,7 +458,7 @@ def create_input_fn(
         if input_context and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         if is_training:
-            ds = ds.shuffle(len(files), reshuffle_each_iteration=True).repeat()
+            ds = ds.shuffle(len(files), seed=seed * 8 + _SHUFFLE_FILES, reshuffle_each_iteration=True).repeat()
         ds = ds.interleave(
             lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
             cycle_length=min(len(files), 16),
@@ -440,11 +466,12 @@ def create_input_fn(
             deterministic=deterministic,
         )
         if is_training and repeat_factor_sampling:
-            ds = ds.flat_map(_repeat_by_factor)
+            ds = ds.enumerate().flat_map(_repeat_by_factor(seed))
         if is_training:
-            ds = ds.shuffle(shuffle_buffer)
+            ds = ds.shuffle(shuffle_buffer, seed=seed * 8 + _SHUFFLE_RECORDS)
         # three stages: parse per group of records, pixels per image, boxes per batch
-        ds = ds.batch(_PARSE_GROUP).map(_label_parser(max_boxes, weights), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+        ds = ds.batch(_PARSE_GROUP).enumerate()
+        ds = ds.map(_label_parser(max_boxes, weights, seed), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         ds = ds.unbatch().map(_image_fn(size, aug), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         ds = ds.batch(per_replica, drop_remainder=is_training).map(_box_fn(max_boxes, aug)).prefetch(AUTOTUNE)
         if deterministic is not None:
