@@ -71,6 +71,7 @@ bench: demo
 	$(BIN)/python -m bench.coco_stream
 	$(BIN)/python -m bench.prepare_job
 	$(BIN)/python -m bench.file_per_image
+	$(BIN)/python -m bench.small_jobs
 	$(BIN)/python -m bench.input_pipeline --records '$(DEMO_OUT)/train-*'
 
 # about 45 minutes on 2 CPU cores
