@@ -595,10 +595,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "boxweight prepare: error: the job failed (see above); the output folder was left as it was",
             )
     finally:
-        threading.excepthook = previous_hook
+        # after an interrupt the runner's threads may still fail and log as the process exits: not news
+        threading.excepthook = (lambda args: None) if interrupted.is_set() else previous_hook
         if previous_sigint is not None:
             signal.signal(signal.SIGINT, previous_sigint)
-            logging.disable(logging.NOTSET)
+            if not interrupted.is_set():
+                logging.disable(logging.NOTSET)
     if interrupted.is_set():
         runner_errors.clear()
         held.clear()
@@ -614,5 +616,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     # Run the module imported by name, so workers unpickle its classes by reference.
     from beam_jobs import prepare as _job
+    from boxweight.cli import exiting
 
-    sys.exit(_job.main())
+    code = _job.main()
+    exiting()
+    sys.exit(code)

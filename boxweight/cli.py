@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from boxweight.train_args import HelpFormatter
@@ -113,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command: exit 0, 1 (a run that failed), 2 (bad arguments or data) or 130 (Ctrl-C)."""
+    status = _main(argv)
+    exiting()
+    return status
+
+
+def exiting() -> None:
+    """Ignore Ctrl-C from here on: the command has ended and said so, and the process only exits.
+
+    Python joins the job runner's threads on the way out (up to about half a second after a
+    local job). A Ctrl-C there ended the process by the signal, exit -2, with no line at all,
+    after a job that had finished and printed its report.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     argv = [a for a in argv if a != "--verbose"]

@@ -298,8 +298,12 @@ def test_manual_weights_that_cannot_work_are_refused_before_the_job_in_one_line(
 
 # 4. two runs into one output
 def test_a_second_job_into_an_output_another_job_is_writing_is_refused_and_the_first_finishes_whole(tmp_path, demo_dir):
+    from boxweight.demo_data import generate
+
+    big = tmp_path / "big"  # a first job of several seconds: the second must meet it still running
+    generate(str(big), num_images=4900, image_size=96, seed=1)
     out = tmp_path / "o"
-    first = subprocess.Popen([BOXWEIGHT, "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(out),
+    first = subprocess.Popen([BOXWEIGHT, "prepare", "--input", str(big / "annotations.json"), "--output", str(out),
                               "--scheme", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         claim = Path(f"{out}.lock")
@@ -322,7 +326,7 @@ def test_a_second_job_into_an_output_another_job_is_writing_is_refused_and_the_f
     assert json.loads((out / "stats.json").read_text())["scheme"]["name"] == "none"
     _totals(out)
     assert not claim.exists()  # released at the end
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big", "o"]
 
 
 def test_a_claim_left_by_a_killed_job_does_not_block_the_next_one(tmp_path, demo_dir):
