@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 
 @contextlib.contextmanager
@@ -40,3 +44,53 @@ def run_job(checkout: str, argv: list[str]) -> dict[str, float]:
     if done.returncode != 0:
         sys.exit(f"job from {checkout} failed:\n{done.stderr[-3000:]}")
     return {"seconds": wall, "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+Rows = dict[tuple[str, str], list[dict]]
+
+
+def interleaved(
+    module: str, checkouts: Mapping[str, str], datasets: Mapping[str, str], repeats: int, work: str, here: str
+) -> Rows:
+    """``python -m MODULE --child CHECKOUT INPUT OUT`` for every (dataset, checkout), ``repeats`` interleaved
+    rounds, each in a fresh process; {(dataset, checkout): each run's JSON line}. Exits when the shards or
+    ``rejects.jsonl`` of a dataset differ between the checkouts."""
+    rows: Rows = {(d, c): [] for d in datasets for c in checkouts}
+    digests: dict[tuple[str, str], str] = {}
+    for _ in range(repeats):
+        for (dataset, name), runs in rows.items():
+            out = os.path.join(work, "out")
+            line = subprocess.run(
+                [sys.executable, "-m", module, "--child", checkouts[name], datasets[dataset], out],
+                cwd=here, capture_output=True, text=True, check=True,
+            ).stdout
+            runs.append(json.loads(line))
+            digests[(dataset, name)] = output_digest(out)
+            shutil.rmtree(out)
+    for dataset in datasets:
+        if len({digests[(dataset, name)] for name in checkouts}) != 1:
+            sys.exit(f"{dataset}: shards or rejects.jsonl differ between the checkouts")
+    return rows
+
+
+def output_digest(out: str) -> str:
+    """sha256 over the shards and rejects.jsonl (the files that must not depend on the checkout)."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(out)):
+        if name.endswith(".tfrecord") or name == "rejects.jsonl":
+            with open(os.path.join(out, name), "rb") as f:
+                h.update(name.encode() + f.read())
+    return h.hexdigest()
+
+
+def print_rows(rows: Rows, first: str, digits: int = 1, peak: Callable[[Iterable[float]], float] = max) -> None:
+    """One line per (dataset, checkout): median seconds (min-max) and ``peak`` of the runs' peak RSS."""
+    print(f"{first:<18} {'checkout':<34} {'seconds':>8} {'(min-max)':>12} {'peak RSS MB':>12}")
+    for (dataset, name), runs in rows.items():
+        secs = [r["seconds"] for r in runs]
+        print(
+            f"{dataset:<18} {name:<34} {statistics.median(secs):8.{digits}f} {min(secs):5.{digits}f}-{max(secs):<6.{digits}f}"
+            f" {peak(r['peak_mb'] for r in runs):12.0f}"
+        )
+    if len({name for _, name in rows}) > 1:
+        print("shards and rejects.jsonl: byte-identical between the checkouts, for each dataset")

@@ -16,16 +16,12 @@ otherwise. Without ``--baseline-commit`` only this checkout runs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
 
-from bench.checkouts import run_job, with_baseline
+from bench.checkouts import interleaved, print_rows, run_job, with_baseline
 from bench.prepare_job import make_dataset
 
 
@@ -100,16 +96,6 @@ def _child(checkout: str, data: str, out: str) -> None:
     print(json.dumps(run_job(checkout, argv)))
 
 
-def _digest(out: str) -> str:
-    """sha256 over the shards and rejects.jsonl (the files that must not depend on how the annotations were read)."""
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(out)):
-        if name.endswith(".tfrecord") or name == "rejects.jsonl":
-            with open(os.path.join(out, name), "rb") as f:
-                h.update(name.encode() + f.read())
-    return h.hexdigest()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=50_000)
@@ -134,36 +120,11 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-file-per-image-")
     try:
         with with_baseline(here, work, args.baseline_commit) as checkouts:
-            rows: dict[tuple[str, str], list[dict]] = {(d, c): [] for d in datasets for c in checkouts}
-            digests: dict[tuple[str, str], str] = {}
-            for _ in range(args.repeats):
-                for (fmt, name), runs in rows.items():
-                    out = os.path.join(work, "out")
-                    line = subprocess.run(
-                        [sys.executable, "-m", "bench.file_per_image", "--child", checkouts[name], datasets[fmt], out],
-                        cwd=here,
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    ).stdout
-                    runs.append(json.loads(line))
-                    digests[(fmt, name)] = _digest(out)
-                    shutil.rmtree(out)
+            rows = interleaved("bench.file_per_image", checkouts, datasets, args.repeats, work, here)
         print(
             f"{args.images} images ({args.unique} distinct files), --pixel-check header, median of {args.repeats} interleaved runs"
         )
-        print(f"{'format':<6} {'checkout':<34} {'seconds':>8} {'(min-max)':>12} {'peak RSS MB':>12}")
-        for (fmt, name), runs in rows.items():
-            secs = [r["seconds"] for r in runs]
-            print(
-                f"{fmt:<6} {name:<34} {statistics.median(secs):8.1f} {min(secs):5.1f}-{max(secs):<6.1f}"
-                f" {max(r['peak_mb'] for r in runs):12.0f}"
-            )
-        for fmt in datasets:
-            if len({digests[(fmt, name)] for name in checkouts}) != 1:
-                sys.exit(f"{fmt}: shards or rejects.jsonl differ between the checkouts")
-        if len(checkouts) > 1:
-            print("shards and rejects.jsonl: byte-identical between the checkouts, for each format")
+        print_rows(rows, "format")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

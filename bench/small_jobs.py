@@ -19,13 +19,10 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 from xml.sax.saxutils import quoteattr
 
-from bench.checkouts import run_job, with_baseline
-from bench.file_per_image import _digest
+from bench.checkouts import interleaved, print_rows, run_job, with_baseline
 
 
 def _demo(root: str, images: int) -> dict:
@@ -111,41 +108,16 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-small-jobs-")
     try:
         with with_baseline(here, work, args.baseline_commit) as checkouts:
-            rows: dict[tuple[str, str], list[dict]] = {(d, c): [] for d in datasets for c in checkouts}
-            digests: dict[tuple[str, str], str] = {}
-            for _ in range(args.repeats):
-                for (dataset, name), runs in rows.items():
-                    out = os.path.join(work, "out")
-                    line = subprocess.run(
-                        [sys.executable, "-m", "bench.small_jobs", "--child", checkouts[name], datasets[dataset], out],
-                        cwd=here,
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    ).stdout
-                    runs.append(json.loads(line))
-                    digests[(dataset, name)] = _digest(out)
-                    shutil.rmtree(out)
+            rows = interleaved("bench.small_jobs", checkouts, datasets, args.repeats, work, here)
         print(
             f"`boxweight prepare` (--pixel-check decode), command start to exit, median of {args.repeats} interleaved runs, {os.cpu_count()} cores"
         )
-        print(f"{'dataset':<18} {'checkout':<34} {'seconds':>8} {'(min-max)':>12} {'peak RSS MB':>12}")
-        for (dataset, name), runs in rows.items():
-            secs = [r["seconds"] for r in runs]
-            print(
-                f"{dataset:<18} {name:<34} {statistics.median(secs):8.2f} {min(secs):5.2f}-{max(secs):<6.2f}"
-                f" {statistics.median(r['peak_mb'] for r in runs):12.0f}"
-            )
+        print_rows(rows, "dataset", digits=2, peak=statistics.median)
         one = [statistics.median(r["seconds"] for r in rows[("1 image, COCO", name)]) for name in checkouts]
         print(
             "fixed cost (1 image, command start to exit): "
             + ", ".join(f"{name} {s:.2f} s" for name, s in zip(checkouts, one))
         )
-        for dataset in datasets:
-            if len({digests[(dataset, name)] for name in checkouts}) != 1:
-                sys.exit(f"{dataset}: shards or rejects.jsonl differ between the checkouts")
-        if len(checkouts) > 1:
-            print("shards and rejects.jsonl: byte-identical between the checkouts, for each dataset")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
