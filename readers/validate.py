@@ -235,8 +235,7 @@ def _check_boxes(
             drop(rb, RejectReason.BOX_NON_FINITE, f"coordinates {coords} are not finite")
             continue
         name = rb.class_name
-        label = ids.get(name) if name is not None else None
-        if label is None or name is None:
+        if name is None or (label := ids.get(name)) is None:
             drop(rb, RejectReason.BOX_UNKNOWN_CLASS, f"class {rb.class_ref} is not in the label map")
             continue
         sx, sy = (width, height) if rb.normalized else (1.0, 1.0)

@@ -66,10 +66,6 @@ class LabelMap:
     def id_of(self, name: str) -> int | None:
         return self.lookup.get(name)
 
-    def ids(self) -> dict[str, int]:
-        """name -> id, a copy the caller may change."""
-        return dict(self.lookup)
-
     @functools.cached_property
     def lookup(self) -> Mapping[str, int]:
         """name -> id, built once (readers look up every box: rebuilt per call it cost 144 us at 1,203 classes)."""
