@@ -19,6 +19,7 @@ import readers
 from schemas.label_map import LabelMap
 from weighting.schemes import (
     DEFAULT_NORMALIZE,
+    DEFAULT_SCHEME,
     NORMALIZATIONS,
     SCHEMES,
     BoxMultipliers,
@@ -72,7 +73,7 @@ class PrepareOptions(PipelineOptions):
         add("label-map", default=None, help="fix the class set and ids with a label_map.pbtxt")
         add("output", help="output folder (local or gs://); must be new or empty unless --overwrite")
         add("overwrite", action="store_true", default=False, help="replace a previous boxweight output in --output as a whole")
-        add("scheme", default="inverse_sqrt", help="weighting scheme: " + "|".join(SCHEMES) + " (see README: Choosing a scheme)")
+        add("scheme", default=DEFAULT_SCHEME, help="weighting scheme: " + "|".join(SCHEMES) + " (see README: Choosing a scheme)")
         add("normalize", default=DEFAULT_NORMALIZE, help="|".join(NORMALIZATIONS) + "; min: the most frequent class weighs 1, rarer classes more")
         add("max-weight", type=float, default=None, help="cap on class weights, applied last")
         add("beta", type=float, default=0.999, help="effective_number: beta")

@@ -21,11 +21,24 @@ from PIL import Image, ImageDraw
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross", "ring", "star")
 ZIPF_EXPONENT = 2.0
+COLOURS: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("red", (215, 35, 35)), ("green", (35, 190, 60)), ("blue", (45, 75, 225)), ("yellow", (235, 215, 30)), ("magenta", (210, 40, 200)),
+)
+"""The many-class set's colours: each class is a colour and a shape, on a grey background."""
 
 
-def class_counts(total_boxes: int, num_classes: int = len(CLASSES)) -> list[int]:
+def class_names(num_classes: int = len(CLASSES)) -> tuple[str, ...]:
+    """The six shapes, or for more classes colour-shape pairs (``red-circle``, ...), at most 30."""
+    if num_classes <= len(CLASSES):
+        return CLASSES[:num_classes]
+    if num_classes > len(CLASSES) * len(COLOURS):
+        raise ValueError(f"at most {len(CLASSES) * len(COLOURS)} classes, got {num_classes}")
+    return tuple(f"{colour}-{shape}" for colour, _ in COLOURS for shape in CLASSES)[:num_classes]
+
+
+def class_counts(total_boxes: int, num_classes: int = len(CLASSES), exponent: float = ZIPF_EXPONENT) -> list[int]:
     """Exact Zipf counts summing to ``total_boxes`` (largest remainder rounding)."""
-    shares = [1.0 / (k**ZIPF_EXPONENT) for k in range(1, num_classes + 1)]
+    shares = [1.0 / (k**exponent) for k in range(1, num_classes + 1)]
     norm = sum(shares)
     raw = [total_boxes * s / norm for s in shares]
     counts = [math.floor(r) for r in raw]
@@ -68,7 +81,8 @@ def _iou(a: Sequence[int], b: Sequence[int]) -> float:
     return inter / union if union else 0.0
 
 
-def generate(out_dir: str, num_images: int = 2000, image_size: int = 128, seed: int = 0) -> dict[str, int]:
+def generate(out_dir: str, num_images: int = 2000, image_size: int = 128, seed: int = 0, num_classes: int = len(CLASSES),
+             exponent: float = ZIPF_EXPONENT) -> dict[str, int]:
     """Write ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``.
 
     Args:
@@ -76,13 +90,19 @@ def generate(out_dir: str, num_images: int = 2000, image_size: int = 128, seed: 
         num_images: images to draw.
         image_size: side of the square images, pixels.
         seed: the only source of randomness.
+        num_classes: 6 (the shapes, drawn in a colour far from the background),
+            fewer, or up to 30 colour-shape classes (``class_names``) on grey
+            backgrounds, a many-class long tail.
+        exponent: of the Zipf law over the classes.
 
     Returns:
         class name -> boxes written.
     """
     rng = np.random.default_rng(seed)
     per_image = rng.choice([0, 1, 2, 3, 4], size=num_images, p=[0.05, 0.3, 0.3, 0.2, 0.15])
-    labels = [c for c, n in zip(CLASSES, class_counts(int(per_image.sum()))) for _ in range(n)]
+    names = class_names(num_classes)
+    coloured = num_classes > len(CLASSES)
+    labels = [c for c, n in zip(names, class_counts(int(per_image.sum()), num_classes, exponent)) for _ in range(n)]
     rng.shuffle(labels)
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
     images: list[dict[str, Any]] = []
@@ -90,6 +110,8 @@ def generate(out_dir: str, num_images: int = 2000, image_size: int = 128, seed: 
     cursor = 0
     for image_id in range(num_images):
         base = rng.integers(40, 200, size=3)
+        if coloured:  # grey, so that the colour names the class
+            base = np.full(3, base[0])
         noise = rng.normal(0, 18, size=(image_size, image_size, 3))
         pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
         img = Image.fromarray(pixels, "RGB")
@@ -106,13 +128,18 @@ def generate(out_dir: str, num_images: int = 2000, image_size: int = 128, seed: 
                 if all(_iou(box, other) < 0.2 for other in placed):
                     break
             placed.append(box)
-            color = tuple(int(v) for v in (255 - base + rng.integers(-30, 30, size=3)) % 256)
-            _draw_shape(draw, name, box, color)  # type: ignore[arg-type]
+            jitter = rng.integers(-30, 30, size=3)
+            if coloured:
+                colour, shape = name.split("-")
+                color = tuple(int(v) for v in np.clip(np.array(dict(COLOURS)[colour]) + jitter // 2, 0, 255))
+            else:
+                color, shape = tuple(int(v) for v in (255 - base + jitter) % 256), name
+            _draw_shape(draw, shape, box, color)  # type: ignore[arg-type]
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
-                    "category_id": CLASSES.index(name) + 1,
+                    "category_id": names.index(name) + 1,
                     "bbox": [box[0], box[1], side, side],
                     "area": side * side,
                     "iscrowd": 0,
@@ -126,7 +153,7 @@ def generate(out_dir: str, num_images: int = 2000, image_size: int = 128, seed: 
         images.append({"id": image_id, "file_name": file_name, "width": image_size, "height": image_size})
     doc = {
         "info": {"description": f"boxweight demo dataset, seed {seed}", "version": "1"},
-        "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)],
+        "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(names)],
         "images": images,
         "annotations": annotations,
     }
@@ -134,6 +161,6 @@ def generate(out_dir: str, num_images: int = 2000, image_size: int = 128, seed: 
         json.dump(doc, f, sort_keys=True, separators=(",", ":"))
     counts: dict[str, int] = {}
     for ann in annotations:
-        name = CLASSES[ann["category_id"] - 1]
+        name = names[ann["category_id"] - 1]
         counts[name] = counts.get(name, 0) + 1
     return counts

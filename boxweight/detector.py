@@ -16,9 +16,11 @@ classification loss is normalized by the summed weight of the positive cells
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -33,8 +35,12 @@ def _conv(x: Any, filters: int, stride: int = 1, name: str = "") -> Any:
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def build_detector(num_classes: int, image_size: int = 128, width: int = 32) -> keras.Model:
-    """The detector: backbone to stride 8, upsampled and fused at stride 4, two heads."""
+def build_detector(num_classes: int, image_size: int = 128, width: int = 32, priors: Sequence[float] | None = None) -> keras.Model:
+    """The detector: backbone to stride 8, upsampled and fused at stride 4, two heads.
+
+    ``priors``: per class, the initial probability of the classification head
+    (its bias is the prior's logit); default ``PRIOR`` for every class (RetinaNet).
+    """
     if image_size % 8:
         raise ValueError(f"image_size {image_size} must be a multiple of 8")
     inputs = keras.Input((image_size, image_size, 3), name="images")
@@ -49,7 +55,10 @@ def build_detector(num_classes: int, image_size: int = 128, width: int = 32) -> 
     x = layers.Concatenate()([x, s4])
     x = _conv(x, 2 * width, 1, "fuse")
     cls = _conv(x, 2 * width, 1, "cls")
-    prior_bias = keras.initializers.Constant(float(-tf.math.log((1 - PRIOR) / PRIOR)))
+    p = np.full(num_classes, PRIOR) if priors is None else np.asarray(priors, dtype=np.float64)
+    if p.shape != (num_classes,) or not np.all((p > 0) & (p < 1)):
+        raise ValueError(f"priors must be {num_classes} probabilities in (0, 1), got {list(p)}")
+    prior_bias = keras.initializers.Constant(np.log(p / (1 - p)).astype(np.float32).tolist())
     cls = layers.Conv2D(num_classes, 1, bias_initializer=prior_bias, name="cls_logits")(cls)
     reg = _conv(x, 2 * width, 1, "reg")
     reg = layers.Conv2D(4, 1, name="box_distances")(reg)

@@ -26,9 +26,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from boxweight.detector import assign_targets, build_detector, decode_boxes
+from boxweight.detector import PRIOR, assign_targets, build_detector, decode_boxes
 from boxweight.progress import Progress, eta
-from boxweight.train_args import parser
+from boxweight.train_args import NORMALIZERS, WEIGHTS_ON, parser
 from schemas.job_output import JobOutput, one_output
 from schemas.label_map import LabelMap
 from weighting.schemes import DEFAULT_NORMALIZE, SCHEMES, tail_classes
@@ -38,6 +38,8 @@ from weighting.training.losses import (
     WeightedGIoU,
     WeightedSigmoidFocalLoss,
     equalization_weights,
+    normalize_by_positives,
+    seesaw_weights,
 )
 
 
@@ -51,6 +53,11 @@ class TrainConfig:
     loss: str = "focal"
     weights: str = "record"
     normalize: str = DEFAULT_NORMALIZE
+    max_weight: float | None = None
+    normalizer: str = "weight"
+    weights_on: str = "both"
+    prior: str = "uniform"
+    seesaw: bool = False
     eql_threshold: float | None = None
     repeat_factor_sampling: bool = False
     epochs: int = 10
@@ -69,7 +76,32 @@ def _weights_arg(cfg: TrainConfig, job_dir: str) -> Any:
         return cfg.weights
     if cfg.weights not in SCHEMES:
         raise SystemExit(f"boxweight train: error: --weights {cfg.weights!r}: use record, none or a scheme ({', '.join(SCHEMES)})")
-    return ReweightSpec(job_dir, cfg.weights, normalize=cfg.normalize)
+    return ReweightSpec(job_dir, cfg.weights, normalize=cfg.normalize, max_weight=cfg.max_weight)
+
+
+def _priors(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float] | None:
+    """Per class id 1..max_id, the classification head's initial probability; None for the single ``PRIOR``.
+
+    ``class_frequency`` (logit adjustment at initialization, after Menon et al., ICLR 2021): each class
+    starts at ``PRIOR`` scaled by its share of the train boxes times the class count, so the mean over
+    classes stays ``PRIOR`` and a frequent class starts more likely than a rare one.
+    """
+    if cfg.prior == "uniform":
+        return None
+    boxes = split_counts(data, "train").boxes
+    names = dict(label_map)
+    total = max(sum(boxes.values()), 1)
+    classes = len(names)
+    return [min(max(PRIOR * classes * boxes.get(names.get(i, ""), 0) / total, 1e-4), 0.5) for i in range(1, label_map.max_id + 1)]
+
+
+def _counts(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float] | None:
+    """Per class id 1..max_id, the train boxes (for the Seesaw-style term); None when it is off."""
+    if not cfg.seesaw:
+        return None
+    boxes = split_counts(data, "train").boxes
+    names = dict(label_map)
+    return [float(boxes.get(names.get(i, ""), 0)) for i in range(1, label_map.max_id + 1)]
 
 
 def _tail(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float] | None:
@@ -82,14 +114,25 @@ def _tail(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float]
 
 
 class _Trainer(keras.Model):
-    """Wraps the detector so ``fit`` runs our weighted loss (and any tf.distribute strategy)."""
+    """Wraps the detector so ``fit`` runs our weighted loss (and any tf.distribute strategy).
 
-    def __init__(self, detector: keras.Model, num_classes: int, size: int, loss: str, tail: list[float] | None = None, **kwargs: Any) -> None:
+    A positive cell's classification loss is scaled by its box's weight (and its
+    box-regression loss too, unless ``weights_on="classification"``);
+    background cells weigh 1. Both summed losses are divided by the
+    ``normalizer`` of the positive cells (see ``NORMALIZERS``).
+    """
+
+    def __init__(self, detector: keras.Model, num_classes: int, size: int, loss: str, tail: list[float] | None = None,
+                 normalizer: str = "weight", weights_on: str = "both", seesaw_counts: list[float] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if normalizer not in NORMALIZERS or weights_on not in WEIGHTS_ON:
+            raise ValueError(f"normalizer {normalizer!r} not in {NORMALIZERS} or weights_on {weights_on!r} not in {WEIGHTS_ON}")
         self.detector, self.num_classes, self.size = detector, num_classes, size
+        self.normalizer, self.weights_on = normalizer, weights_on
         self.tail = None if tail is None else tf.constant(tail, tf.float32)
+        self.seesaw_counts = None if seesaw_counts is None else tf.constant(seesaw_counts, tf.float32)
         self.cls_loss_fn = (WeightedSigmoidFocalLoss if loss == "focal" else WeightedBinaryCrossEntropy)(reduction="sum")
-        self.box_loss_fn = WeightedGIoU()
+        self.box_loss_fn = WeightedGIoU(reduction="sum")
         self.cls_tracker = keras.metrics.Mean(name="cls_loss")
         self.box_tracker = keras.metrics.Mean(name="box_loss")
 
@@ -100,25 +143,33 @@ class _Trainer(keras.Model):
     def metrics(self) -> list[Any]:
         return [self.cls_tracker, self.box_tracker]
 
+    def losses_of(self, t: dict[str, Any], out: dict[str, Any]) -> tuple[Any, Any]:
+        """The normalized classification and box losses of one batch's targets ``t`` and outputs ``out``."""
+        positive = tf.cast(t["positive"], tf.float32)
+        cls_weights = t["class_weights"][..., None]  # [B, N, 1]: one weight per cell, over every class
+        if self.tail is not None:  # [B, N, C]: foreground cells send no negative gradient to tail classes
+            cls_weights = cls_weights * equalization_weights(t["class_targets"], t["positive"], self.tail)
+        if self.seesaw_counts is not None:  # [B, N, C]: negative terms on foreground cells rebalanced by class counts
+            cls_weights = cls_weights * seesaw_weights(t["class_targets"], t["positive"], out["class_logits"], self.seesaw_counts)
+        box_weights = t["box_weights"] if self.weights_on == "both" else positive
+        divisor = positive if self.normalizer == "positives" else t["box_weights"]
+        cls_loss = normalize_by_positives(self.cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=cls_weights), divisor)
+        box_sum = self.box_loss_fn(t["box_targets"], decode_boxes(out["box_raw"], self.size), sample_weight=box_weights)
+        box_loss = normalize_by_positives(box_sum, positive if self.weights_on == "classification" else divisor)
+        return cls_loss, box_loss
+
     def train_step(self, data: Any) -> dict[str, Any]:
         images, labels = data
         t = assign_targets(labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"], self.num_classes, self.size)
         with tf.GradientTape() as tape:
             out = self.detector(images, training=True)
-            cls_weights = t["class_weights"]
-            if self.tail is not None:  # [B, N, C]: foreground cells send no negative gradient to tail classes
-                cls_weights = cls_weights[..., None] * equalization_weights(t["class_targets"], t["positive"], self.tail)
-            # normalized by the summed weight of positive cells, as RetinaNet by their number
-            cls_loss = self.cls_loss_fn(t["class_targets"], out["class_logits"], sample_weight=cls_weights)
-            cls_loss = cls_loss / tf.maximum(tf.reduce_sum(t["box_weights"]), 1.0)
-            box_loss = self.box_loss_fn(t["box_targets"], decode_boxes(out["box_raw"], self.size), sample_weight=t["box_weights"])
-            # gradients are summed over replicas, so each contributes its share of the mean
-            loss = (cls_loss + box_loss) / tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(loss)
+            cls_loss, box_loss = self.losses_of(t, out)
+            scaled = self.optimizer.scale_loss(cls_loss + box_loss)
         variables = self.detector.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        self.cls_tracker.update_state(cls_loss)
-        self.box_tracker.update_state(box_loss)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync  # the trackers show the whole batch's losses
+        self.cls_tracker.update_state(cls_loss * replicas)
+        self.box_tracker.update_state(box_loss * replicas)
         return {m.name: m.result() for m in self.metrics}
 
 
@@ -226,11 +277,12 @@ def train(cfg: TrainConfig) -> list[dict[str, float]]:
         weights=_weights_arg(cfg, data.directory), repeat_factor_sampling=cfg.repeat_factor_sampling, seed=cfg.seed,
     )()
     with strategy.scope():
-        model = build_detector(num_classes, size, cfg.width)
+        model = build_detector(num_classes, size, cfg.width, _priors(cfg, data, labels))
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         if cfg.mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        trainer = _Trainer(model, num_classes, size, cfg.loss, _tail(cfg, data, labels), name="detector_trainer")
+        trainer = _Trainer(model, num_classes, size, cfg.loss, _tail(cfg, data, labels), cfg.normalizer, cfg.weights_on,
+                           _counts(cfg, data, labels), name="detector_trainer")
         trainer.compile(optimizer=optimizer)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     os.makedirs(cfg.out, exist_ok=True)

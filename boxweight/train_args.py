@@ -6,6 +6,12 @@ import argparse
 
 from weighting.schemes import DEFAULT_NORMALIZE, NORMALIZATIONS
 
+NORMALIZERS = ("positives", "weight")
+"""``positives``: the losses are divided by the number of positive cells (RetinaNet, KerasHub); ``weight``: by
+their summed box weight (the TF OD API's ``normalize_loss_by_num_matches``)."""
+WEIGHTS_ON = ("both", "classification")
+"""Which losses a box's weight scales: classification and box regression, or classification only."""
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and examples as written; every option's default after its help, where it has one."""
@@ -60,9 +66,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json)")
     p.add_argument("--normalize", default=DEFAULT_NORMALIZE, choices=NORMALIZATIONS,
                    help="normalization of a --weights scheme; min: the most frequent class 1, rarer more")
+    p.add_argument("--max-weight", type=float, default=None, help="cap on a --weights scheme's class weights, applied after normalization")
+    p.add_argument("--prior", choices=("uniform", "class_frequency"), default="uniform",
+                   help="initial class probability of the head: uniform (0.01, as RetinaNet) or class_frequency (0.01 scaled by "
+                        "each class's share of the train boxes; logit adjustment at initialization)")
+    p.add_argument("--normalizer", choices=NORMALIZERS, default="weight",
+                   help="what the losses are divided by: positives (the number of positive cells, as RetinaNet and KerasHub) or "
+                        "weight (their summed box weight, as the TF OD API)")
+    p.add_argument("--weights-on", choices=WEIGHTS_ON, default="both",
+                   help="which losses a box's weight scales: both (classification and box regression) or classification")
     p.add_argument("--eql-threshold", type=float, default=None, metavar="LAMBDA",
                    help="equalization loss: on foreground cells, no negative gradient to classes in fewer than this share of "
                         "the train images (e.g. 0.1); default: off")
+    p.add_argument("--seesaw", action="store_true",
+                   help="a sigmoid Seesaw-style term: on foreground cells, negative terms of rarer classes scaled by the train-box "
+                        "ratio, and raised where a wrong class outscores the right one")
     p.add_argument("--repeat-factor-sampling", action="store_true", help="repeat images by the records' LVIS repeat factors")
     p.add_argument("--epochs", type=_at_least_one, default=10, help="epochs to train (with --resume: in all, counting those done)")
     p.add_argument("--batch-size", type=_at_least_one, default=32, help="images per step")

@@ -47,13 +47,64 @@ def test_zero_weight_class_gets_zero_gradient_on_its_cells():
         out = model(images, training=True)
         logits = out["class_logits"]
         tape.watch(logits)
-        loss = WeightedSigmoidFocalLoss(reduction="sum")(t["class_targets"], logits, sample_weight=t["class_weights"])
+        loss = WeightedSigmoidFocalLoss(reduction="sum")(t["class_targets"], logits, sample_weight=t["class_weights"][..., None])
     grad = tape.gradient(loss, logits)[0].numpy()
     cls = np.argmax(t["class_targets"][0].numpy(), axis=-1)
     zero_cells = t["positive"][0].numpy() & (cls == 0)
     assert zero_cells.sum() > 0
     assert np.all(grad[zero_cells] == 0.0)
     assert np.any(grad[t["positive"][0].numpy() & (cls == 1)] != 0.0)
+
+
+def _losses(weights, **options):
+    import keras
+
+    from boxweight.train import _Trainer
+
+    keras.utils.set_random_seed(0)  # the same model every call
+    model = build_detector(2, 64, 8)
+    boxes = tf.constant([[[0.1, 0.1, 0.5, 0.5], [0.55, 0.55, 0.95, 0.95]]])
+    t = assign_targets(boxes, tf.constant([[1, 2]]), tf.constant([weights], tf.float32), 2, 64)
+    trainer = _Trainer(model, 2, 64, "focal", **options)
+    cls, box = trainer.losses_of(t, model(tf.fill([1, 64, 64, 3], 90.0), training=False))
+    return float(cls), float(box)
+
+
+def test_the_normalizer_and_weights_on_options_do_what_they_say():
+    """positives: a common scale on the box weights scales the positive terms; weight: it cancels; classification: boxes unweighted."""
+    one, two = [1.0, 3.0], [2.0, 6.0]
+    cls_1, box_1 = _losses(one, normalizer="positives")
+    cls_2, box_2 = _losses(two, normalizer="positives")
+    assert box_2 == pytest.approx(2 * box_1, rel=1e-5) and cls_2 > cls_1
+    cls_1w, box_1w = _losses(one, normalizer="weight")
+    cls_2w, box_2w = _losses(two, normalizer="weight")
+    assert box_2w == pytest.approx(box_1w, rel=1e-5) and cls_2w < cls_1w  # the positive part cancels, the background shrinks
+    _, box_c1 = _losses(one, weights_on="classification")
+    _, box_c2 = _losses(two, weights_on="classification", normalizer="positives")
+    _, box_plain = _losses([1.0, 1.0], normalizer="positives")
+    assert box_c1 == pytest.approx(box_plain, rel=1e-5) and box_c2 == pytest.approx(box_plain, rel=1e-5)
+    with pytest.raises(ValueError, match="normalizer 'count'"):
+        _losses(one, normalizer="count")
+
+
+def test_class_priors_set_the_heads_initial_probabilities(records):
+    from boxweight.detector import PRIOR
+    from boxweight.train import _priors
+    from schemas.job_output import JobOutput
+
+    data = JobOutput.open(str(records))
+    labels = data.labels()
+    priors = _priors(TrainConfig(train=str(records), out="x", prior="class_frequency"), data, labels)
+    assert priors is not None and len(priors) == labels.max_id
+    assert np.mean(priors) == pytest.approx(PRIOR, rel=1e-6)  # no class below 1e-4 in the demo set
+    boxes = {name: n for name, n in __import__("weighting.training.input_fn", fromlist=["split_counts"]).split_counts(data, "train").boxes.items()}
+    ids = dict(labels)
+    assert priors.index(max(priors)) + 1 == next(i for i, n in ids.items() if n == max(boxes, key=boxes.get))
+    model = build_detector(labels.max_id, 64, 8, priors)
+    np.testing.assert_allclose(tf.sigmoid(model.get_layer("cls_logits").bias).numpy(), priors, rtol=1e-5)
+    assert _priors(TrainConfig(train=str(records), out="x"), data, labels) is None
+    with pytest.raises(ValueError, match="probabilities in"):
+        build_detector(2, 64, 8, [0.5, 1.0])
 
 
 def test_detect_shapes():

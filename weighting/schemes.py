@@ -129,6 +129,7 @@ SCHEMES: dict[str, Callable[..., dict[str, float]]] = {
 
 NORMALIZATIONS = ("boxes", "classes", "min", "max", "none")
 DEFAULT_NORMALIZE = "min"  # the one default of the library, the command line and the trainer
+DEFAULT_SCHEME = "inverse_sqrt"  # boxweight prepare's scheme (the experiment's default recipe, bench/weighting_experiment.py)
 
 
 def class_repeat_factors(

@@ -1,18 +1,24 @@
 """Weighted detection losses for Keras 3, written with ``keras.ops`` (every backend).
 
-Shapes: ``y_true``/``y_pred`` are ``[B, N, C]`` (classification, N anchors or
-cells, C classes) or ``[B, N, 4]`` (boxes as ymin, xmin, ymax, xmax);
-``sample_weight`` is ``[B, N]`` (one weight per anchor, e.g. the
-``groundtruth_weights`` of the box assigned to it, 0 for ignored anchors) or
-``[B, N, C]`` for the classification losses.
+Each loss implements ``call`` only; ``sample_weight`` and ``reduction`` are
+Keras's own (``keras.losses.Loss``): the per-element losses are multiplied
+by ``sample_weight`` and reduced with ``"sum_over_batch_size"`` (the
+default), ``"sum"``, ``"mean_with_sample_weight"`` or ``"none"``. Inputs are
+cast to the loss's dtype (float32 unless given), so float16 logits under
+mixed precision are computed in float32.
 
-Reduction (default ``"mean_with_sample_weight"``): the weighted sum divided by
-``max(sum of anchor weights, normalizer_floor)``. Dividing by the weights
-rather than by the element count keeps the loss scale independent of how
-many anchors are padding or ignored, so reweighting changes which boxes
-matter, not the learning rate; the floor (default 1, like the TF OD API's
-``max(num_positives, 1)``) makes a batch with no weighted anchor give 0, not
-NaN. ``"sum"`` and ``"none"`` are also accepted.
+Shapes: ``y_true``/``y_pred`` are ``[B, N, C]`` (classification, N anchors
+or cells, C classes) or ``[B, N, 4]`` (boxes as ymin, xmin, ymax, xmax).
+The sigmoid classification losses give one loss per element ``[B, N, C]``:
+their ``sample_weight`` is ``[B, N, C]`` or ``[B, N, 1]`` (one weight per
+anchor, e.g. ``groundtruth_weights[..., None]`` of the box matched to it);
+the softmax and box losses give one loss per anchor ``[B, N]``, weighted by
+``[B, N]``.
+
+Detectors do not average over anchors: RetinaNet and the TF OD API divide the
+summed loss by the positives. Keras has no such reduction, so it is a
+function of its own, :func:`normalize_by_positives`, applied to a loss made
+with ``reduction="sum"``.
 """
 
 from __future__ import annotations
@@ -22,45 +28,40 @@ from typing import Any
 import keras
 from keras import ops
 
-_REDUCTIONS = ("mean_with_sample_weight", "sum", "none")
 
+def normalize_by_positives(loss_sum: Any, positive_weights: Any, floor: float = 1.0) -> Any:
+    """A summed detection loss divided by ``max(sum(positive_weights), floor)`` and by the replicas.
 
-class _WeightedLoss(keras.losses.Loss):
-    """Shared reduction: weighted sum over elements / max(sum of anchor weights, floor)."""
+    The detection normalizer, under its own name since Keras's reductions
+    divide by the element count or by the summed sample weights of all
+    elements, background included.
 
-    def __init__(self, normalizer_floor: float = 1.0, reduction: str = "mean_with_sample_weight", **kwargs: Any) -> None:
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction {reduction!r} not in {_REDUCTIONS}")
-        super().__init__(reduction=reduction, **kwargs)
-        self.normalizer_floor = float(normalizer_floor)
+    Args:
+        loss_sum: a loss reduced with ``reduction="sum"``.
+        positive_weights: ``[B, N]``, 0 on background anchors. The positive
+            indicator divides by the number of positive anchors (RetinaNet,
+            KerasHub); the box weights of the positive anchors divide by their
+            summed weight (the TF OD API's ``normalize_loss_by_num_matches``,
+            whose normalizer is the sum of the regression weights, which are the
+            matched boxes' ``groundtruth_weights``).
+        floor: the smallest divisor, so that a batch without positives gives a
+            finite loss (the TF OD API's ``max(., 1)``).
 
-    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        with keras.name_scope(self.name):
-            # float32 math even under mixed precision: logs and exps of float16 logits overflow.
-            y_pred = ops.cast(y_pred, "float32")
-            y_true = ops.cast(y_true, "float32")
-            losses = self.call(y_true, y_pred)
-            if sample_weight is None:
-                weights = ops.ones(ops.shape(losses)[:2], dtype="float32")
-            else:
-                weights = ops.cast(sample_weight, "float32")
-            anchor_weights = weights if len(weights.shape) == 2 else ops.mean(weights, axis=-1)
-            if len(losses.shape) == 3 and len(weights.shape) == 2:
-                weights = ops.expand_dims(weights, -1)
-            weighted = losses * weights
-            if self.reduction == "none":
-                return weighted
-            total = ops.sum(weighted)
-            if self.reduction == "sum":
-                return total
-            return total / ops.maximum(ops.sum(anchor_weights), self.normalizer_floor)
+    Returns:
+        The normalized loss, divided like Keras's mean reductions by the
+        number of ``tf.distribute`` replicas, whose gradients are summed.
+    """
+    total = ops.cast(loss_sum, "float32")
+    value = total / ops.maximum(ops.sum(ops.cast(positive_weights, "float32")), floor)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "normalizer_floor": self.normalizer_floor}
+        value = value / tf.distribute.get_strategy().num_replicas_in_sync
+    return value
 
 
 @keras.saving.register_keras_serializable(package="boxweight")
-class WeightedSigmoidFocalLoss(_WeightedLoss):
+class WeightedSigmoidFocalLoss(keras.losses.Loss):
     """Sigmoid focal loss (Lin et al., ICCV 2017), per element [B, N, C].
 
     FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t), with p_t = p for positives
@@ -87,7 +88,7 @@ class WeightedSigmoidFocalLoss(_WeightedLoss):
 
 
 @keras.saving.register_keras_serializable(package="boxweight")
-class WeightedBinaryCrossEntropy(_WeightedLoss):
+class WeightedBinaryCrossEntropy(keras.losses.Loss):
     """Sigmoid (per class) cross-entropy, per element [B, N, C]."""
 
     def __init__(self, from_logits: bool = True, **kwargs: Any) -> None:
@@ -102,7 +103,7 @@ class WeightedBinaryCrossEntropy(_WeightedLoss):
 
 
 @keras.saving.register_keras_serializable(package="boxweight")
-class WeightedSoftmaxCrossEntropy(_WeightedLoss):
+class WeightedSoftmaxCrossEntropy(keras.losses.Loss):
     """Softmax cross-entropy over classes, per anchor [B, N]; weights must be [B, N]."""
 
     def __init__(self, from_logits: bool = True, label_smoothing: float = 0.0, **kwargs: Any) -> None:
@@ -120,7 +121,7 @@ class WeightedSoftmaxCrossEntropy(_WeightedLoss):
 
 
 @keras.saving.register_keras_serializable(package="boxweight")
-class WeightedSmoothL1(_WeightedLoss):
+class WeightedSmoothL1(keras.losses.Loss):
     """Smooth L1 (Huber with threshold ``delta``) summed over the 4 box coordinates, per anchor [B, N]."""
 
     def __init__(self, delta: float = 1.0, **kwargs: Any) -> None:
@@ -138,7 +139,7 @@ class WeightedSmoothL1(_WeightedLoss):
 
 
 @keras.saving.register_keras_serializable(package="boxweight")
-class WeightedGIoU(_WeightedLoss):
+class WeightedGIoU(keras.losses.Loss):
     """1 - generalized IoU (Rezatofighi et al., CVPR 2019) of [ymin, xmin, ymax, xmax] boxes, per anchor [B, N]."""
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
@@ -181,6 +182,47 @@ def equalization_weights(class_targets: Any, positive: Any, tail: Any) -> Any:
     e = ops.expand_dims(ops.cast(positive, "float32"), -1)
     t = ops.reshape(ops.cast(tail, "float32"), (1, 1, -1))
     return 1.0 - e * t * (1.0 - y)
+
+
+def seesaw_weights(class_targets: Any, positive: Any, logits: Any, class_counts: Any, p: float = 0.8, q: float = 2.0) -> Any:
+    """Per-element classification weights of a sigmoid Seesaw-style term (after Wang et al., CVPR 2021).
+
+    Seesaw loss rebalances the negative gradient that a positive of class i
+    sends to another class j. Its softmax form is recast here per element of
+    a sigmoid loss: on a foreground cell of class i, the negative term of
+    class j gets
+
+    * mitigation ``(N_j / N_i) ** p`` when j has fewer train boxes than i
+      (frequent classes stop suppressing rare ones), else 1;
+    * compensation ``(s_j / s_i) ** q`` when the cell scores j above its own
+      class i (``s`` the sigmoid scores, no gradient through them), else 1,
+      so a wrong, confident rare class is still pushed down.
+
+    Background cells and positive terms keep weight 1. Unlike the
+    equalization loss, which drops those negative terms outright for a fixed
+    tail, this scales them by the count ratio and puts them back where the
+    rare class wins: suited to few classes, where half of them would fall in
+    EQL's tail.
+
+    Args:
+        class_targets: ``[B, N, C]`` one-hot targets.
+        positive: ``[B, N]`` whether the cell is foreground.
+        logits: ``[B, N, C]`` the classification logits.
+        class_counts: ``[C]`` train boxes per class (class index = id - 1).
+        p, q: the paper's exponents (0.8 and 2).
+
+    Returns:
+        ``[B, N, C]`` weights, to multiply into the classification loss's ``sample_weight``.
+    """
+    y = ops.cast(class_targets, "float32")
+    counts = ops.reshape(ops.maximum(ops.cast(class_counts, "float32"), 1.0), (1, 1, -1))
+    own_count = ops.maximum(ops.sum(y * counts, axis=-1, keepdims=True), 1.0)
+    mitigation = ops.where(counts < own_count, ops.power(counts / own_count, p), 1.0)
+    scores = ops.stop_gradient(ops.sigmoid(ops.cast(logits, "float32")))
+    own_score = ops.maximum(ops.sum(y * scores, axis=-1, keepdims=True), 1e-6)
+    compensation = ops.where(scores > own_score, ops.power(scores / own_score, q), 1.0)
+    negative_on_foreground = ops.expand_dims(ops.cast(positive, "float32"), -1) * (1.0 - y)
+    return ops.where(negative_on_foreground > 0, mitigation * compensation, 1.0)
 
 
 LOSSES = (WeightedSigmoidFocalLoss, WeightedBinaryCrossEntropy, WeightedSoftmaxCrossEntropy, WeightedSmoothL1, WeightedGIoU)
