@@ -14,7 +14,7 @@ Datasets (trained the same way every run; only the configuration changes):
 
 * ``longtail`` (``--explore`` only): a many-class long tail closer to the
   LVIS setting, 24 colour-shape classes with Zipf exponent 1.2 on grey
-  backgrounds (``demo_data.generate(num_classes=24, exponent=1.2)``), 3,000
+  backgrounds (``demo_data.generate(num_classes=24, exponent=1.2)``), 2,000
   images, 20% val; scored on an independent 5,000-image set by the mean AP50
   of the rarest third (8 classes).
 
@@ -91,7 +91,7 @@ def prepare_dataset(name: str, out: str, max_side: int) -> tuple[str, str]:
         options = LONGTAIL if name == "longtail" else {}
         yardstick = os.path.join(out, f"{name}-independent-records")
         if not os.path.exists(os.path.join(records, "manifest.json")):
-            generate(os.path.join(out, name), num_images=3000 if options else 2000, seed=0, **options)
+            generate(os.path.join(out, name), num_images=2000, seed=0, **options)
             _prepare(["--input", os.path.join(out, name, "annotations.json"), "--output", records, "--val-fraction=0.2"])
         if not os.path.exists(os.path.join(yardstick, "manifest.json")):
             generate(os.path.join(out, f"{name}-independent"), num_images=5000, seed=11, **options)
@@ -162,7 +162,19 @@ def goal(doc: dict[str, Any], config: str | None = None) -> dict[str, dict[str, 
     return out
 
 
-def run_dataset(dataset: str, configs: list[str], seeds: list[int], out: str, max_side: int) -> dict[str, Any]:
+def _trained(cfg: Any) -> bool:
+    """Whether ``cfg.out`` holds a finished run of exactly ``cfg``."""
+    import dataclasses
+
+    try:
+        with open(os.path.join(cfg.out, "config.json")) as f:
+            done = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return os.path.exists(os.path.join(cfg.out, "model.keras")) and all(done.get(k) == v for k, v in dataclasses.asdict(cfg).items())
+
+
+def run_dataset(dataset: str, configs: list[str], seeds: list[int], out: str, max_side: int, reuse: bool = False) -> dict[str, Any]:
     from boxweight.evaluate import run_model
     from boxweight.train import TrainConfig, train
     from schemas.job_output import JobOutput
@@ -178,16 +190,19 @@ def run_dataset(dataset: str, configs: list[str], seeds: list[int], out: str, ma
             t = time.perf_counter()
             cfg = TrainConfig(train=records, out=run_dir, epochs=EPOCHS[dataset], seed=seed, image_size=IMAGE_SIZE[dataset], width=16,
                               **CONFIGS[name])
-            train(cfg)
-            seconds = time.perf_counter() - t
+            if reuse and _trained(cfg):
+                seconds = None  # a finished run of this very configuration (the seed decides the model on a CPU)
+            else:
+                train(cfg)
+                seconds = round(time.perf_counter() - t, 1)
             t = time.perf_counter()
             scored = run_model(run_dir, yardstick)
             val = run_model(run_dir, records)
             run = {"seed": seed, "classes": _classes(scored), "map50": scored["map50"], "val": {"classes": _classes(val), "map50": val["map50"]},
-                   "train_seconds": round(seconds, 1), "evaluate_seconds": round(time.perf_counter() - t, 1)}
+                   "train_seconds": seconds, "evaluate_seconds": round(time.perf_counter() - t, 1)}
             results[name].append(run)
             print(f"{dataset} {name} seed {seed}: yardstick mAP50 {run['map50']:.3f}, "
-                  f"rare {_ap(run, rare_classes(dataset, train_boxes)):.3f} ({seconds:.0f} s)", flush=True)
+                  f"rare {_ap(run, rare_classes(dataset, train_boxes)):.3f} ({'reused' if seconds is None else f'{seconds:.0f} s'})", flush=True)
     return {"train_boxes": train_boxes, "yardstick": yardstick.replace(out + "/", ""), "epochs": EPOCHS[dataset],
             "image_size": IMAGE_SIZE[dataset], "results": results}
 
@@ -233,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", choices=["demo", "aquarium", "longtail"],
                         help="default: demo and aquarium (with --explore: demo and longtail)")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: 0-5 on demo, 0-9 on aquarium (with --explore: 0-2)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate, without training again, runs in OUT finished with the same configuration (the gate never reuses)")
     parser.add_argument("--max-side", type=int, default=128, help="aquarium images shrunk by the job to this side; default: %(default)s")
     parser.add_argument("--out", help="default: build/experiment (build/explore with --explore)")
     parser.add_argument("--results", help=f"results file; default: {os.path.relpath(RESULTS, ROOT)} for the gate, OUT/results.json otherwise")
@@ -242,14 +259,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--configs must include none, the reference")
     out = args.out or os.path.join("build", "explore" if args.explore else "experiment")
     datasets = args.datasets or (["demo", "longtail"] if args.explore else ["demo", "aquarium"])
-    gate = not args.explore and args.configs is None and args.seeds is None and datasets == ["demo", "aquarium"]
-    results = args.results or (RESULTS if gate else os.path.join(out, "results.json"))
+    gate = not args.explore and not args.reuse and args.configs is None and args.seeds is None and datasets == ["demo", "aquarium"]
+    results = args.results or (RESULTS if gate else os.path.join(out, "explore.json" if args.explore else "results.json"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     start = time.perf_counter()
     doc: dict[str, Any] = {"default": DEFAULT, "configs": {c: CONFIGS[c] for c in configs}, "datasets": {}}
     for dataset in datasets:
         seeds = args.seeds or (EXPLORE_SEEDS if args.explore else SEEDS[dataset])
-        doc["datasets"][dataset] = run_dataset(dataset, configs, seeds, out, args.max_side)
+        doc["datasets"][dataset] = run_dataset(dataset, configs, seeds, out, args.max_side, args.reuse)
     doc["total_seconds"] = round(time.perf_counter() - start, 1)
     doc["cpu_count"] = os.cpu_count()
     doc["goal"] = {cfg: goal(doc, cfg) for cfg in configs if cfg != "none"}
@@ -258,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         json.dump(doc, f, indent=2)
     md = table(doc) + [f"{len(datasets)} datasets x {len(configs)} configurations: {doc['total_seconds'] / 60:.1f} min "
                        f"on {os.cpu_count()} CPU cores. Results: {results}"]
-    with open(os.path.join(out, "table.md"), "w") as f:
+    with open(os.path.join(out, "explore.md" if args.explore else "table.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n" + "\n".join(md))
 

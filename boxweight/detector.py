@@ -10,8 +10,8 @@ box, is a positive for that box (the smallest box wins a shared cell). A
 positive cell's classification weight and box-regression weight are the
 ``groundtruth_weights`` of its box; negative cells keep classification
 weight 1 (background is not reweighted) and regression weight 0. The
-classification loss is normalized by the summed weight of the positive cells
-(``max(., 1)``), as RetinaNet normalizes by the number of positives.
+trainer (``boxweight/train.py``) divides both losses by the summed weight of
+the positive cells (``max(., 1)``), as the TF OD API does, or by their number.
 """
 
 from __future__ import annotations

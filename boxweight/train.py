@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -79,8 +80,14 @@ def _weights_arg(cfg: TrainConfig, job_dir: str) -> Any:
     return ReweightSpec(job_dir, cfg.weights, normalize=cfg.normalize, max_weight=cfg.max_weight)
 
 
+def _per_class_id(label_map: LabelMap, value: Callable[[str], float]) -> list[float]:
+    """``value`` of each class name, per class id 1..max_id (an id without a class gets ``value("")``)."""
+    names = dict(label_map)
+    return [value(names.get(i, "")) for i in range(1, label_map.max_id + 1)]
+
+
 def _priors(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float] | None:
-    """Per class id 1..max_id, the classification head's initial probability; None for the single ``PRIOR``.
+    """Per class id, the classification head's initial probability; None for the single ``PRIOR``.
 
     ``class_frequency`` (logit adjustment at initialization, after Menon et al., ICLR 2021): each class
     starts at ``PRIOR`` scaled by its share of the train boxes times the class count, so the mean over
@@ -89,28 +96,24 @@ def _priors(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[floa
     if cfg.prior == "uniform":
         return None
     boxes = split_counts(data, "train").boxes
-    names = dict(label_map)
-    total = max(sum(boxes.values()), 1)
-    classes = len(names)
-    return [min(max(PRIOR * classes * boxes.get(names.get(i, ""), 0) / total, 1e-4), 0.5) for i in range(1, label_map.max_id + 1)]
+    scale = PRIOR * len(dict(label_map)) / max(sum(boxes.values()), 1)
+    return _per_class_id(label_map, lambda name: min(max(scale * boxes.get(name, 0), 1e-4), 0.5))
 
 
 def _counts(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float] | None:
-    """Per class id 1..max_id, the train boxes (for the Seesaw-style term); None when it is off."""
+    """Per class id, the train boxes (for the Seesaw-style term); None when it is off."""
     if not cfg.seesaw:
         return None
     boxes = split_counts(data, "train").boxes
-    names = dict(label_map)
-    return [float(boxes.get(names.get(i, ""), 0)) for i in range(1, label_map.max_id + 1)]
+    return _per_class_id(label_map, lambda name: float(boxes.get(name, 0)))
 
 
 def _tail(cfg: TrainConfig, data: JobOutput, label_map: LabelMap) -> list[float] | None:
-    """Per class id 1..max_id, 1.0 for the equalization loss's tail classes; None when it is off."""
+    """Per class id, 1.0 for the equalization loss's tail classes; None when it is off."""
     if cfg.eql_threshold is None:
         return None
     tail = tail_classes(split_counts(data, "train"), cfg.eql_threshold)
-    names = dict(label_map)
-    return [1.0 if tail.get(names.get(i, ""), False) else 0.0 for i in range(1, label_map.max_id + 1)]
+    return _per_class_id(label_map, lambda name: 1.0 if tail.get(name, False) else 0.0)
 
 
 class _Trainer(keras.Model):

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
         WeightedSmoothL1,
         WeightedSoftmaxCrossEntropy,
         equalization_weights,
+        normalize_by_positives,
+        seesaw_weights,
     )
 
 _LAZY = {
@@ -36,6 +38,8 @@ _LAZY = {
     "WeightedSmoothL1": "weighting.training.losses",
     "WeightedGIoU": "weighting.training.losses",
     "equalization_weights": "weighting.training.losses",
+    "normalize_by_positives": "weighting.training.losses",
+    "seesaw_weights": "weighting.training.losses",
 }
 
 
@@ -70,4 +74,6 @@ __all__ = [
     "class_weights",
     "create_input_fn",
     "equalization_weights",
+    "normalize_by_positives",
+    "seesaw_weights",
 ]
