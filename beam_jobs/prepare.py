@@ -579,7 +579,8 @@ def _interrupt_handler(interrupted: threading.Event) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """``boxweight prepare`` / ``python -m beam_jobs.prepare``: exit 0, 1 (the job failed), 2 (usage) or 130 (Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    launcher_heap()
+    if not any(a == "--pixel-check=header" or (a, b) == ("--pixel-check", "header") for a, b in zip(argv, [*argv[1:], ""])):
+        launcher_heap()  # as the decoding workers' (see local_runner)
     if not argv or argv[0] in ("-h", "--help"):
         print(help_text(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2

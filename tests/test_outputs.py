@@ -527,6 +527,27 @@ def test_train_and_evaluate_read_one_split_and_refuse_other_classes(demo_out, ot
     ]
 
 
+def test_train_takes_the_loss_options_as_typed_and_refuses_unknown_values_in_one_line(demo_out, tmp_path):
+    run = tmp_path / "run"
+    done = _boxweight(
+        "train", "--train", str(demo_out), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
+        "--image-size", "64", "--width", "8", "--weights", "inverse_sqrt", "--max-weight", "3", "--weights-on", "classification",
+        "--normalizer", "positives", "--prior", "class_frequency", "--seesaw",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    config = json.loads((run / "config.json").read_text())
+    assert {k: config[k] for k in ("weights", "max_weight", "weights_on", "normalizer", "prior", "seesaw")} == {
+        "weights": "inverse_sqrt", "max_weight": 3.0, "weights_on": "classification", "normalizer": "positives",
+        "prior": "class_frequency", "seesaw": True,
+    }
+    assert (run / "model.keras").exists()
+    wrong = _boxweight("train", "--train", str(demo_out), "--out", str(tmp_path / "x"), "--normalizer", "count")
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        "boxweight train: error: argument --normalizer: invalid choice: 'count' (choose from 'positives', 'weight')"
+    )
+
+
 def test_reweighting_with_another_jobs_statistics_is_refused(demo_out, other_classes_out):
     spec = ReweightSpec(str(other_classes_out), "inverse")
     with pytest.raises(
