@@ -148,8 +148,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except ValueError as exc:
         from schemas.job_output import DataError
         from schemas.manifest import ManifestError
+        from weighting.schemes import WeightingError
 
-        if not isinstance(exc, (DataError, ManifestError)):
+        if not isinstance(exc, (DataError, ManifestError, WeightingError)):
             raise
         print(f"boxweight {command}: error: {exc}", file=sys.stderr)
         return 2

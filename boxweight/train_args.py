@@ -48,6 +48,13 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a number > 0")
+    return value
+
+
 def _image_size(text: str) -> int:
     value = _at_least_one(text)
     if value % 8:
@@ -66,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="record", help="record | none | a scheme name (recomputed from the job's stats.json)")
     p.add_argument("--normalize", default=DEFAULT_NORMALIZE, choices=NORMALIZATIONS,
                    help="normalization of a --weights scheme; min: the most frequent class 1, rarer more")
-    p.add_argument("--max-weight", type=float, default=None, help="cap on a --weights scheme's class weights, applied after normalization")
+    p.add_argument("--max-weight", type=_positive, default=None, help="cap on a --weights scheme's class weights, applied after normalization")
     p.add_argument("--prior", choices=("uniform", "class_frequency"), default="uniform",
                    help="initial class probability of the head: uniform (0.01, as RetinaNet) or class_frequency (0.01 scaled by "
                         "each class's share of the train boxes; logit adjustment at initialization)")

@@ -546,6 +546,9 @@ def test_train_takes_the_loss_options_as_typed_and_refuses_unknown_values_in_one
     assert wrong.stderr.strip().splitlines()[-1] == (
         "boxweight train: error: argument --normalizer: invalid choice: 'count' (choose from 'positives', 'weight')"
     )
+    capped = _boxweight("train", "--train", str(demo_out), "--out", str(tmp_path / "x"), "--weights", "inverse_sqrt", "--max-weight", "-1")
+    assert capped.returncode == 2
+    assert capped.stderr.strip().splitlines()[-1] == "boxweight train: error: argument --max-weight: -1 must be a number > 0"
 
 
 def test_reweighting_with_another_jobs_statistics_is_refused(demo_out, other_classes_out):
