@@ -161,13 +161,18 @@ def test_unknown_reduction_refused_by_keras():
         WeightedGIoU(reduction="average")
 
 
+def _random_targets(rng, b, n, c, foreground):
+    """Class labels [B, N], foreground cells [B, N] (about ``foreground`` of them) and their one-hot targets."""
+    labels = rng.integers(0, c, (b, n))
+    positive = rng.random((b, n)) < foreground
+    return labels, positive, np.eye(c)[labels] * positive[..., None]
+
+
 def test_equalization_weights_follow_the_papers_formula():
     """Tan et al. 2020, eq. 4: w_j = 1 - E(r) T_lambda(f_j) (1 - y_j), element by element."""
     rng = np.random.default_rng(3)
     b, n, c = 2, 7, 5
-    labels = rng.integers(0, c, (b, n))
-    positive = rng.random((b, n)) < 0.5
-    y = np.eye(c)[labels] * positive[..., None]
+    labels, positive, y = _random_targets(rng, b, n, c, 0.5)
     tail = np.array([0, 0, 1, 0, 1], dtype=np.float32)
     got = np.asarray(equalization_weights(y, positive, tail))
     for i in range(b):
@@ -199,9 +204,7 @@ def test_seesaw_weights_follow_their_formula_element_by_element():
     """On foreground: (N_j/N_i)^p for rarer j, times (s_j/s_i)^q where j outscores i; 1 elsewhere."""
     rng = np.random.default_rng(5)
     b, n, c = 2, 9, 4
-    labels = rng.integers(0, c, (b, n))
-    positive = rng.random((b, n)) < 0.6
-    y = np.eye(c)[labels] * positive[..., None]
+    labels, positive, y = _random_targets(rng, b, n, c, 0.6)
     logits = rng.normal(size=(b, n, c)).astype(np.float32)
     counts = np.array([400.0, 100.0, 25.0, 100.0], np.float32)
     got = np.asarray(seesaw_weights(y, positive, logits, counts, p=0.8, q=2.0))
