@@ -107,8 +107,8 @@ WORKER_MMAP_THRESHOLD = 64 << 10
 #: glibc's malloc arenas for the launcher and the local workers (``MALLOC_ARENA_MAX``, unless the environment
 #: sets it), in jobs that decode every image. The launcher passes every shuffle of the FnApiRunner through its
 #: data-channel threads, and glibc gives each thread an arena of its own that stays fragmented: at 200,000
-#: images the launcher peaked at 702 MB with neither setting, 639 MB with 2 arenas, 578 MB with 2 arenas and
-#: the fixed mmap threshold (the workers unchanged, 518 and 335 MB; the times within the run-to-run spread).
+#: images the launcher peaked at 702 MB with neither setting, and, both set in the environment, 639 MB with 2
+#: arenas and 569-578 MB with 2 arenas and the fixed mmap threshold (the workers unchanged, 518 and 335 MB).
 ARENA_MAX = 2
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h)
 
@@ -116,8 +116,9 @@ _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc's mallopt parameters (malloc.h
 def launcher_heap() -> None:
     """This process's malloc set as the decoding workers' (:data:`WORKER_MMAP_THRESHOLD`, :data:`ARENA_MAX`), where
     glibc is the C library and the environment does not set them. Called first thing in :func:`main`, before
-    any thread of the runner has an arena: set later (when the runner is chosen), the launcher peaked at
-    614 MB at 200,000 images, against 578 MB when set at start."""
+    any thread of the runner has an arena. At 200,000 images the launcher then peaked at 614-617 MB (702 MB
+    without); the same two set in the environment before the interpreter starts gave 569-578 MB, which
+    ``mallopt`` cannot reach once Python has started (603 MB even before any import)."""
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc: nothing to set
