@@ -2,3 +2,5 @@
 
 #: The namespace of the job's Beam metrics (counters of images and boxes read, written, dropped).
 NAMESPACE = "boxweight"
+#: The counter of annotation files a worker could not read at all: the launcher refuses an output where it is not 0.
+UNREADABLE_FILES = "annotation_files_unreadable"

@@ -16,6 +16,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import readers
+import validation
 from schemas.label_map import LabelMap
 from weighting.schemes import (
     DEFAULT_NORMALIZE,
@@ -90,7 +91,7 @@ class PrepareOptions(PipelineOptions):
         add(
             "max-boxes-per-image",
             type=int,
-            default=readers.MAX_BOXES_PER_IMAGE,
+            default=validation.MAX_BOXES_PER_IMAGE,
             help="images with more boxes are quarantined (image_too_many_boxes) before any box is checked",
         )
         add(
@@ -219,3 +220,47 @@ def check_options(opts: PrepareOptions) -> None:
         BoxMultipliers(opts.difficult_weight, opts.crowd_weight, opts.truncated_weight)
     except WeightingError as exc:
         raise JobError(str(exc)) from None
+
+
+def parse(argv: list[str]) -> PipelineOptions:
+    """The job's options, parsed once: unknown arguments refused, then the flags' values checked.
+
+    Raises:
+        JobError: as :func:`check_known_flags` and :func:`check_options`.
+    """
+    check_known_flags(argv)
+    options = PipelineOptions(argv)
+    check_options(options.view_as(PrepareOptions))
+    return options
+
+
+def help_text() -> str:
+    """``boxweight prepare --help``: the job's flags from :class:`PrepareOptions`, with examples."""
+    parser = argparse.ArgumentParser(add_help=False)
+    PrepareOptions._add_argparse_args(parser)
+    flags = [
+        f"  {a.option_strings[0]:<22} {a.help or ''}"
+        + ("" if a.default is None or a.default == "" or a.default is False else f" (default {a.default})")
+        for a in parser._actions
+    ]
+    return "\n".join(
+        [
+            "usage: boxweight prepare --input PATH --output DIR [flags] [Beam pipeline options]",
+            "",
+            "Scan an annotation dataset, validate every image and box, compute class weights and",
+            "write weighted TFRecord shards, stats.json, report.html, rejects.jsonl, label_map.pbtxt",
+            "and manifest.json into DIR. Any Beam pipeline option (--runner, --direct_num_workers,",
+            "Dataflow options) may follow; anything else is refused.",
+            "",
+            "flags:",
+            *flags,
+            "",
+            "examples:",
+            "  boxweight prepare --input data/annotations.json --output out",
+            "  boxweight prepare --input data/voc --output out --scheme effective_number --beta 0.999 --max-weight 10",
+            "  boxweight prepare --input 'shards/train-*' --output out --overwrite --direct_num_workers=8",
+            "  boxweight prepare --input gs://my-bucket/coco/instances_train2017.json --image-root gs://my-bucket/coco/train2017 \\",
+            "    --output gs://my-bucket/out --runner DataflowRunner --project my-project-123 --region us-central1 \\",
+            "    --temp_location gs://my-bucket/tmp --setup_file ./setup.py   (see the README: Run on Dataflow)",
+        ]
+    )

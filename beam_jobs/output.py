@@ -25,8 +25,8 @@ import socket
 import time
 
 from beam_jobs.options import JobError
-from readers import fs
 from schemas.manifest import MANIFEST_NAME, PARTIAL_MARKER, STAGING_SUFFIX
+from storage import fs
 
 _OWN_MARKERS = (MANIFEST_NAME, "stats.json", PARTIAL_MARKER)
 
@@ -48,12 +48,8 @@ class OutputFolder:
         return self.target != self.final
 
 
-def _is_local(path: str) -> bool:
-    return "://" not in path
-
-
 def _listing(path: str) -> list[str]:
-    if _is_local(path):
+    if fs.is_local(path):
         return sorted(os.listdir(path)) if os.path.isdir(path) else []
     return [fs.relpath(p, path) for p in fs.list_files(path)]
 
@@ -72,7 +68,7 @@ def prepare_output(output: str, overwrite: bool, input_path: str) -> OutputFolde
             folder; or it cannot be written.
     """
     claimed = None
-    if _is_local(output):
+    if fs.is_local(output):
         output = os.path.normpath(output)
         claimed = claim(output)  # before anything is looked at: a second job must not see a half state
     try:
@@ -83,8 +79,8 @@ def prepare_output(output: str, overwrite: bool, input_path: str) -> OutputFolde
 
 
 def _prepare(output: str, overwrite: bool, input_path: str, claimed: int | None) -> OutputFolder:
-    if _is_local(output):
-        if _is_local(input_path) and os.path.isdir(input_path) and _inside(output, input_path):
+    if fs.is_local(output):
+        if fs.is_local(input_path) and os.path.isdir(input_path) and _inside(output, input_path):
             raise JobError(f"output {output!r} is inside the input folder {input_path!r}; the next run would read it as input. Choose a folder outside it")
         if os.path.exists(output) and not os.path.isdir(output):
             raise JobError(f"output {output!r} is a file, not a folder")
@@ -103,14 +99,14 @@ def _prepare(output: str, overwrite: bool, input_path: str, claimed: int | None)
                 "boxweight output; remove it yourself or choose a new folder"
             )
     try:
-        if _is_local(output):
+        if fs.is_local(output):
             staging = output + STAGING_SUFFIX
             shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers
             os.makedirs(staging)
             return OutputFolder(output, staging, claimed)
         if names:
             _delete_remote(output, names)
-        with fs.FileSystems.create(fs.join(output, PARTIAL_MARKER)) as f:  # type: ignore[attr-defined]
+        with fs.create(fs.join(output, PARTIAL_MARKER)) as f:
             f.write(b"a boxweight prepare job writes here; the folder is complete once manifest.json exists\n")
         return OutputFolder(output, output)
     except OSError as exc:
@@ -123,7 +119,7 @@ def _delete_remote(output: str, names: list[str]) -> None:
     rest = [fs.join(output, n) for n in names if n != MANIFEST_NAME]
     for batch in (first, rest):
         if batch:
-            fs.FileSystems.delete(batch)  # type: ignore[attr-defined]
+            fs.delete(batch)
 
 
 def publish(folder: OutputFolder) -> None:

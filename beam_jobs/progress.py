@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from boxweight.progress import Progress, eta
+from storage.terminal import Progress, eta
 
 LISTED, PARSED, VALIDATED, ACCEPTED, WRITTEN = "listed", "parsed", "validated", "accepted", "written"
 _INTERVAL = 0.5
@@ -150,6 +150,6 @@ class Watcher:
 
 def dataflow_line(counters: Mapping[str, int], state: str) -> str:
     """The line for a Dataflow job's counters (``boxweight`` namespace) and state."""
-    read, written = counters.get("images_read", 0), counters.get("images_written", 0)
+    validated, written = counters.get("images_validated", 0), counters.get("images_written", 0)
     quarantined = counters.get("images_quarantined", 0)
-    return f"Dataflow job {state.lower()}: {read:,} images validated ({quarantined:,} quarantined), {written:,} written"
+    return f"Dataflow job {state.lower()}: {validated:,} images validated ({quarantined:,} quarantined), {written:,} written"

@@ -1,55 +1,23 @@
-"""Reading the annotations: the job's first stage.
-
-The job's PCollections carry *chunks*: lists of up to :data:`CHUNK` items
-(raw images, then records) rather than single items. In the Python SDK every
-element costs tens of microseconds per step (windowing, coders, dispatch)
-whatever it holds; per image that was more than the image's own work. A
-chunk pays it once. Rejects stay single elements, and the counts travel as
-one :class:`readers.Accounting` per chunk.
-"""
+"""Reading the annotations: the job's first stage. Its output is chunks (:mod:`beam_jobs.chunks`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import apache_beam as beam
-from apache_beam.typehints.decorators import no_annotations
 
 import readers
 from beam_jobs import progress
+from beam_jobs.chunks import chunked
 from beam_jobs.packed import pack, unpack
 from schemas.annotations import Reject
-
-CHUNK = 64  # items per element: big enough to amortize Beam's per-element cost, small enough to spread
-
-Chunk = list  # a list of items of one kind, see the module docstring
-
-
-def chunked(items: Iterable[Any], size: int = CHUNK) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
+from schemas.reasons import RejectReason
 
 Order = tuple[int, int]  # (part or file, position in it): where an item stands in the source
 
-UNREADABLE = "unreadable"
-
-
-class Read(NamedTuple):
-    """What :class:`ReadAnnotations` gives: ``chunks`` of raw images and rejects, and ``unreadable``: one
-    line for each annotation file that could not be read at all (a COCO file whose JSON breaks off where
-    the launcher did not read). The job goes on without such a file and the launcher refuses its output
-    with those lines (see ``prepare``): a worker's exception would bury the line in tracebacks."""
-
-    chunks: beam.PCollection
-    unreadable: beam.PCollection
+#: The place of an unreadable file's reject among its part's items: after any item the part gave before it broke.
+_AFTER_EVERY_ITEM = 1 << 62
 
 
 class ReadAnnotations(beam.PTransform):
@@ -63,15 +31,20 @@ class ReadAnnotations(beam.PTransform):
     another folder, or claimed by none). Either way, an image whose key or
     file an earlier image has becomes a duplicate reject
     (:class:`UniqueAcrossParts`), as it would in one sequential read.
+
+    An annotation file that cannot be read at all (a COCO file whose JSON
+    breaks off where the launcher did not read) is a reject like any other,
+    ``annotation_file_unreadable``, on the rejects' dead-letter path: the
+    job goes on without it, Validate counts it, and the launcher refuses
+    the output with its line (:func:`beam_jobs.report_sink.refuse_unreadable`).
+    A worker's exception would bury that line in tracebacks.
     """
 
     def __init__(self, plan: readers.ReadPlan, progress_dir: str | None = None) -> None:
         super().__init__()
         self.plan, self.progress_dir = plan, progress_dir
 
-    @no_annotations  # returns no single PCollection: Beam 2.78 warns of any other annotation
-    def expand(self, pbegin: beam.pvalue.PBegin) -> Read:
-        unreadable: beam.PCollection | None = None  # an itemized source's unreadable file is its images' reject
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         if self.plan.itemized:
             read = (
                 pbegin
@@ -94,15 +67,11 @@ class ReadAnnotations(beam.PTransform):
             parts = pbegin | "Parts" >> beam.Create(list(range(len(self.plan.parts))))
             if many:
                 parts = parts | "SpreadParts" >> beam.Reshuffle()
-            parsed = parts | "Parse" >> beam.FlatMap(self._parse, many).with_outputs(UNREADABLE, main="chunks")
-            chunks, unreadable = parsed.chunks, parsed[UNREADABLE]
+            chunks = parts | "Parse" >> beam.FlatMap(self._parse, many)
             if many:
                 chunks = chunks | "UniqueAcrossParts" >> UniqueAcrossParts()
         # A part is one sequential stream, and a file's images are few: spread the per-image work across workers.
-        spread = chunks | "Spread" >> Spread()
-        if unreadable is None:
-            unreadable = pbegin | "NoneUnreadable" >> beam.Create([])
-        return Read(spread, unreadable)
+        return chunks | "Spread" >> Spread()
 
     def _parse(self, part: int, tagged: bool) -> Iterator[Any]:
         tally = progress.Tally(self.progress_dir)
@@ -114,8 +83,10 @@ class ReadAnnotations(beam.PTransform):
                 listed = (item[1] if tagged else item for item in chunk)
                 tally.add(progress.LISTED, sum(1 for item in listed if not isinstance(item, Reject) or item.is_image))
                 yield chunk
-        except readers.SourceError as exc:
-            yield beam.pvalue.TaggedOutput(UNREADABLE, str(exc))
+        except readers.SourceError as exc:  # the rejects' dead-letter path; the launcher refuses the output
+            file = getattr(self.plan.parts[part], "path", self.plan.parts[part]) or self.plan.path
+            reject = Reject(str(file), RejectReason.ANNOTATION_FILE_UNREADABLE, str(exc))
+            yield [((part, _AFTER_EVERY_ITEM), reject)] if tagged else [reject]
         tally.add(progress.PARSED, flush=True)
 
     def _list(self, _: None) -> Iterator[list[tuple[int, Any]]]:

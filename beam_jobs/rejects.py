@@ -9,11 +9,10 @@ import json
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.keys import bucket
-from readers import fs
 from schemas.annotations import Reject
+from storage import fs
 
 
 def reject_line(reject: Reject) -> str:
@@ -53,7 +52,7 @@ class WriteSortedParts(beam.PTransform):
     def _write(self, part: int, lines: Iterable[str]) -> tuple[str, int]:
         ordered = sorted(lines)
         path = fs.join(self.folder, f"part-{part:05d}")
-        with FileSystems.create(path, compression_type="uncompressed") as f:
+        with fs.create(path) as f:
             for start in range(0, len(ordered), 4096):
                 f.write("".join(line + "\n" for line in ordered[start : start + 4096]).encode("utf-8"))
         return path, len(ordered)
@@ -69,7 +68,7 @@ def merge_parts(paths: Iterable[str]) -> Iterator[str]:
     with contextlib.ExitStack() as stack:
         files = [
             stack.enter_context(
-                io.TextIOWrapper(FileSystems.open(p, compression_type="uncompressed"), encoding="utf-8")
+                io.TextIOWrapper(fs.open_binary(p), encoding="utf-8")
             )
             for p in paths
         ]

@@ -11,16 +11,16 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_jobs import NAMESPACE, progress
+from beam_jobs.chunks import RecordChunk
 from beam_jobs.keys import bucket, image_key
 from beam_jobs.packed import pack, unpack
-from beam_jobs.read import Chunk
 from beam_jobs.tfrecord_file import write_tfrecords
-from readers import fs
-from readers.probe import ProbeError, resize_to
 from schemas.annotations import ImageRecord
 from schemas.codec import encode_record_parts
 from schemas.manifest import FileEntry, shard_name
 from schemas.reasons import Repair
+from storage import fs
+from validation.probe import ProbeError, resize_to
 from weighting.apply import WeightPlan
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,10 @@ class _WriteShardFn(beam.DoFn):
 
     @staticmethod
     def _read(path: str) -> bytes:
+        # The second read of an image's file (Validate's check was the first): records cross the shard shuffle
+        # without their image bytes, which only this worker needs. Carrying them through the shuffle was one of
+        # the costs that held the job at 0.15x a multiprocessing.Pool converter (bench.prepare_job, 10,000
+        # images, 2026-11-23; 1.06x once they stopped crossing, with the other changes in that file's history).
         try:
             return fs.read_bytes(path)
         except Exception as exc:
@@ -78,7 +82,7 @@ class _WriteShardFn(beam.DoFn):
         return encode_record_parts(record, data)
 
 
-def _to_shards(chunk: Chunk, counts: dict[str, int] | int) -> Iterator[tuple[tuple[str, int], bytes]]:
+def _to_shards(chunk: RecordChunk, counts: dict[str, int] | int) -> Iterator[tuple[tuple[str, int], bytes]]:
     """Split a chunk by shard ``sha256(key) mod N``: ((split, shard), [(key, record), ...] packed) pairs.
 
     Packed (:mod:`beam_jobs.packed`): the local runner holds every record here until the last one arrives.
@@ -101,7 +105,7 @@ def _sorted_shard(
     return key, records if plan is None else [plan.apply(r) for r in records]
 
 
-def _sizes(chunk: Chunk) -> Iterator[tuple[str, tuple[int, int]]]:
+def _sizes(chunk: RecordChunk) -> Iterator[tuple[str, tuple[int, int]]]:
     """(split, (image bytes, images)) for one chunk."""
     nbytes: Counter[str] = Counter()
     images: Counter[str] = Counter()

@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.typehints.decorators import no_annotations
 
+from beam_jobs.chunks import RecordChunk
 from beam_jobs.keys import image_key, stable_hash
-from beam_jobs.read import Chunk
 
 #: An image of train as the carve sees it: the stable hash of its key, and its class names.
 Candidate = tuple[int, tuple[str, ...]]
@@ -128,7 +128,7 @@ class SplitTrainVal(beam.PTransform):
         )
 
 
-def _candidates(chunk: Chunk) -> list[Candidate]:
+def _candidates(chunk: RecordChunk) -> list[Candidate]:
     return [(stable_hash(image_key(r)), tuple(sorted({b.text for b in r.boxes}))) for r in chunk if r.split == "train"]
 
 
@@ -136,7 +136,7 @@ def _carve_unless(images: Sequence[Candidate], fraction: float, has_val: bool) -
     return None if has_val else carve_val(images, fraction)
 
 
-def _assign(chunk: Chunk, carve: tuple[frozenset[int], dict] | None) -> Chunk:
+def _assign(chunk: RecordChunk, carve: tuple[frozenset[int], dict] | None) -> RecordChunk:
     if carve is None:
         return chunk
     val = carve[0]

@@ -7,13 +7,13 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
+from beam_jobs.chunks import RecordChunk
 from beam_jobs.combine import merge_all
-from beam_jobs.read import Chunk
 from schemas.annotations import ImageRecord
 from weighting.stats import SplitStats
 
 
-def _by_split(chunk: Chunk) -> Iterator[tuple[str, list[ImageRecord]]]:
+def _by_split(chunk: RecordChunk) -> Iterator[tuple[str, list[ImageRecord]]]:
     groups: defaultdict[str, list[ImageRecord]] = defaultdict(list)
     for r in chunk:
         groups[r.split].append(r)

@@ -1,4 +1,4 @@
-"""TFRecord files written without TensorFlow, through Beam ``FileSystems`` (``gs://`` works).
+"""TFRecord files written without TensorFlow, through :mod:`storage.fs` (``gs://`` works).
 
 Framing per record: uint64 length, masked CRC-32C of the length, the data,
 masked CRC-32C of the data (all little-endian), as TensorFlow's
@@ -16,9 +16,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import google_crc32c
-from apache_beam.io.filesystems import FileSystems
 
 from readers.tfrecord_frames import masked_crc
+from storage import fs
+from storage.checksummed import Checksummed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,26 +29,6 @@ class Written:
     records: int
     bytes: int
     crc32c: str
-
-
-class _Checksummed:
-    """A file object that passes writes through and keeps the size and CRC-32C of what it wrote."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw, self.crc, self.size = raw, 0, 0
-
-    def write(self, data: bytes) -> int:
-        self.crc = google_crc32c.extend(self.crc, data)
-        self.size += len(data)
-        self.raw.write(data)
-        return len(data)
-
-    def writelines(self, parts: Iterable[bytes]) -> None:
-        for part in parts:
-            self.write(part)
-
-    def flush(self) -> None:
-        pass  # GzipFile flushes its fileobj on close; the raw file is closed by its owner
 
 
 def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipped: bool = False) -> Written:
@@ -60,8 +41,8 @@ def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipp
     not copied again.
     """
     count = 0
-    with FileSystems.create(path, compression_type="uncompressed") as raw_file:
-        raw = _Checksummed(raw_file)
+    with fs.create(path) as raw_file:
+        raw = Checksummed(raw_file)
         sink: Any = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if gzipped else raw
         try:
             for data in records:
@@ -77,4 +58,4 @@ def write_tfrecords(path: str, records: Iterable[bytes | Sequence[bytes]], gzipp
         finally:
             if gzipped:
                 sink.close()
-    return Written(count, raw.size, f"{raw.crc:08x}")
+    return Written(count, raw.size, raw.crc32c)

@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 
+from beam_jobs.chunks import RecordChunk
 from beam_jobs.keys import image_key, stable_hash
-from beam_jobs.read import Chunk
-from readers import fs
 from schemas.annotations import ImageRecord
+from storage import fs
 from weighting.report import thumbnails
 
 log = logging.getLogger(__name__)
 
 
-def _class_picks(chunk: Chunk) -> Iterator[tuple[str, tuple[int, ImageRecord]]]:
+def _class_picks(chunk: RecordChunk) -> Iterator[tuple[str, tuple[int, ImageRecord]]]:
     """(class, (hash of the image key, record)) once per class in each image."""
     for r in chunk:
         h = stable_hash(image_key(r))
@@ -32,6 +32,7 @@ class _ThumbnailFn(beam.DoFn):
         out = []
         for _, record in sorted(picks, key=lambda hr: hr[0]):
             try:
+                # a third read, of a few images per class only (the page's strips), for the reason in shards._read
                 data = record.encoded if record.encoded is not None else fs.read_bytes(record.path)
                 out.append(thumbnails.thumbnail(record, data, name))
             except Exception as exc:  # a picture for the page only: the records do not depend on it

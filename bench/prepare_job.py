@@ -24,7 +24,12 @@ RSS of:
   deterministic sharding included;
 * boxweight-header: the same with ``--pixel-check header`` (no pixel decode);
 * boxweight-1proc: the same job with ``--runner=...FnApiRunner`` alone, in
-  this one process (no worker processes to start).
+  this one process (no worker processes to start);
+* with ``--baseline-commit C``: job@here and job@baseline, the default job as
+  ``python -m beam_jobs.prepare`` from this checkout and from a ``git
+  worktree`` of commit C (``bench.checkouts``), each in its own process
+  tree: whether a change made the job slower, side by side in the run; the
+  two must write byte-identical shards and ``rejects.jsonl``.
 
     .venv/bin/python -m bench.prepare_job [--images 10000] [--noise 6] [--unique 0] [--shards 10] [--repeats 3] [--modes ...]
 
@@ -254,18 +259,26 @@ def one_image_dataset(ann_path: str) -> str:
     return path
 
 
-def _child(mode: str, ann_path: str, shards: int) -> None:
-    out = tempfile.mkdtemp(prefix=f"bench-{mode}-")
+def _child(mode: str, ann_path: str, shards: int, checkout: str = "") -> None:
+    out = tempfile.mkdtemp(prefix=f"bench-{mode.replace('@', '-')}-")
     start = time.perf_counter()
     try:
-        if mode == "empty-pipeline":
+        if mode.startswith("job@"):  # the default job from a checkout, as `python -m beam_jobs.prepare`
+            from bench.checkouts import output_digest, run_job
+
+            run_job(checkout, ["--input", os.path.abspath(ann_path), "--output", out, f"--num-shards={shards}", "--val-fraction=0"])
+            with open(os.path.join(out, "stats.json")) as f:
+                n = json.load(f)["totals"]["images_written"]
+            print(json.dumps({"digest": output_digest(out)}))
+        elif mode == "empty-pipeline":
             import apache_beam as beam
             from apache_beam.options.pipeline_options import PipelineOptions
 
-            from beam_jobs import prepare
+            from beam_jobs.local import local_runner
 
-            argv, runner = prepare.local_runner([])
-            with beam.Pipeline(runner=runner, options=PipelineOptions(argv)) as p:
+            options = PipelineOptions([])
+            runner, _ = local_runner([], options)
+            with beam.Pipeline(runner=runner, options=options) as p:
                 _ = p | beam.Create([1, 2]) | beam.Reshuffle() | beam.Map(lambda x: x)
             n = 0
         elif mode == "floor":
@@ -293,7 +306,7 @@ def _child(mode: str, ann_path: str, shards: int) -> None:
             if mode == "boxweight-header":  # pixels not decoded: headers, sizes and end markers only
                 argv.append("--pixel-check=header")
             if mode == "boxweight-1proc":  # the same runner in this process only: no worker processes
-                from beam_jobs.prepare import IN_PROCESS_RUNNER
+                from beam_jobs.local import IN_PROCESS_RUNNER
 
                 argv.append(f"--runner={IN_PROCESS_RUNNER}")
             with contextlib.redirect_stdout(io.StringIO()):  # the command prints its report table
@@ -336,11 +349,26 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-commit", default=None, help="also run the default job from this commit (job@baseline) beside this checkout's (job@here)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child[0], args.child[1], args.shards)
+        _child(args.child[0], args.child[1], args.shards, *args.child[2:])
         return
+    with contextlib.ExitStack() as stack:
+        checkouts = {"job@here": os.getcwd()}
+        if args.baseline_commit:
+            from bench.checkouts import with_baseline
+
+            work = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-checkouts-"))
+            found = stack.enter_context(with_baseline(os.getcwd(), work, args.baseline_commit))
+            checkouts["job@baseline"] = found[f"baseline {args.baseline_commit}"]
+            if "job@here" not in args.modes.split(","):
+                args.modes += ",job@here,job@baseline"
+        _measure(args, checkouts)
+
+
+def _measure(args: argparse.Namespace, checkouts: dict[str, str]) -> None:
     t = time.perf_counter()
     name = (
         f"bench-coco-{args.images}"
@@ -362,11 +390,20 @@ def main() -> None:
     for _ in range(args.repeats):
         for mode in modes:
             cmd = [sys.executable, "-m", "bench.prepare_job", "--shards", str(args.shards), "--child", mode, ann_path]
+            if mode in checkouts:
+                cmd.append(checkouts[mode])
             out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode:
                 print(out.stderr[-3000:])
                 raise SystemExit(f"{mode} failed")
-            runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            tail = out.stdout.strip().splitlines()
+            row = json.loads(tail[-1])
+            if mode in checkouts:  # its outputs' digest, the line before
+                row.update(json.loads(tail[-2]))
+            runs[mode].append(row)
+    digests = {runs[m][0].get("digest") for m in modes if m.startswith("job@")}
+    if len(digests) > 1:
+        raise SystemExit("job@here and job@baseline wrote different shards or rejects.jsonl")
 
     def median(mode: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[mode])
@@ -394,6 +431,7 @@ def main() -> None:
                 f"{a} / {b} throughput: median {statistics.median(per_round):.2f}x within rounds ({min(per_round):.2f}-{max(per_round):.2f})"
             )
 
+    versus("job@here", "job@baseline")
     versus("boxweight", "baseline-pool-decode")
     versus("boxweight", "baseline-pool")
     versus("boxweight-header", "baseline-pool")

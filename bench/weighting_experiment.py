@@ -177,7 +177,7 @@ def _trained(cfg: Any) -> bool:
 def run_dataset(dataset: str, configs: list[str], seeds: list[int], out: str, max_side: int, reuse: bool = False) -> dict[str, Any]:
     from boxweight.evaluate import run_model
     from boxweight.train import TrainConfig, train
-    from schemas.job_output import JobOutput
+    from storage.job_output import JobOutput
     from weighting.training.input_fn import split_counts
 
     records, yardstick = prepare_dataset(dataset, out, max_side)

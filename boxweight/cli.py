@@ -6,11 +6,10 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
+from beam_jobs.interrupts import exiting
 from boxweight.train_args import HelpFormatter
 from readers.tfimport import VERBOSE, tensorflow
 
@@ -120,17 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def exiting() -> None:
-    """Ignore Ctrl-C from here on: the command has ended and said so, and the process only exits.
-
-    Python joins the job runner's threads on the way out (up to about half a second after a
-    local job). A Ctrl-C there ended the process by the signal, exit -2, with no line at all,
-    after a job that had finished and printed its report.
-    """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
@@ -146,8 +134,8 @@ def _main(argv: Sequence[str] | None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         return 141  # as a command ended by SIGPIPE
     except ValueError as exc:
-        from schemas.job_output import DataError
         from schemas.manifest import ManifestError
+        from storage.job_output import DataError
         from weighting.schemes import WeightingError
 
         if not isinstance(exc, (DataError, ManifestError, WeightingError)):

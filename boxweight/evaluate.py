@@ -117,7 +117,7 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
         DataError: no run there, data that is not one job output, an unknown
             split, or a model trained on other classes than the data's.
     """
-    from schemas.job_output import DataError, one_output
+    from storage.job_output import DataError, one_output
 
     config_path = os.path.join(model_dir, "config.json")
     if not os.path.exists(config_path) or not os.path.exists(os.path.join(model_dir, "model.keras")):
@@ -132,7 +132,7 @@ def run_model(model_dir: str, data: str, split: str | None = None, batch_size: i
     import tensorflow as tf
 
     from boxweight.detector import detect
-    from boxweight.progress import Progress, eta
+    from storage.terminal import Progress, eta
     from weighting.training.input_fn import create_input_fn
 
     model = keras.saving.load_model(os.path.join(model_dir, "model.keras"))

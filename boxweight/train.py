@@ -28,10 +28,10 @@ import keras
 import tensorflow as tf
 
 from boxweight.detector import PRIOR, assign_targets, build_detector, decode_boxes
-from boxweight.progress import Progress, eta
 from boxweight.train_args import NORMALIZERS, WEIGHTS_ON, parser
-from schemas.job_output import JobOutput, one_output
 from schemas.label_map import LabelMap
+from storage.job_output import JobOutput, one_output
+from storage.terminal import Progress, eta
 from weighting.schemes import DEFAULT_NORMALIZE, SCHEMES, tail_classes
 from weighting.training.input_fn import ReweightSpec, create_input_fn, split_counts
 from weighting.training.losses import (

@@ -28,13 +28,13 @@ from array import array
 from collections.abc import Iterator
 from typing import Any
 
-from readers import fs
 from readers.json_stream import JsonStreamError, Members
 from readers.raw import RawBox, RawImage, SourceError, classes_of, declared_size
 from readers.splits import split_in_name, split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap, LabelMapError
 from schemas.reasons import RejectReason
+from storage import fs
 
 log = logging.getLogger(__name__)
 _INSTANCES = re.compile(r"instances_(\w+?)\.json$")

@@ -14,12 +14,12 @@ import csv
 import posixpath
 from collections.abc import Iterator
 
-from readers import fs
 from readers.raw import RawBox, RawImage, SourceError, declared_size
 from readers.splits import split_in_name, split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
+from storage import fs
 
 COLUMNS = ("filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax")
 

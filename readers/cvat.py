@@ -23,12 +23,12 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from readers import fs
 from readers.raw import RawBox, RawImage, SourceError, declared_size
 from readers.splits import split_name
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
+from storage import fs
 
 _NOT_BOXES = ("polyline", "points", "cuboid", "skeleton")
 

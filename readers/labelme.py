@@ -28,12 +28,12 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
-from readers import fs
 from readers.raw import RawBox, RawImage, SourceError, declared_size
 from readers.splits import split_of_path
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
+from storage import fs
 
 _BOX_SHAPES = ("rectangle", "polygon", "circle", "mask")
 IGNORE_LABEL = "__ignore__"  # labelme's own examples and tools: a region that is not an object

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from schemas.splits import SPLITS
+
 _ALIASES = {"valid": "val", "validation": "val", "dev": "val", "training": "train", "testing": "test", "trainval": "train"}
 _TOKEN = re.compile(r"[-_.\s]+")
 
@@ -17,7 +19,7 @@ def split_name(name: str, default: str = "train") -> str:
     """Canonical split name for a folder or file name, or ``default`` if it is not one."""
     base = re.sub(r"\d{4}$", "", name.lower())  # COCO's train2017
     base = _ALIASES.get(base, base)
-    return base if base in ("train", "val", "test") else default
+    return base if base in SPLITS else default
 
 
 def split_in_name(name: str) -> str:

@@ -13,7 +13,6 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
-from readers import fs
 from readers.raw import RawBox, RawImage, SourceError
 from readers.splits import split_in_name, split_name
 from readers.tfimport import tensorflow
@@ -22,6 +21,7 @@ from schemas.annotations import Reject
 from schemas.features import ExampleError, decode_example
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
+from storage import fs
 
 SUFFIXES = (".tfrecord", ".record", ".tfrecords", ".tfrecord.gz")
 
@@ -45,7 +45,7 @@ class TfRecordSource:
     def __init__(self, path: str, image_root: str | None = None, label_map: LabelMap | None = None) -> None:
         del image_root  # bytes are embedded
         if any(c in path for c in "*?[") and not fs.exists(path):
-            self.files = sorted(m.path for m in fs.FileSystems.match([path])[0].metadata_list)
+            self.files = fs.glob(path)
         elif path.lower().endswith(SUFFIXES) or "-of-" in posixpath.basename(path):
             self.files = [path]
         else:

@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 import google_crc32c
 
-from readers import fs
+from storage import fs
 
 _HEADER = struct.Struct("<QI")
 _CRC = struct.Struct("<I")

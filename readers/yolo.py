@@ -26,13 +26,14 @@ import reprlib
 from collections.abc import Iterator
 from typing import Any
 
-from readers import fs, yaml_doc
+from readers import yaml_doc
 from readers.raw import RawBox, RawImage, SourceError, classes_of
 from readers.splits import split_name, split_of_path
 from readers.voc import IMAGE_SUFFIXES
 from schemas.annotations import Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason
+from storage import fs
 
 #: One unit of a read: an image and its label file (None: no label file, a negative), or (None, an orphan label file).
 log = logging.getLogger(__name__)

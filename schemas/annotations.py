@@ -133,7 +133,7 @@ class Reject:
         return {
             "source": self.source,
             "image": self.image,
-            "kind": "image" if self.is_image else "box",
+            "kind": "image" if self.is_image else "file" if self.reason.is_file_level else "box",
             "reason": self.reason.value,
             "boxes": self.boxes,
             "classes": list(self.classes),

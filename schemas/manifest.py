@@ -16,6 +16,8 @@ import json
 import re
 from collections.abc import Iterable
 
+from schemas.splits import split_sort_key
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 #: A local output is staged in the sibling folder ``OUT.incomplete`` and renamed when complete.
@@ -72,8 +74,7 @@ class Manifest:
     @property
     def splits(self) -> list[str]:
         """Split names in train, val, test order, then any others by name."""
-        order = {"train": 0, "val": 1, "test": 2}
-        return sorted({s.split for s in self.shards}, key=lambda s: (order.get(s, 3), s))
+        return sorted({s.split for s in self.shards}, key=split_sort_key)
 
     def shards_of(self, split: str) -> list[FileEntry]:
         """The shards of ``split`` in index order.

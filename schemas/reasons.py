@@ -37,10 +37,17 @@ class RejectReason(str, enum.Enum):
     SHAPE_IGNORED = "shape_ignored"  # LabelMe's __ignore__ label: a region to leave out, not an object
     # The boxes of a quarantined image, counted under one reason.
     IMAGE_QUARANTINED = "image_quarantined"
+    # File level: a whole annotation file a worker could not read (its JSON breaks off where the launcher did not
+    # read). Its images are unknown, so the job cannot account for them: the launcher refuses the output.
+    ANNOTATION_FILE_UNREADABLE = "annotation_file_unreadable"
 
     @property
     def is_image_level(self) -> bool:
         return self in _IMAGE_LEVEL
+
+    @property
+    def is_file_level(self) -> bool:
+        return self is RejectReason.ANNOTATION_FILE_UNREADABLE
 
 
 _IMAGE_LEVEL = frozenset(

@@ -14,15 +14,18 @@ import apache_beam as beam
 import google_crc32c
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 import readers
-from beam_jobs import prepare
+import validation
+from beam_jobs import local, prepare
 from beam_jobs.keys import bucket, stable_hash
 from beam_jobs.options import JobError
 from beam_jobs.read import ReadAnnotations
+from beam_jobs.rejects import reject_line
 from beam_jobs.shards import WriteShards
 from beam_jobs.split import SplitTrainVal, val_count
 from beam_jobs.statistics import ClassStatistics
@@ -32,7 +35,7 @@ from schemas.annotations import Box, ImageRecord
 from schemas.features import decode_example
 from schemas.label_map import LabelMap
 from schemas.manifest import shard_name
-from tests.conftest import shared
+from tests.conftest import jpeg_bytes, png_bytes, shared, voc_xml
 
 IN_PROCESS = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
@@ -43,9 +46,8 @@ def _record(key, names, split="train"):
 
 
 def test_validate_transform_sends_bad_images_to_the_dead_letter_output(tmp_path):
-    from tests.test_readers import _jpeg
 
-    (tmp_path / "ok.jpg").write_bytes(_jpeg())
+    (tmp_path / "ok.jpg").write_bytes(jpeg_bytes())
     box = RawBox(1, 1, 9, 9, class_name="a", class_ref="'a'", source="s")
     raws = [
         RawImage("ok", "ok.jpg", str(tmp_path), "s:1", "train", (box,)),
@@ -103,7 +105,7 @@ def test_hashes_that_cross_a_beam_coder_fit_its_signed_64_bit_ints_and_keep_the_
     coder = beam.coders.VarIntCoder()
     for k in keys:
         assert -(2**63) <= stable_hash(k) < 2**63
-        assert coder.decode(coder.encode(stable_hash(k))) == stable_hash(k)
+        assert coder.decode(coder.encode(stable_hash(k))) == unsigned[k] - 2**63  # the prefix, shifted into range
         assert bucket(k, 7) == unsigned[k] % 7
     assert sorted(keys, key=stable_hash) == sorted(keys, key=unsigned.__getitem__)
     # by hand: sha256(b"train/1") starts cd14827ef1010ef4 = 14777579759030308596 (past 2**63),
@@ -192,15 +194,22 @@ def test_end_to_end_on_shared_datasets(tmp_path, dataset, extra):
         assert stats["splits"]["train"]["classes"][0]["name"] == "pieces"
 
 
+def _local(argv, images=None, decode=True):
+    """(runner, worker processes, the direct_num_workers the options then hold) of local_runner."""
+    options = PipelineOptions(argv)
+    runner, processes = local.local_runner(argv, options, images, decode=decode)
+    return runner, processes, options.view_as(DirectOptions).direct_num_workers
+
+
 def test_local_default_runner_is_one_worker_process_per_core():
-    argv, runner = prepare.local_runner(["--input", "x"])
-    assert argv == ["--input", "x", f"--direct_num_workers={os.cpu_count()}"]
+    runner, processes, workers = _local(["--input", "x"])
+    assert processes and workers == os.cpu_count()
     assert isinstance(runner, FnApiRunner)
     assert runner._default_environment.command_string.endswith(
         "-m beam_jobs.worker"
     )  # Beam's own worker, Ctrl-C ignored while it starts
-    assert prepare.local_runner(["--direct_num_workers=3"])[0] == ["--direct_num_workers=3"]  # the user's count stays
-    assert prepare.local_runner(["--runner=DataflowRunner"]) == (["--runner=DataflowRunner"], None)
+    assert _local(["--direct_num_workers=3"])[1:] == (True, 3)  # the user's count stays
+    assert _local(["--runner=DataflowRunner"])[0] is None  # Beam picks the named runner
 
 
 @pytest.mark.parametrize(
@@ -210,7 +219,7 @@ def test_workers_that_decode_start_with_a_fixed_mmap_threshold_unless_the_enviro
     decode, environment, seen
 ):
     """The worker command as /bin/sh runs it, with the worker module swapped for a print of what it would see."""
-    _, runner = prepare.local_runner([], None, decode=decode)
+    runner = _local([], None, decode=decode)[0]
     command = runner._default_environment.command_string
     assert command.endswith("-m beam_jobs.worker")
     probe = command.replace(
@@ -226,13 +235,13 @@ def test_workers_that_decode_start_with_a_fixed_mmap_threshold_unless_the_enviro
 
 def test_a_small_job_runs_in_this_process_and_a_large_one_on_a_worker_per_core(tmp_path, demo_dir):
     small = readers.plan(str(demo_dir / "annotations.json"))
-    assert small.images is not None and 0 < small.images < prepare.SMALL_JOB_IMAGES
-    argv, runner = prepare.local_runner(["--input", "x"], small.images)
-    assert argv == ["--input", "x"] and isinstance(runner, FnApiRunner)
+    assert small.images is not None and 0 < small.images < local.SMALL_JOB_IMAGES
+    runner, processes, workers = _local(["--input", "x"], small.images)
+    assert not processes and workers == 1 and isinstance(runner, FnApiRunner)
     assert not hasattr(runner._default_environment, "command_string")  # Beam's embedded (in-process) environment
-    assert prepare.local_runner([], prepare.SMALL_JOB_IMAGES)[0] == [f"--direct_num_workers={os.cpu_count()}"]
-    assert prepare.local_runner([], None)[0] == [f"--direct_num_workers={os.cpu_count()}"]  # not counted: workers
-    assert prepare.local_runner(["--direct_num_workers=2"], 3)[0] == ["--direct_num_workers=2"]  # asked for
+    assert _local([], local.SMALL_JOB_IMAGES)[1:] == (True, os.cpu_count())
+    assert _local([], None)[1:] == (True, os.cpu_count())  # not counted: workers
+    assert _local(["--direct_num_workers=2"], 3)[1:] == (True, 2)  # asked for
     boxweight = os.path.join(os.path.dirname(sys.executable), "boxweight")
     command = [boxweight, "--verbose", "prepare", "--input", str(demo_dir / "annotations.json"), "--output", str(tmp_path / "o")]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -257,11 +266,10 @@ def test_same_run_twice_gives_identical_shards_and_multiprocess_mode_runs(tmp_pa
 
 
 def test_hostile_dataset_does_not_kill_the_job(tmp_path):
-    from tests.test_readers import _jpeg, _png
 
-    (tmp_path / "ok.jpg").write_bytes(_jpeg())
-    (tmp_path / "png.jpg").write_bytes(_png())
-    (tmp_path / "trunc.jpg").write_bytes(_jpeg()[:300])
+    (tmp_path / "ok.jpg").write_bytes(jpeg_bytes())
+    (tmp_path / "png.jpg").write_bytes(png_bytes())
+    (tmp_path / "trunc.jpg").write_bytes(jpeg_bytes()[:300])
     names = ["ok.jpg", "png.jpg", "trunc.jpg", "../x.jpg", "missing.jpg"]
     doc = {
         "images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
@@ -348,10 +356,10 @@ def test_dataflow_dry_run_translates_offline(tmp_path, demo_dir, dataset):
     if dataset == "coco":  # one annotation file: parsed by one worker, its images spread
         assert plan["read"] == ["Parts", "Parse", "Spread"]
     elif dataset == "yolo":  # listed by one worker, every label file read by some worker, duplicates settled across them
-        assert plan["read"] == ["Listing", "List", "SpreadItems", "ReadItems", "UniqueAcrossParts", "Spread", "NoneUnreadable"]
+        assert plan["read"] == ["Listing", "List", "SpreadItems", "ReadItems", "UniqueAcrossParts", "Spread"]
     else:  # the XML files parsed across workers, their images found on one
         assert plan["read"] == [
-            "Listing", "List", "SpreadItems", "ReadItems", "ToOne", "Gather", "Resolve", "Spread", "NoneUnreadable"
+            "Listing", "List", "SpreadItems", "ReadItems", "ToOne", "Gather", "Resolve", "Spread"
         ]
     (image,) = plan["containers"]  # every step runs in Beam's own Python SDK container, this version
     assert image.startswith("gcr.io/cloud-dataflow/v1beta3/beam_python3.11_sdk:") and beam.__version__ in image
@@ -381,14 +389,13 @@ def test_dataflow_job_with_a_local_output_is_refused(tmp_path, demo_dir, runner)
 
 def test_read_attach_weights_and_write_shards_transforms(tmp_path):
     """ReadAnnotations -> Validate -> WriteShards(plan): every shard file exists, records sorted, weights from the plan."""
-    from tests.test_readers import _jpeg
     from weighting.apply import WeightPlan
     from weighting.stats import SplitStats
 
     (tmp_path / "img").mkdir()
     images, anns = [], []
     for i in range(70):  # more than one parse chunk
-        (tmp_path / "img" / f"{i:03d}.jpg").write_bytes(_jpeg())
+        (tmp_path / "img" / f"{i:03d}.jpg").write_bytes(jpeg_bytes())
         images.append({"id": i, "file_name": f"img/{i:03d}.jpg", "width": 64, "height": 48})
         anns.append({"id": i, "image_id": i, "category_id": 1 + (i % 3 == 0), "bbox": [1, 1, 20, 20], "iscrowd": 0})
     (tmp_path / "ann.json").write_text(
@@ -404,7 +411,7 @@ def test_read_attach_weights_and_write_shards_transforms(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
-        raw = (p | ReadAnnotations(readers.plan(str(tmp_path / "ann.json"), "coco", None, lm))).chunks
+        raw = p | ReadAnnotations(readers.plan(str(tmp_path / "ann.json"), "coco", None, lm))
         assert_that(raw | "Sizes" >> beam.Map(len), equal_to([64, 6]), label="all parsed, in chunks")
         records = (raw | Validate(lm)).records
         plan_si = beam.pvalue.AsSingleton(p | "Plan" >> beam.Create([plan]))
@@ -454,20 +461,19 @@ def test_image_vanishing_after_validation_fails_with_a_clear_message(tmp_path):
 def test_the_progress_counts_of_a_run_add_up_to_its_totals(tmp_path):
     """What the progress line reads: every worker's running counts, summed (see beam_jobs.progress)."""
     from beam_jobs import progress
-    from tests.test_readers import _jpeg
 
     folder = tmp_path / "progress"
     folder.mkdir()
     images = [{"id": i, "file_name": f"{i}.jpg", "width": 32, "height": 32} for i in range(5)]
     for image in images[:4]:  # the fifth is missing
-        (tmp_path / image["file_name"]).write_bytes(_jpeg())
+        (tmp_path / image["file_name"]).write_bytes(jpeg_bytes())
     boxes = [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 8, 8]} for i in range(5)]
     raw = tmp_path / "annotations.json"
     raw.write_text(json.dumps({"images": images, "annotations": boxes, "categories": [{"id": 1, "name": "a"}]}))
     lm = LabelMap(("a",))
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as p:
         read = p | ReadAnnotations(readers.plan(str(raw), "coco", None, lm), str(folder))
-        checked = read.chunks | Validate(lm, progress_dir=str(folder))
+        checked = read | Validate(lm, progress_dir=str(folder))
         _ = checked.records | WriteShards(str(tmp_path / "out"), 2, "none", progress_dir=str(folder))
     counts = progress.read_counts(str(folder))
     assert counts == {"listed": 5, "parsed": 1, "validated": 5, "accepted": 4, "written": 4}
@@ -507,8 +513,7 @@ def test_rejects_are_sorted_in_parts_and_merged_as_one_sorted_stream(tmp_path, m
 
 def test_parts_are_read_apart_and_an_image_in_two_parts_is_written_once(tmp_path):
     """Two COCO files, read by the job as two parts: what both list is refused in the later one, with the reject
-    a sequential read (readers.read, the code the fuzz tests exercise) gives."""
-    from tests.test_readers import _jpeg
+    a sequential read (validation.read, the code the fuzz tests exercise) gives."""
 
     for split, names in (("train", ["a.jpg", "b.jpg", "c.jpg"]), ("val", ["c.jpg", "d.jpg"])):
         images = [{"id": i, "file_name": n, "width": 32, "height": 32} for i, n in enumerate(names)]
@@ -516,14 +521,14 @@ def test_parts_are_read_apart_and_an_image_in_two_parts_is_written_once(tmp_path
         doc = {"images": images, "annotations": boxes, "categories": [{"id": 1, "name": "a"}]}
         (tmp_path / f"custom_{split}.json").write_text(json.dumps(doc))
     for name in "abcd":
-        (tmp_path / f"{name}.jpg").write_bytes(_jpeg())
+        (tmp_path / f"{name}.jpg").write_bytes(jpeg_bytes())
     plan = readers.plan(str(tmp_path))
     assert plan.format == "coco" and len(plan.parts) == 2
     out = tmp_path.parent / f"{tmp_path.name}-out"
     prepare.run(["--input", str(tmp_path), "--output", str(out), *IN_PROCESS], print_report=False)
     rejects = (out / "rejects.jsonl").read_text().splitlines()
-    sequential = [r for r in readers.read(str(tmp_path)) if not isinstance(r, ImageRecord)]
-    assert rejects == sorted(prepare.reject_line(r) for r in sequential)
+    sequential = [r for r in validation.read(str(tmp_path)) if not isinstance(r, ImageRecord)]
+    assert rejects == sorted(reject_line(r) for r in sequential)
     (only,) = [json.loads(line) for line in rejects]
     assert only["reason"] == "duplicate_image" and only["source"].endswith("custom_val.json: images[0]")
     assert only["detail"] == f"image file {tmp_path}/c.jpg is also {tmp_path}/custom_train.json: images[2]; the first is kept"
@@ -550,7 +555,7 @@ def _yolo_with_every_case(root: Path, extra: int = 0) -> None:
 
 def test_a_file_per_image_is_read_across_workers_as_one_sequential_read_would(tmp_path):
     """YOLO is listed on one worker and its label files are read on all (ReadItems): the records and the rejects
-    are those of a sequential read (readers.read), on worker processes and in this process alike, and the
+    are those of a sequential read (validation.read), on worker processes and in this process alike, and the
     launcher's plan does not carry the listing (it would grow the Dataflow graph with the dataset)."""
     import pickle
 
@@ -569,9 +574,9 @@ def test_a_file_per_image_is_read_across_workers_as_one_sequential_read_would(tm
 
 def _job_reads_as_one_sequential_read(data: Path, tmp_path: Path) -> tuple[list[str], int]:
     """Run the job on worker processes and in this process: each gives the rejects and the image count of
-    readers.read (the sequential read), and the two give the same shards. Returns the reject lines and the count."""
-    sequential = list(readers.read(str(data)))
-    expected_rejects = sorted(prepare.reject_line(r) for r in sequential if not isinstance(r, ImageRecord))
+    validation.read (the sequential read), and the two give the same shards. Returns the reject lines and the count."""
+    sequential = list(validation.read(str(data)))
+    expected_rejects = sorted(reject_line(r) for r in sequential if not isinstance(r, ImageRecord))
     written = sum(isinstance(r, ImageRecord) for r in sequential)
     shards = {}
     for name, runner in (("workers", ["--direct_num_workers=2"]), ("in-process", IN_PROCESS)):
@@ -589,7 +594,6 @@ def _voc_with_every_case(root: Path, extra: int = 0) -> None:
     image, an XML whose image is in another folder, one that is not XML, an image no XML claims, split
     lists naming an image twice and not at all, and ``extra`` plain pairs."""
     from tests.dialects import jpeg
-    from tests.test_readers import _voc_xml
 
     ann, img, main = root / "Annotations", root / "JPEGImages", root / "ImageSets" / "Main"
     for folder in (ann, img, main, root / "elsewhere"):
@@ -598,8 +602,8 @@ def _voc_with_every_case(root: Path, extra: int = 0) -> None:
     for name in names:
         if name not in ("lost", "twin"):
             (img / f"{name}.jpg").write_bytes(jpeg())
-        (ann / f"{name}.xml").write_text(_voc_xml(f"{name}.jpg", name="cat" if name < "p" else "dog"))
-    (ann / "twin.xml").write_text(_voc_xml("a.jpg"))  # claims a.jpg, which a.xml claims first
+        (ann / f"{name}.xml").write_text(voc_xml(f"{name}.jpg", name="cat" if name < "p" else "dog"))
+    (ann / "twin.xml").write_text(voc_xml("a.jpg"))  # claims a.jpg, which a.xml claims first
     (root / "elsewhere" / "lost.jpg").write_bytes(jpeg())  # lost.xml's image, outside the folders searched
     (ann / "broken.xml").write_text("<annotation><filename>broken.jpg")
     (img / "unclaimed.jpg").write_bytes(jpeg())

@@ -58,7 +58,7 @@ def test_verbose_shows_the_libraries_log_lines_and_quiet_is_the_default(demo_dir
     quiet = _run(*args, "--output", str(tmp_path / "a"))
     loud = _run("--verbose", *args, "--output", str(tmp_path / "b"))
     assert quiet.returncode == loud.returncode == 0, loud.stderr[-2000:]
-    assert [line.split(":")[0] for line in quiet.stderr.splitlines()] == ["INFO beam_jobs.prepare"]
+    assert [line.split(":")[0] for line in quiet.stderr.splitlines()] == ["INFO beam_jobs.launcher"]
     assert any(line.startswith("INFO apache_beam") for line in loud.stderr.splitlines()), loud.stderr[-2000:]
 
 

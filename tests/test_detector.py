@@ -90,7 +90,7 @@ def test_the_normalizer_and_weights_on_options_do_what_they_say():
 def test_class_priors_set_the_heads_initial_probabilities(records):
     from boxweight.detector import PRIOR
     from boxweight.train import _priors
-    from schemas.job_output import JobOutput
+    from storage.job_output import JobOutput
 
     data = JobOutput.open(str(records))
     labels = data.labels()

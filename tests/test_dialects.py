@@ -21,8 +21,8 @@ from beam_jobs import prepare
 from beam_jobs.options import JobError
 from schemas.annotations import ImageRecord
 from schemas.features import decode_example
-from schemas.job_output import JobOutput
 from schemas.label_map import LabelMap
+from storage.job_output import JobOutput
 from tests import dialects
 from tests.conftest import read_dataset as _read
 

@@ -25,13 +25,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import readers
+import validation
 from beam_jobs import prepare
 from beam_jobs.options import JobError
 from readers.coco import KNOWN_KEYS, read_header
 from readers.json_stream import JsonStreamError, Members
 from readers.raw import RawBox, RawImage
-from schemas.job_output import JobOutput
 from schemas.label_map import LabelMap
+from storage.job_output import JobOutput
 from tests import dialects
 from tests.conftest import read_dataset as _read
 
@@ -215,7 +216,7 @@ def test_mutated_exif_and_headers_give_a_record_or_a_reject_never_a_crash(tmp_pa
         data[at % len(data)] = value
     (tmp_path / "m.jpg").write_bytes(bytes(data))
     raw = RawImage("m", "m.jpg", str(tmp_path), "s", "train", (RawBox(1, 1, 9, 9, "x", "'x'", "s"),))
-    result = readers.validate_image(raw, LabelMap(("x",)))
+    result = validation.validate_image(raw, LabelMap(("x",)))
     assert (result.record is None) == bool(result.rejects and result.rejects[0].is_image)
 
 
@@ -224,7 +225,7 @@ def test_an_exif_block_that_cannot_be_parsed_keeps_the_image_as_stored(tmp_path)
     data[_EXIF_AT + 6 : _EXIF_AT + 8] = b"XX"  # neither II nor MM: no byte order, no EXIF
     (tmp_path / "m.jpg").write_bytes(bytes(data))
     raw = RawImage("m", "m.jpg", str(tmp_path), "s", "train")
-    result = readers.validate_image(raw, LabelMap(("x",)))
+    result = validation.validate_image(raw, LabelMap(("x",)))
     assert result.record is not None and (result.record.width, result.record.height) in ((64, 48), (48, 64))
 
 

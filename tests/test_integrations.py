@@ -56,7 +56,7 @@ def test_the_output_loads_with_tfds_builder_from_directory_record_for_record(job
     import tensorflow as tf
 
     from schemas.features import decode_example
-    from schemas.job_output import JobOutput
+    from storage.job_output import JobOutput
 
     data = JobOutput.open(str(job_out))
     builder = tfds.builder_from_directory(str(job_out))
@@ -149,7 +149,7 @@ def test_the_readme_model_garden_lines_give_one_weight_per_box_in_box_order(job_
     import tensorflow as tf
 
     from schemas.features import decode_example
-    from schemas.job_output import JobOutput
+    from storage.job_output import JobOutput
 
     class ModelGardenDecoder:  # stands in for TfExampleDecoder: its decode returns the boxes, in record order
         def decode(self, serialized):

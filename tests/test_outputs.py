@@ -19,11 +19,13 @@ import pytest
 import tensorflow as tf
 
 import readers
-from beam_jobs import prepare
+from beam_jobs import dataflow, interrupts, prepare
 from beam_jobs.options import PrepareOptions, scheme_params
-from schemas.job_output import DataError, JobOutput
+from beam_jobs.pipeline import Prepare
 from schemas.label_map import LabelMap
 from schemas.manifest import MANIFEST_NAME
+from storage.job_output import DataError, JobOutput
+from tests.conftest import bccd_like, jpeg_bytes
 from weighting.stats import SplitStats
 from weighting.training.input_fn import ReweightSpec, create_input_fn
 
@@ -309,10 +311,10 @@ def test_manual_weights_reach_the_job_as_values(tmp_path):
     opts = PrepareOptions(["--scheme", "manual", "--manual-weights", str(weights), "--normalize", "none"])
     params = scheme_params(opts)
     plan = readers.ReadPlan("in.json", "coco", None, LabelMap(("a", "b")))
-    job = prepare.Prepare(opts, plan, "cmd", params, str(tmp_path / "out"))
+    job = Prepare(opts, plan, "cmd", params, str(tmp_path / "out"))
     weights.unlink()  # what a worker sees when the launcher's path is not on it
     shipped = pickle.loads(pickle.dumps(job))
-    weight_plan = shipped._plan([("train", SplitStats(images=2, class_boxes={"a": 1, "b": 1}, class_images={"a": 1, "b": 1}))])
+    weight_plan = shipped.weights_from([("train", SplitStats(images=2, class_boxes={"a": 1, "b": 1}, class_images={"a": 1, "b": 1}))])
     assert dict(weight_plan.class_weights) == {"a": 3.0, "b": 1.0}
 
 
@@ -333,35 +335,42 @@ def test_unreadable_manual_weights_fail_on_the_launcher_in_one_line(demo_dir, tm
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("runner", [[], [IN_PROCESS]])
-def test_a_large_coco_file_that_breaks_off_fails_on_its_worker_in_one_line(tmp_path, runner):
+@pytest.mark.parametrize(("runner", "files"), [([], 1), ([IN_PROCESS], 1), ([IN_PROCESS], 2)])
+def test_a_large_coco_file_that_breaks_off_fails_on_its_worker_in_one_line(tmp_path, runner, files):
     """Above 4 MiB the launcher reads a COCO file only up to its categories; the worker that parses it
-    finds the broken JSON, and the job ends with the same one line, not a worker's traceback."""
+    finds the broken JSON, and the job ends with the same one line, not a worker's traceback. With a
+    second, good file beside it (read as another part, tagged by order), the same."""
     from readers import coco
-    from tests.test_readers import _jpeg
 
-    (tmp_path / "a.jpg").write_bytes(_jpeg())
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "train" / "a.jpg").write_bytes(jpeg_bytes())
     boxes = [{"id": i, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "note": "x" * 60} for i in range(50_000)]
     doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": boxes, "categories": [{"id": 1, "name": "cat"}]}
     text = json.dumps(doc).replace('"id": 25000,', '"id": 25000,,')
     assert len(text) > coco.KEY_CHECK_BYTES
-    (tmp_path / "ann.json").write_text(text)
+    broken = data / "train" / "_annotations.coco.json"
+    broken.write_text(text)
+    if files == 2:
+        (data / "valid").mkdir()
+        (data / "valid" / "a.jpg").write_bytes(jpeg_bytes())
+        (data / "valid" / "_annotations.coco.json").write_text(json.dumps({**doc, "annotations": boxes[:3]}))
     out = tmp_path / "out"
-    done = _boxweight("prepare", "--input", str(tmp_path / "ann.json"), "--output", str(out), *runner)
+    done = _boxweight("prepare", "--input", str(broken if files == 1 else data), "--output", str(out), *runner)
     assert done.returncode == 1, done.stderr
     at = text.index('"id": 25000,,') + len('"id": 25000,')
     assert done.stderr.strip().splitlines()[-1] == (
-        f"boxweight prepare: error: {tmp_path / 'ann.json'}: malformed JSON: "
+        f"boxweight prepare: error: {broken}: malformed JSON: "
         f"Expecting property name enclosed in double quotes at character {at}"
     )
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "ann.json"]  # no output, nothing staged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no output, nothing staged
 
 
 # Ctrl-C
 def test_a_ctrl_c_while_the_output_is_published_lands_after_it():
     with pytest.raises(KeyboardInterrupt):
-        with prepare.interrupts_held():
+        with interrupts.interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)  # Python's own handler raises KeyboardInterrupt
             time.sleep(0.05)
             done = True  # reached: the interrupt waited for the block's end
@@ -372,37 +381,102 @@ def test_a_ctrl_c_while_following_a_dataflow_job_says_the_job_goes_on_and_how_to
     from apache_beam.options.pipeline_options import PipelineOptions
 
     options = PipelineOptions(["--output", "gs://my-bucket/out", "--project", "my-project-123", "--region", "europe-west1"])
-    assert prepare.dataflow_goes_on("2026-11-24_01_02_03-123", options) == (
+    assert dataflow.goes_on("2026-11-24_01_02_03-123", options) == (
         "the Dataflow job 2026-11-24_01_02_03-123 goes on and will write gs://my-bucket/out; stop it with "
         "gcloud dataflow jobs cancel 2026-11-24_01_02_03-123 --region europe-west1 --project my-project-123"
     )
 
 
+def _main_with_launch(monkeypatch, capsys, launch, argv=("--input", "in.json", "--output", "out")):
+    """``prepare.main`` run in this process with ``launch`` in place of the job: (exit status, stderr lines)."""
+    import logging
+
+    monkeypatch.setattr(prepare, "launch", launch)
+    try:
+        status = prepare.main(list(argv))
+    finally:
+        logging.disable(logging.NOTSET)  # an interrupted run leaves logging off: the process is about to exit
+    return status, capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_ctrl_c_while_the_job_runs_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(options, argv):
+        signal.raise_signal(signal.SIGINT)  # as a terminal's Ctrl-C reaches the launcher
+        raise AssertionError("the interrupt did not stop the run")
+
+    status, said = _main_with_launch(monkeypatch, capsys, interrupted)
+    assert (status, said) == (130, ["boxweight prepare: interrupted; the output folder was left as it was"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler before is back
+
+
+def test_the_runner_threads_failing_after_a_ctrl_c_are_not_news(monkeypatch, capsys):
+    """The workers end at the Ctrl-C and the runner's threads fail: one line is said, their errors are dropped."""
+    import threading
+
+    def interrupted_then_threads_fail(options, argv):
+        signal.raise_signal(signal.SIGINT)
+
+    def after_the_interrupt(options, argv):
+        try:
+            interrupted_then_threads_fail(options, argv)
+        finally:
+            worker = threading.Thread(target=lambda: 1 / 0)
+            worker.start()
+            worker.join()
+
+    status, said = _main_with_launch(monkeypatch, capsys, after_the_interrupt)
+    assert (status, said) == (130, ["boxweight prepare: interrupted; the output folder was left as it was"])
+
+
+def test_a_ctrl_c_after_the_output_was_published_says_it_is_complete(monkeypatch, capsys):
+    def published_then_interrupted(options, argv):
+        raise KeyboardInterrupt(interrupts.finished_line("out"))  # what launch raises after the rename
+
+    status, said = _main_with_launch(monkeypatch, capsys, published_then_interrupted)
+    assert (status, said) == (130, ["boxweight prepare: interrupted; the job had finished: its outputs in out are complete"])
+
+
+def test_a_ctrl_c_no_code_saw_means_the_job_went_on_to_its_end(monkeypatch, capsys):
+    """A Ctrl-C that reaches the process (the watch notes it) while the runner's code swallowed it."""
+
+    def swallowed(options, argv):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # a runner thread's code, say, that went on to the job's end
+        return {"totals": {"images_written": 1}}
+
+    status, said = _main_with_launch(monkeypatch, capsys, swallowed)
+    assert (status, said) == (130, ["boxweight prepare: interrupted; the job had finished: its outputs in out are complete"])
+
+
+def test_without_a_ctrl_c_a_job_error_is_its_one_line(monkeypatch, capsys):
+    from beam_jobs.options import JobError
+
+    def refused(options, argv):
+        raise JobError("no valid image in in.json", exit_code=1)
+
+    status, said = _main_with_launch(monkeypatch, capsys, refused)
+    assert (status, said) == (1, ["boxweight prepare: error: no valid image in in.json"])
+
+
 @pytest.fixture(scope="module")
-def demo_4900(tmp_path_factory) -> Path:
-    """A job of several seconds that still runs in the launcher (below prepare.SMALL_JOB_IMAGES)."""
+def demo_6000(tmp_path_factory) -> Path:
+    """A job on local worker processes long enough to be interrupted on this machine (any outcome is checked)."""
     from boxweight.demo_data import generate
 
-    root = tmp_path_factory.mktemp("demo4900")
-    generate(str(root), num_images=4900, image_size=96, seed=1)
+    root = tmp_path_factory.mktemp("demo6000")
+    generate(str(root), num_images=6000, image_size=96, seed=1)
     return root / "annotations.json"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "after, runner",
-    [
-        (0.2, []),  # the pipeline being built, before it runs
-        (1.0, ["--direct_num_workers=2"]),  # workers starting
-        (2.5, ["--direct_num_workers=2"]),  # workers validating
-        (0.5, []),  # a small job: in this process, reading
-        (2.0, []),  # in this process, validating
-    ],
-)
-def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_nothing_half_done(tmp_path, demo_4900, after, runner):
+def test_ctrl_c_during_prepare_on_workers_prints_one_line_and_leaves_nothing_half_done(tmp_path, demo_6000):
+    """End to end, whatever the machine's speed: Ctrl-C to the whole group once the workers run. Either the
+    job is interrupted (130, one line, nothing staged, no worker left) or it had already finished and says so."""
     out = tmp_path / "out"
     job = subprocess.Popen(
-        [BOXWEIGHT, "prepare", "--input", str(demo_4900), "--output", str(out), *runner],
+        [BOXWEIGHT, "prepare", "--input", str(demo_6000), "--output", str(out), "--direct_num_workers=2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -410,25 +484,25 @@ def test_ctrl_c_during_prepare_prints_one_line_exits_130_and_leaves_nothing_half
         start_new_session=True,
     )
     _wait_for(Path(str(out) + ".incomplete"), job)
-    time.sleep(after)
-    assert job.poll() is None, "the job ended before the interrupt"
+    deadline = time.monotonic() + 120
+    while len(_live_processes_in_group(job.pid)) < 3 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the launcher and its two workers
     os.killpg(job.pid, signal.SIGINT)  # a terminal sends Ctrl-C to the whole foreground group
-    stdout, stderr = job.communicate(timeout=60)
-    if job.returncode == 0:  # the job had ended and said so; the Ctrl-C came while the process exited
-        assert f"outputs in {out}" in stdout and JobOutput.open(str(out)).verify() == []
-        assert [line for line in stderr.splitlines() if not line.startswith("INFO beam_jobs.prepare: prepare: ")] == []
-        return
-    assert job.returncode == 130, stderr[-3000:]
-    said = [
-        line for line in stderr.strip().splitlines() if not line.startswith("INFO beam_jobs.prepare: prepare: ")
-    ]  # the start line
+    stdout, stderr = job.communicate(timeout=120)
+    said = [line for line in stderr.strip().splitlines() if not line.startswith("INFO beam_jobs.launcher: prepare: ")]
     assert not Path(str(out) + ".incomplete").exists()
-    if out.exists():  # the job had published its output when the interrupt came (a fast machine): it says so
+    if job.returncode == 0:  # it had ended and said so; the Ctrl-C came while the process exited
+        assert f"outputs in {out}" in stdout and said == [] and JobOutput.open(str(out)).verify() == []
+    elif out.exists():  # published when the interrupt came: it says so
+        assert job.returncode == 130, stderr[-3000:]
         assert said == [f"boxweight prepare: interrupted; the job had finished: its outputs in {out} are complete"]
         assert JobOutput.open(str(out)).verify() == []
     else:
+        assert job.returncode == 130, stderr[-3000:]
         assert said == ["boxweight prepare: interrupted; the output folder was left as it was"]
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while _live_processes_in_group(job.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert _live_processes_in_group(job.pid) == []  # no worker left behind
 
 
@@ -444,7 +518,7 @@ def test_prepare_on_local_workers_says_its_start_line_and_nothing_from_tensorflo
         env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [line.split(":")[0] for line in done.stderr.splitlines()] == ["INFO beam_jobs.prepare"], done.stderr[-3000:]
+    assert [line.split(":")[0] for line in done.stderr.splitlines()] == ["INFO beam_jobs.launcher"], done.stderr[-3000:]
 
 
 def _live_processes_in_group(pgid: int) -> list[str]:
@@ -463,7 +537,6 @@ def _live_processes_in_group(pgid: int) -> list[str]:
 # Case 2 (train and evaluate read one split) and case 5 (classes are checked).
 @pytest.fixture(scope="module")
 def other_classes_out(tmp_path_factory) -> Path:
-    from tests.test_splits import bccd_like
 
     root = tmp_path_factory.mktemp("bccd")
     bccd_like(root / "BCCD", n=12)
@@ -613,3 +686,21 @@ def test_ctrl_c_during_train_saves_a_checkpoint_says_so_in_one_line_and_exits_13
         and ours[0].startswith(f"boxweight train: interrupted; saved {run}/checkpoints/ckpt-")
         and ours[0].endswith("continue with --resume")
     )
+
+
+def test_a_ctrl_c_ends_the_workers_even_one_that_ignored_it():
+    """A worker still starting ignores Ctrl-C; the runner then waits for it forever, unless the launcher ends it."""
+    child = subprocess.Popen(["/bin/sh", "-c", "trap '' INT; exec sleep 60"])
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupts.Watch():
+            time.sleep(0.2)  # the shell has set its trap
+            signal.raise_signal(signal.SIGINT)
+        assert child.wait(timeout=10) == -signal.SIGTERM
+        later = subprocess.Popen(["sleep", "0.5"])  # the block is over: a child started now is left alone
+        assert later.wait(timeout=10) == 0
+    finally:
+        import logging
+
+        logging.disable(logging.NOTSET)
+        if child.poll() is None:
+            child.kill()

@@ -1,4 +1,4 @@
-"""The pixel check without TensorFlow (readers/pixels.py) against TensorFlow's own full decode.
+"""The pixel check without TensorFlow (validation/pixels.py) against TensorFlow's own full decode.
 
 ``create_input_fn`` decodes every image with ``tf.io.decode_image(..., channels=3)``. The job's
 pixel check must refuse everything that refuses: a file it accepts and TensorFlow does not would
@@ -25,8 +25,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from readers import pixels, probe
 from tests.conftest import shared
+from validation import pixels, probe
 
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 

@@ -16,9 +16,11 @@ import yaml
 from PIL import Image
 
 import readers
-from readers import Accounting, RawBox, RawImage, SourceError, detect_format, probe, read
+import validation
+from readers import RawBox, RawImage, SourceError, detect_format
 from schemas.annotations import ImageRecord, Reject
-from tests.conftest import shared
+from tests.conftest import jpeg_bytes, png_bytes, shared, voc_xml
+from validation import Accounting, probe, read
 
 
 def _read_all(path, **kw):
@@ -134,25 +136,6 @@ def test_detect_format_on_each_dataset_and_error_lists_what_was_looked_for(tmp_p
 # ---------------------------------------------------------------- hostile input
 
 
-def _jpeg(size=(64, 48), color=(10, 200, 30), exif_orientation=None) -> bytes:
-    img = Image.new("RGB", size, color)
-    img.paste((250, 250, 250), (0, 0, size[0] // 4, size[1] // 4))  # a marker in the top-left corner
-    buf = io.BytesIO()
-    kwargs = {}
-    if exif_orientation:
-        exif = Image.Exif()
-        exif[0x0112] = exif_orientation
-        kwargs["exif"] = exif.tobytes()
-    img.save(buf, format="JPEG", quality=95, **kwargs)
-    return buf.getvalue()
-
-
-def _png(size=(64, 48)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (1, 2, 3)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _coco(tmp_path, images, annotations, categories=({"id": 0, "name": "thing"},)):
     doc = {"images": images, "annotations": annotations, "categories": list(categories)}
     path = tmp_path / "ann.json"
@@ -161,10 +144,10 @@ def _coco(tmp_path, images, annotations, categories=({"id": 0, "name": "thing"},
 
 
 def test_hostile_images_are_quarantined_with_reasons(tmp_path):
-    good = _jpeg()
+    good = jpeg_bytes()
     (tmp_path / "ok.jpg").write_bytes(good)
     (tmp_path / "truncated.jpg").write_bytes(good[: len(good) // 2])
-    (tmp_path / "png_named.jpg").write_bytes(_png())
+    (tmp_path / "png_named.jpg").write_bytes(png_bytes())
     (tmp_path / "garbage.jpg").write_bytes(b"not an image at all")
     (tmp_path / "empty.jpg").write_bytes(b"")
     gif = io.BytesIO()
@@ -204,7 +187,7 @@ def test_hostile_images_are_quarantined_with_reasons(tmp_path):
 
 
 def test_bad_boxes_are_dropped_or_clipped_with_reasons(tmp_path):
-    (tmp_path / "a.jpg").write_bytes(_jpeg())  # 64 x 48
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes())  # 64 x 48
     boxes = [
         [1, 1, 10, 10],  # kept
         [1, 1, 10, 10],  # exact duplicate -> dropped
@@ -256,7 +239,7 @@ def test_exif_rotated_jpeg_is_stored_upright_with_boxes_in_the_displayed_frame(t
     import numpy as np
 
     # Stored 64x48 with orientation 6 (rotate 90 CW to display): displayed 48x64.
-    (tmp_path / "r.jpg").write_bytes(_jpeg((64, 48), exif_orientation=6))
+    (tmp_path / "r.jpg").write_bytes(jpeg_bytes((64, 48), exif_orientation=6))
     images = [{"id": 0, "file_name": "r.jpg", "width": 48, "height": 64}]
     anns = [
         {"id": 0, "image_id": 0, "category_id": 0, "bbox": [32, 0, 16, 16]}
@@ -283,27 +266,22 @@ def test_decompression_bomb_is_quarantined(tmp_path):
     assert [r.reason.value for r in rejects] == ["image_too_large"]
 
 
-def _voc_xml(filename="a.jpg", name="thing", extra=""):
-    return f"""<annotation><filename>{filename}</filename><size><width>0</width><height>0</height></size>
-    <object><name>{name}</name><difficult>1</difficult><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>20</xmax><ymax>30</ymax></bndbox></object>{extra}</annotation>"""
-
-
 def test_voc_hostile_xml(tmp_path):
-    (tmp_path / "a.JPG").write_bytes(_jpeg())
-    (tmp_path / "a.xml").write_text(_voc_xml("a"))  # no extension, different case
-    (tmp_path / "b.jpg").write_bytes(_jpeg())
+    (tmp_path / "a.JPG").write_bytes(jpeg_bytes())
+    (tmp_path / "a.xml").write_text(voc_xml("a"))  # no extension, different case
+    (tmp_path / "b.jpg").write_bytes(jpeg_bytes())
     (tmp_path / "b.xml").write_text(
         '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>'
         "<annotation><filename>&lol2;</filename></annotation>"
     )
-    (tmp_path / "c.jpg").write_bytes(_jpeg())
+    (tmp_path / "c.jpg").write_bytes(jpeg_bytes())
     (tmp_path / "c.xml").write_text(
         '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><annotation><filename>&e;</filename></annotation>'
     )
     (tmp_path / "d.xml").write_text("<annotation><filename>d.jpg</filename><object>")  # malformed
-    (tmp_path / "e.xml").write_text(_voc_xml("../../etc/passwd"))
-    (tmp_path / "f.xml").write_text(_voc_xml("f.jpg"))  # image missing
-    (tmp_path / "g.jpg").write_bytes(_jpeg())  # no XML
+    (tmp_path / "e.xml").write_text(voc_xml("../../etc/passwd"))
+    (tmp_path / "f.xml").write_text(voc_xml("f.jpg"))  # image missing
+    (tmp_path / "g.jpg").write_bytes(jpeg_bytes())  # no XML
     records, rejects, acc = _read_all(tmp_path)
     reasons = {Path(r.source).name: r.reason.value for r in rejects}
     assert reasons == {
@@ -326,11 +304,11 @@ def test_yolo_missing_image_bad_lines_and_negatives(tmp_path):
     (tmp_path / "data.yaml").write_text("names: {0: fish, 1: shark}\n")
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
-    (tmp_path / "images" / "a.jpg").write_bytes(_jpeg())
+    (tmp_path / "images" / "a.jpg").write_bytes(jpeg_bytes())
     (tmp_path / "labels" / "a.txt").write_text(
         "0 0.5 0.5 0.2 0.2\n1 0.5 0.5 nan 0.2\n7 0.5 0.5 0.1 0.1\nfoo bar\n0 0.5\n"
     )
-    (tmp_path / "images" / "neg.jpg").write_bytes(_jpeg())  # no label file: negative
+    (tmp_path / "images" / "neg.jpg").write_bytes(jpeg_bytes())  # no label file: negative
     (tmp_path / "labels" / "orphan.txt").write_text("0 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.1 0.1\n")
     records, rejects, acc = _read_all(tmp_path)
     assert Counter(r.reason.value for r in rejects) == {
@@ -345,7 +323,7 @@ def test_yolo_missing_image_bad_lines_and_negatives(tmp_path):
 
 
 def test_csv_header_driven_with_extra_columns(tmp_path):
-    (tmp_path / "x.jpg").write_bytes(_jpeg())
+    (tmp_path / "x.jpg").write_bytes(jpeg_bytes())
     (tmp_path / "labels.csv").write_text(
         "xmin,ymin,xmax,ymax,filename,class,width,height,note\n1,1,9,9,x.jpg,cat,64,48,hi\nbad,1,9,9,x.jpg,cat,64,48,\n"
     )
@@ -372,7 +350,7 @@ def test_tfrecord_written_by_other_tools_without_labels_or_weights(tmp_path):
     ex = tf.train.Example(
         features=tf.train.Features(
             feature={
-                "image/encoded": feat("bytes_list", [_jpeg()]),
+                "image/encoded": feat("bytes_list", [jpeg_bytes()]),
                 "image/format": feat("bytes_list", [b"jpeg"]),
                 "image/height": feat("int64_list", [48]),
                 "image/width": feat("int64_list", [64]),
@@ -440,7 +418,7 @@ def test_mutated_coco_files_only_give_records_rejects_or_source_error(tmp_path, 
     assert acc.balanced()
 
 
-_JPEG = _jpeg()
+_JPEG = jpeg_bytes()
 
 
 def _mutate(data, text: str) -> str:
@@ -469,9 +447,9 @@ def test_mutated_voc_and_yolo_files_only_give_records_rejects_or_source_error(tm
     voc = tmp_path / "voc"
     voc.mkdir(exist_ok=True)
     (voc / "a.jpg").write_bytes(_JPEG)
-    (voc / "a.xml").write_text(_mutate(data, _voc_xml("a.jpg")), encoding="utf-8")
+    (voc / "a.xml").write_text(_mutate(data, voc_xml("a.jpg")), encoding="utf-8")
     (voc / "b.jpg").write_bytes(_JPEG)
-    (voc / "b.xml").write_text(_voc_xml("b.jpg", name="other"))
+    (voc / "b.xml").write_text(voc_xml("b.jpg", name="other"))
     yolo = tmp_path / "yolo"
     (yolo / "images").mkdir(parents=True, exist_ok=True)
     (yolo / "labels").mkdir(exist_ok=True)
@@ -536,7 +514,7 @@ def test_the_file_per_image_benchmark_converts_every_image_and_box(tmp_path):
 
     def boxes(path):
         out = {}
-        for r in readers.read(path):
+        for r in validation.read(path):
             assert isinstance(r, ImageRecord), r
             out[os.path.splitext(os.path.basename(r.filename))[0]] = sorted(
                 (b.text, round(b.xmin * r.width), round(b.ymin * r.height), round(b.xmax * r.width), round(b.ymax * r.height))

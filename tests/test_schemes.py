@@ -166,8 +166,30 @@ def test_schemes_preserve_rarity_order(counts, scheme):
         assert mean == pytest.approx(1.0)
 
 
-def test_every_scheme_is_tested_here():
-    assert set(SCHEMES) == {"none", "inverse", "inverse_sqrt", "balanced", "effective_number", "median_frequency", "repeat_factor", "manual"}
+#: Every scheme's weights for one set of counts, by hand. Image 0: a a b; image 1: a c; image 2: a.
+#: a: 4 boxes in 3 images, b: 1 box, c: 1 box; 3 images. Boxes in the images that hold a class: a 6, b 3, c 2.
+_HAND = {
+    "none": {"a": 1.0, "b": 1.0, "c": 1.0},
+    "inverse": {"a": 1 / 4, "b": 1.0, "c": 1.0},
+    "inverse_sqrt": {"a": 1 / 2, "b": 1.0, "c": 1.0},
+    "balanced": {"a": 6 / (3 * 4), "b": 6 / 3, "c": 6 / 3},  # N / (K n)
+    # (1 - 0.5) / (1 - 0.5^n): a 0.5 / 0.9375, b 1, c 1; scaled to sum 3 (sum = 2.5333...)
+    "effective_number": {k: v * 3 / (0.5 / 0.9375 + 2) for k, v in {"a": 0.5 / 0.9375, "b": 1.0, "c": 1.0}.items()},
+    # freq a = 4/6, b = 1/3, c = 1/2; median 1/2
+    "median_frequency": {"a": 0.5 / (4 / 6), "b": 0.5 / (1 / 3), "c": 1.0},
+    # t = 0.5; image shares a 3/3, b 1/3, c 1/3: max(1, sqrt(0.5 / f))
+    "repeat_factor": {"a": 1.0, "b": math.sqrt(1.5), "c": math.sqrt(1.5)},
+    "manual": {"a": 1.0, "b": 4.0, "c": 1.0},
+}
+_PARAMS = {"effective_number": {"beta": 0.5}, "repeat_factor": {"threshold": 0.5}, "manual": {"weights": {"b": 4.0}}}
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_every_registered_scheme_against_its_hand_computed_weights(scheme):
+    """A scheme added to the registry fails here until its hand-computed weights are written above."""
+    assert scheme in _HAND, f"write {scheme}'s hand-computed weights into _HAND"
+    stats = _stats([["a", "a", "b"], ["a", "c"], ["a"]])
+    assert class_weights(stats, scheme, normalize="none", **_PARAMS.get(scheme, {})) == pytest.approx(_HAND[scheme])
 
 
 def test_min_normalization_keeps_every_class_at_or_above_one():

@@ -15,46 +15,19 @@ from pathlib import Path
 
 import pytest
 
-import readers
+import validation
 from beam_jobs import prepare
 from schemas.annotations import ImageRecord, Reject
-from schemas.job_output import JobOutput
-from tests.test_readers import _jpeg
+from storage.job_output import JobOutput
+from tests.conftest import bccd_like, jpeg_bytes
 
 IN_PROCESS = ["--runner=apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"]
-CLASSES = ("Platelets", "RBC", "WBC")
-
-
-def _voc_xml(name: str, boxes: list[tuple[str, int, int, int, int]]) -> str:
-    objects = "".join(
-        f"<object><name>{c}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
-        for c, x0, y0, x1, y1 in boxes
-    )
-    return f"<annotation><filename>{name}.jpg</filename><size><width>64</width><height>48</height></size>{objects}</annotation>"
-
-
-def bccd_like(root: Path, n: int = 12, image_sets: dict[str, list[int]] | None = None) -> list[str]:
-    """``Annotations/``, ``JPEGImages/`` and optional ``ImageSets/Main/<name>.txt`` lists, as BCCD ships."""
-    ids = [f"BloodImage_{i:05d}" for i in range(n)]
-    (root / "Annotations").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    for i, image_id in enumerate(ids):
-        (root / "JPEGImages" / f"{image_id}.jpg").write_bytes(_jpeg())
-        boxes = [(CLASSES[(i + k) % 3], 2 + k, 2, 20 + k, 20) for k in range(1 + i % 3)]
-        (root / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(image_id, boxes))
-    if image_sets is not None:
-        main = root / "ImageSets" / "Main"
-        main.mkdir(parents=True)
-        for name, members in image_sets.items():
-            (main / f"{name}.txt").write_text("".join(f"{ids[i]}\n" for i in members))
-        (main / "RBC_train.txt").write_text("".join(f"{ids[i]}  1\n" for i in image_sets.get("train", [])))  # a per-class list
-    return ids
 
 
 def _splits(path: Path | str, **kw) -> dict[str, str]:
     """source id -> split, as the reader yields them (valid records only)."""
     out = {}
-    for item in readers.read(str(path), **kw):
+    for item in validation.read(str(path), **kw):
         if isinstance(item, ImageRecord):
             out[item.source_id] = item.split
     return out
@@ -88,7 +61,7 @@ def test_voc_image_sets_are_kept_whichever_folder_the_input_names(tmp_path):
 
 def test_images_a_voc_list_omits_or_names_twice_are_quarantined_with_the_reason(tmp_path):
     ids = bccd_like(tmp_path / "d", n=6, image_sets={"train": [0, 1, 2], "test": [2, 3]})
-    items = list(readers.read(str(tmp_path / "d")))
+    items = list(validation.read(str(tmp_path / "d")))
     splits = {r.source_id: r.split for r in items if isinstance(r, ImageRecord)}
     assert splits == {ids[0]: "train", ids[1]: "train", ids[3]: "test"}
     rejects = sorted((r.reason.value, r.detail) for r in items if isinstance(r, Reject))
@@ -97,8 +70,8 @@ def test_images_a_voc_list_omits_or_names_twice_are_quarantined_with_the_reason(
         ("split_undeclared", f"{ids[4]} is in no split list of ImageSets/Main"),
         ("split_undeclared", f"{ids[5]} is in no split list of ImageSets/Main"),
     ]
-    acc = readers.Accounting()
-    list(readers.read(str(tmp_path / "d"), accounting=acc))
+    acc = validation.Accounting()
+    list(validation.read(str(tmp_path / "d"), accounting=acc))
     assert acc.balanced() and acc.images_in == 6 and acc.images_quarantined_by_reason == {"split_conflict": 1, "split_undeclared": 2}
 
 
@@ -127,7 +100,7 @@ def test_yolo_data_yaml_entries_name_the_splits(tmp_path):
         (root / folder / "images").mkdir(parents=True)
         (root / folder / "labels").mkdir(parents=True)
         for i in range(2):
-            (root / folder / "images" / f"{folder}{i}.jpg").write_bytes(_jpeg())
+            (root / folder / "images" / f"{folder}{i}.jpg").write_bytes(jpeg_bytes())
             (root / folder / "labels" / f"{folder}{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     # Roboflow writes paths one folder too high; 'holdout' is no split name, data.yaml says val
     (root / "data.yaml").write_text("train: ../train/images\nval: ../holdout/images\nnames: ['cell']\n")
@@ -138,10 +111,10 @@ def test_yolo_data_yaml_entries_name_the_splits(tmp_path):
 def test_coco_files_named_per_split(tmp_path):
     (tmp_path / "imgs").mkdir()
     for split in ("train", "val"):
-        (tmp_path / "imgs" / f"{split}.jpg").write_bytes(_jpeg())
+        (tmp_path / "imgs" / f"{split}.jpg").write_bytes(jpeg_bytes())
         doc = {"images": [{"id": 1, "file_name": f"{split}.jpg"}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]}], "categories": [{"id": 1, "name": "x"}]}
         (tmp_path / f"custom_{split}.json").write_text(json.dumps(doc))
-    items = [r for r in readers.read(str(tmp_path), "coco", image_root=str(tmp_path / "imgs")) if isinstance(r, ImageRecord)]
+    items = [r for r in validation.read(str(tmp_path), "coco", image_root=str(tmp_path / "imgs")) if isinstance(r, ImageRecord)]
     assert sorted((r.split, r.filename) for r in items) == [("train", "train.jpg"), ("val", "val.jpg")]
 
 
@@ -149,7 +122,7 @@ def test_csv_split_from_its_name_else_its_folder(tmp_path):
     header = "filename,width,height,class,xmin,ymin,xmax,ymax\n"
     for folder in ("train", "valid", "test"):
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / f"{folder}.jpg").write_bytes(_jpeg())
+        (tmp_path / folder / f"{folder}.jpg").write_bytes(jpeg_bytes())
         (tmp_path / folder / "_annotations.csv").write_text(header + f"{folder}.jpg,64,48,cell,1,1,9,9\n")
     assert _splits(tmp_path, format="csv") == {"train.jpg": "train", "valid.jpg": "val", "test.jpg": "test"}
 

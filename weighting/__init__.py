@@ -14,7 +14,7 @@ from weighting.schemes import SCHEMES, BoxMultipliers, ClassCounts, WeightingErr
 from weighting.stats import SplitStats
 
 if TYPE_CHECKING:
-    from schemas.job_output import JobOutput
+    from storage.job_output import JobOutput
     from weighting.training.input_fn import Augment, ReweightSpec, create_input_fn
     from weighting.training.losses import (
         WeightedBinaryCrossEntropy,
@@ -31,7 +31,7 @@ _LAZY = {
     "create_input_fn": "weighting.training.input_fn",
     "ReweightSpec": "weighting.training.input_fn",
     "Augment": "weighting.training.input_fn",
-    "JobOutput": "schemas.job_output",
+    "JobOutput": "storage.job_output",
     "WeightedSigmoidFocalLoss": "weighting.training.losses",
     "WeightedBinaryCrossEntropy": "weighting.training.losses",
     "WeightedSoftmaxCrossEntropy": "weighting.training.losses",

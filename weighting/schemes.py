@@ -179,12 +179,10 @@ def tail_classes(counts: ClassCounts | SplitStats, threshold: float) -> dict[str
 
 def load_manual_weights(path: str) -> dict[str, float]:
     """Read a manual class -> weight mapping from a JSON or YAML file (``readers.yaml_doc``: aliases bounded)."""
-    from apache_beam.io.filesystems import FileSystems
-
     from readers import yaml_doc
+    from storage import fs
 
-    with FileSystems.open(path) as f:
-        raw = f.read()
+    raw = fs.read_bytes(path)
     try:
         text = raw.decode("utf-8")
         data = json.loads(text) if path.endswith(".json") else yaml_doc.load(text)

@@ -1,7 +1,7 @@
 """The class statistics report: ``stats.json`` and ``report.csv`` (:mod:`.document`), ``report.html`` (:mod:`.page`).
 
 Built from the job's statistics and weight plan; :func:`load` reads a job's
-output back (through :class:`schemas.job_output.JobOutput`, the one
+output back (through :class:`storage.job_output.JobOutput`, the one
 validating loader of ``stats.json``).
 """
 

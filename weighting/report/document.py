@@ -15,15 +15,13 @@ from typing import Any
 from schemas.features import SCHEMA_VERSION
 from schemas.label_map import LabelMap
 from schemas.report import ASPECT_BUCKETS, POSITION_GRID, SIZE_BUCKETS, STATS_VERSION, Stats, bin_labels, check_stats
+from schemas.splits import SPLITS, split_sort_key
 from weighting.apply import WeightPlan
 from weighting.schemes import class_repeat_factors
 from weighting.stats import SplitStats
 
-SPLIT_ORDER = ("train", "val", "test")
-
-
-def _split_key(name: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
+SPLIT_ORDER = SPLITS  # the report's name for it, kept for readers of weighting.report
+_split_key = split_sort_key
 
 
 def split_items(doc: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -130,7 +128,7 @@ def load(directory: str) -> Any:
     Raises:
         DataError: ``directory`` is not a complete job output (no manifest).
     """
-    from schemas.job_output import JobOutput
+    from storage.job_output import JobOutput
 
     doc = JobOutput.open(directory).stats()
     frame = to_frame(doc)

@@ -55,17 +55,6 @@ def _svg(title: str, body: str, height: int = _H) -> str:
     )
 
 
-def _x_labels(names: Sequence[str], step: float, height: int) -> str:
-    out = []
-    for i, name in enumerate(names):
-        x = _PAD_L + step * (i + 0.5)
-        y = height - _PAD_B + 14
-        out.append(
-            f'<text x="{x:.1f}" y="{y}" text-anchor="end" transform="rotate(-35 {x:.1f} {y})">{_e(name[:22])}</text>'
-        )
-    return "".join(out)
-
-
 _ROW, _NAME_CHARS, _CHAR_W = 20, 40, 6.6  # bar chart row height; longest label shown whole; px per label character
 
 

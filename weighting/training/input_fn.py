@@ -26,12 +26,12 @@ import posixpath
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import tensorflow as tf
 
 from schemas.features import parse_spec
-from schemas.job_output import DataError, JobOutput, resolve
+from storage.job_output import DataError, JobOutput, resolve
 from weighting.schemes import DEFAULT_NORMALIZE, BoxMultipliers, ClassCounts, class_weights
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def list_files(data: str | Sequence[str], split: str | None = None, default_spli
     """Shard paths: one split of an output folder (through its manifest), a glob, a comma list, or a list.
 
     Raises:
-        DataError: see :func:`schemas.job_output.resolve`.
+        DataError: see :func:`storage.job_output.resolve`.
     """
     return resolve(data, split, default_split).files
 
@@ -120,24 +120,64 @@ def one_hot_classes(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
     return tf.one_hot(tf.cast(classes, tf.int32) - 1, num_classes, dtype=tf.float32)
 
 
-_DRAWS = 7  # uniform numbers per image: flip, crop scale, crop offset y and x, saturation, contrast, brightness
+@dataclasses.dataclass(frozen=True)
+class Draws:
+    """One image's uniform draws in [0, 1), named: drawn together as one ``[COUNT]`` tensor per image from
+    the input function's seed (so the stream of draws is fixed by the seed alone), then read by name."""
+
+    COUNT: ClassVar[int] = 7
+    flip: tf.Tensor
+    crop_scale: tf.Tensor
+    crop_offset: tf.Tensor  # [2]: y, x
+    saturation: tf.Tensor
+    contrast: tf.Tensor
+    brightness: tf.Tensor
+
+    @classmethod
+    def of(cls, u: tf.Tensor) -> Draws:
+        return cls(u[0], u[1], u[2:4], u[4], u[5], u[6])
 
 
-def _window(shape: tf.Tensor, u: tf.Tensor, cfg: Augment | None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+@dataclasses.dataclass(frozen=True)
+class CropGeometry:
+    """Where an image's pixels went, for its boxes: the crop window and the image's size (pixels), the
+    mirror (1.0 or 0.0) and the share of each padded axis the resized image covers. It travels from the
+    per-image stage to the per-batch one as a ``[9]`` float tensor (:meth:`pack`, :meth:`unpack`)."""
+
+    offset_y: tf.Tensor
+    offset_x: tf.Tensor
+    height: tf.Tensor
+    width: tf.Tensor
+    image_height: tf.Tensor
+    image_width: tf.Tensor
+    flip: tf.Tensor
+    ratio_y: tf.Tensor
+    ratio_x: tf.Tensor
+
+    def pack(self) -> tf.Tensor:
+        head = tf.cast(tf.stack([self.offset_y, self.offset_x, self.height, self.width, self.image_height, self.image_width, self.flip]), tf.float32)
+        return tf.concat([head, tf.stack([self.ratio_y, self.ratio_x])], axis=0)
+
+    @classmethod
+    def unpack(cls, batch: tf.Tensor) -> CropGeometry:
+        """A ``[B, 9]`` batch of packed geometries -> one with ``[B]`` fields."""
+        return cls(*tf.unstack(batch, axis=1))
+
+
+def _window(shape: tf.Tensor, draws: Draws, cfg: Augment | None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """The crop window (offset y, offset x, height, width, in pixels) and whether to flip.
-
-    ``u`` holds the image's uniform draws. Without scale jitter the window is
+ Without scale jitter the window is
     the whole image; its side is otherwise U(crop_min_scale, 1) of the
     image's, at a uniform offset.
     """
     h, w = shape[0], shape[1]
-    flip = u[0] < 0.5 if cfg is not None and cfg.flip else tf.constant(False)
+    flip = draws.flip < 0.5 if cfg is not None and cfg.flip else tf.constant(False)
     if cfg is None or cfg.crop_min_scale >= 1.0:
         return tf.constant(0), tf.constant(0), h, w, flip
-    scale = cfg.crop_min_scale + (1.0 - cfg.crop_min_scale) * u[1]
+    scale = cfg.crop_min_scale + (1.0 - cfg.crop_min_scale) * draws.crop_scale
     hw = tf.cast(shape[:2], tf.float32)
     side = tf.maximum(tf.cast(hw * scale, tf.int32), 1)
-    offset = tf.minimum(tf.cast(u[2:4] * tf.cast(shape[:2] - side + 1, tf.float32), tf.int32), shape[:2] - side)
+    offset = tf.minimum(tf.cast(draws.crop_offset * tf.cast(shape[:2] - side + 1, tf.float32), tf.int32), shape[:2] - side)
     return offset[0], offset[1], side[0], side[1], flip
 
 
@@ -152,7 +192,7 @@ def _crop_and_flip(image: tf.Tensor, oy: tf.Tensor, ox: tf.Tensor, ch: tf.Tensor
     return tf.reverse(image[oy : oy + ch, ox : ox + cw], axis)
 
 
-def _color(image: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
+def _color(image: tf.Tensor, draws: Draws) -> tf.Tensor:
     """Random saturation (blend with gray), contrast (around the mean) and brightness.
 
     The three steps are one affine map per pixel, ``M @ rgb + c`` with
@@ -160,7 +200,7 @@ def _color(image: tf.Tensor, u: tf.Tensor) -> tf.Tensor:
     fold into a single 3x3 matrix product (no HSV round trip), about four
     times cheaper than applying them one after the other (measured).
     """
-    saturation, contrast, brightness = 0.8 + 0.4 * u[4], 0.8 + 0.4 * u[5], 64.0 * u[6] - 32.0
+    saturation, contrast, brightness = 0.8 + 0.4 * draws.saturation, 0.8 + 0.4 * draws.contrast, 64.0 * draws.brightness - 32.0
     a, b = contrast * saturation, contrast * (1.0 - saturation)
     c = (1.0 - contrast) * tf.reduce_mean(image) + brightness
     mix = a * tf.eye(3) + b / 3.0
@@ -251,7 +291,7 @@ def _label_parser(max_boxes: int, weights: Any, seed: int) -> Callable[[tf.Tenso
         return {
             # one draw per group, not four per image; stateless, from the seed and the group's place in the stream,
             # so the same seed draws the same numbers however the parallel map schedules the groups
-            _DRAWN: tf.random.stateless_uniform([tf.shape(serialized)[0], _DRAWS], seed=_stream_seed(seed, _AUGMENT_STREAM, group)),
+            _DRAWN: tf.random.stateless_uniform([tf.shape(serialized)[0], Draws.COUNT], seed=_stream_seed(seed, _AUGMENT_STREAM, group)),
             _ENCODED: p["image/encoded"],
             _NAME: names,
             _BOXES_IN: tf.cast(n, tf.int32),
@@ -276,15 +316,14 @@ def _image_fn(image_size: tuple[int, int], augment: Augment | None) -> Callable[
         labels = dict(x)
         image = tf.io.decode_image(labels.pop(_ENCODED), channels=3, expand_animations=False)
         shape = tf.shape(image)
-        u = labels.pop(_DRAWN)
-        oy, ox, ch, cw, flip = _window(shape, u, augment)
+        draws = Draws.of(labels.pop(_DRAWN))
+        oy, ox, ch, cw, flip = _window(shape, draws, augment)
         if crop_or_flip:
             image = _crop_and_flip(image, oy, ox, ch, cw, flip)
         if augment is not None and augment.color:
-            image = _color(tf.cast(image, tf.float32), u)  # at the source size: before upscaling is cheaper
+            image = _color(tf.cast(image, tf.float32), draws)  # at the source size: before upscaling is cheaper
         image, ratio = _fit(image, image_size)
-        geometry = tf.cast(tf.stack([oy, ox, ch, cw, shape[0], shape[1], tf.cast(flip, tf.int32)]), tf.float32)
-        labels[_GEOMETRY] = tf.concat([geometry, ratio], axis=0)
+        labels[_GEOMETRY] = CropGeometry(oy, ox, ch, cw, shape[0], shape[1], tf.cast(flip, tf.int32), ratio[0], ratio[1]).pack()
         return image, labels
 
     return decode
@@ -302,9 +341,11 @@ def _box_fn(max_boxes: int, augment: Augment | None) -> Callable[[tf.Tensor, dic
 
     def move(images: tf.Tensor, labels: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         labels = dict(labels)
-        n, names, geometry = labels.pop(_BOXES_IN), labels.pop(_NAME), labels.pop(_GEOMETRY)
+        n, names, g = labels.pop(_BOXES_IN), labels.pop(_NAME), CropGeometry.unpack(labels.pop(_GEOMETRY))
         boxes, classes, box_w = labels["groundtruth_boxes"], labels["groundtruth_classes"], labels["groundtruth_weights"]
-        oy, ox, ch, cw, h, w, flip, ry, rx = tf.unstack(geometry, axis=1)
+        oy, ox, ch, cw, h, w, flip, ry, rx = (
+            g.offset_y, g.offset_x, g.height, g.width, g.image_height, g.image_width, g.flip, g.ratio_y, g.ratio_x
+        )
         lo = tf.stack([oy / h, ox / w], axis=1)
         size = tf.stack([ch / h, cw / w], axis=1)
         keep = tf.range(max_boxes)[None, :] < tf.minimum(n, max_boxes)[:, None]

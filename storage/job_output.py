@@ -7,9 +7,9 @@ folder, and a folder without a complete manifest is refused in one line. A
 glob or a list of files still works; when the files sit in an output folder
 they must be listed in its manifest.
 
-Local paths use the ``os`` module; remote ones (``gs://``) TensorFlow's
-``tf.io.gfile`` when TensorFlow is loaded, else Beam's ``FileSystems``, so
-the report needs no TensorFlow and training no Beam.
+Paths go through :mod:`storage.fs`, the one file layer: local ones through
+``os``, remote ones (``gs://``) through Beam's ``FileSystems``, imported only
+then, so the report and training on a local output import no Beam.
 """
 
 from __future__ import annotations
@@ -19,98 +19,18 @@ import functools
 import json
 import os
 import posixpath
-import sys
 from collections.abc import Sequence
-from typing import Any
 
 import google_crc32c
 
 from schemas.label_map import LabelMap
 from schemas.manifest import MANIFEST_NAME, PARTIAL_MARKER, STAGING_SUFFIX, Manifest, ManifestError, label_map_mismatch
 from schemas.report import Stats, check_stats
+from storage import fs
 
 
 class DataError(ValueError):
     """Training or evaluation data that cannot be used as given; the message says what to do."""
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path
-
-
-def _gfile() -> Any:
-    if "tensorflow" in sys.modules:
-        import tensorflow as tf
-
-        return tf.io.gfile
-    return None
-
-
-def _exists(path: str) -> bool:
-    if _is_local(path):
-        return os.path.exists(path)
-    gfile = _gfile()
-    if gfile is not None:
-        return bool(gfile.exists(path))
-    from readers import fs
-
-    return fs.exists(path)
-
-
-def _isdir(path: str) -> bool:
-    if _is_local(path):
-        return os.path.isdir(path)
-    gfile = _gfile()
-    if gfile is not None:
-        return bool(gfile.isdir(path))
-    return _exists(path.rstrip("/") + "/" + MANIFEST_NAME)
-
-
-def _read_bytes(path: str) -> bytes:
-    if _is_local(path):
-        with open(path, "rb") as f:
-            return f.read()
-    gfile = _gfile()
-    if gfile is not None:
-        with gfile.GFile(path, "rb") as f:
-            return bytes(f.read())
-    from readers import fs
-
-    return fs.read_bytes(path)
-
-
-def _size(path: str) -> int | None:
-    try:
-        if _is_local(path):
-            return os.stat(path).st_size
-        gfile = _gfile()
-        if gfile is not None:
-            return int(gfile.stat(path).length)
-        from apache_beam.io.filesystems import FileSystems
-
-        return int(FileSystems.match([path])[0].metadata_list[0].size_in_bytes)
-    except Exception:  # missing, whatever the filesystem calls it
-        return None
-
-
-def _glob(pattern: str) -> list[str]:
-    if _is_local(pattern):
-        import glob
-
-        return sorted(glob.glob(pattern))
-    gfile = _gfile()
-    if gfile is not None:
-        return sorted(gfile.glob(pattern))
-    from apache_beam.io.filesystems import FileSystems
-
-    try:
-        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    except Exception:
-        return []
-
-
-def _join(directory: str, name: str) -> str:
-    return os.path.join(directory, name) if _is_local(directory) else directory.rstrip("/") + "/" + name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,21 +49,21 @@ class JobOutput:
                 file missing or changed.
         """
         directory = directory.rstrip("/") or "/"
-        path = _join(directory, MANIFEST_NAME)
-        if not _exists(path):
-            if _exists(directory + STAGING_SUFFIX) or _exists(_join(directory, PARTIAL_MARKER)):
+        path = fs.join(directory, MANIFEST_NAME)
+        if not fs.exists(path):
+            if fs.exists(directory + STAGING_SUFFIX) or fs.exists(fs.join(directory, PARTIAL_MARKER)):
                 why = "a boxweight prepare job is writing it or was stopped before it finished; rerun the job"
-            elif not _exists(directory):
+            elif not fs.exists(directory):
                 raise DataError(f"{directory}: no such folder")
             else:
                 why = "it is not a complete boxweight prepare output; rerun the job, or pass the shard files or a glob of them"
             raise DataError(f"{directory} has no {MANIFEST_NAME}: {why}")
         try:
-            manifest = Manifest.from_json(_read_bytes(path).decode("utf-8"), path)
+            manifest = Manifest.from_json(fs.read_bytes(path).decode("utf-8"), path)
         except ManifestError as exc:
             raise DataError(str(exc)) from None
         for entry in manifest.shards + manifest.files:
-            size = _size(_join(directory, entry.name))
+            size = fs.size_or_none(fs.join(directory, entry.name))
             if size is None:
                 raise DataError(f"{directory}: {entry.name} is listed in {MANIFEST_NAME} but missing; rerun the job")
             if size != entry.bytes:
@@ -165,7 +85,7 @@ class JobOutput:
             DataError: no such split; the message lists the splits there.
         """
         try:
-            return [_join(self.directory, s.name) for s in self.manifest.shards_of(split)]
+            return [fs.join(self.directory, s.name) for s in self.manifest.shards_of(split)]
         except ManifestError as exc:
             raise DataError(f"{self.directory}: {exc}") from None
 
@@ -185,14 +105,14 @@ class JobOutput:
 
     def stats(self) -> Stats:
         """``stats.json``, checked against its layout and accounting identities."""
-        path = _join(self.directory, "stats.json")
-        return check_stats(json.loads(_read_bytes(path).decode("utf-8")), path)
+        path = fs.join(self.directory, "stats.json")
+        return check_stats(json.loads(fs.read_bytes(path).decode("utf-8")), path)
 
     def verify(self) -> list[str]:
         """Read every listed file and compare its CRC-32C with the manifest; returns the mismatches."""
         bad = []
         for entry in self.manifest.shards + self.manifest.files:
-            crc = f"{google_crc32c.value(_read_bytes(_join(self.directory, entry.name))):08x}"
+            crc = f"{google_crc32c.value(fs.read_bytes(fs.join(self.directory, entry.name))):08x}"
             if crc != entry.crc32c:
                 bad.append(f"{entry.name}: crc32c {crc}, {MANIFEST_NAME} says {entry.crc32c}")
         return bad
@@ -210,9 +130,9 @@ class JobOutput:
 
 def _owning_output(path: str, opened: dict[str, JobOutput | None]) -> JobOutput | None:
     """The output folder that ``path`` (a shard) lies in, if the folder has a manifest; ``opened`` caches by folder."""
-    directory = posixpath.dirname(path) if not _is_local(path) else os.path.dirname(path)
+    directory = posixpath.dirname(path) if not fs.is_local(path) else os.path.dirname(path)
     if directory not in opened:
-        opened[directory] = JobOutput.open(directory) if directory and _exists(_join(directory, MANIFEST_NAME)) else None
+        opened[directory] = JobOutput.open(directory) if directory and fs.exists(fs.join(directory, MANIFEST_NAME)) else None
     return opened[directory]
 
 
@@ -247,14 +167,14 @@ def resolve(data: str | Sequence[str], split: str | None, default_split: str) ->
     opened: dict[str, JobOutput | None] = {}
     for part in parts:
         part = str(part)
-        if _isdir(part) or _exists(part.rstrip("/") + STAGING_SUFFIX):
+        if fs.is_folder(part) or fs.exists(part.rstrip("/") + STAGING_SUFFIX):
             folder = JobOutput.open(part)
             outputs[folder.directory] = folder
             files.extend(folder.files(split or default_split))
             continue
         if split is not None:
             raise DataError(f"split={split!r} picks a split of an output folder; {part!r} names files already")
-        matches = _glob(part) if any(c in part for c in "*?[") else ([part] if _exists(part) else [])
+        matches = fs.glob(part) if any(c in part for c in "*?[") else ([part] if fs.exists(part) else [])
         if not matches:
             raise DataError(f"no file matches {part!r}")
         for path in matches:

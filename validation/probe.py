@@ -3,7 +3,7 @@
 Pillow reads the header (format, size, EXIF orientation); the end marker is
 found from the last bytes, or, when they hold none, by walking the segments
 (a JPEG padded after its end is complete; one cut short is not). Then every
-image's compressed data is decoded once (:mod:`readers.pixels`: everything
+image's compressed data is decoded once (:mod:`validation.pixels`: everything
 TensorFlow, the decoder training uses, refuses), so a file whose header and
 end are intact but whose pixel data is corrupt (random bytes mid-scan, a PNG
 with no image data) is refused here rather than failing in
@@ -29,8 +29,8 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from readers import pixels
 from schemas.reasons import RejectReason
+from validation import pixels
 
 _FORMATS = {"JPEG": "jpeg", "PNG": "png", "MPO": "jpeg"}  # MPO: phones' multi-frame JPEG; decoders read frame 1
 _TAIL = 64
@@ -125,7 +125,7 @@ def probe_stream(f: BinaryIO, size: int, name: str, decode: bool = True) -> Imag
 def _decode(data: bytes, fmt: str, name: str) -> None:
     """Check that the pixels decode in full; raises ProbeError(IMAGE_CORRUPT) when they do not.
 
-    ``create_input_fn`` decodes with ``tf.io.decode_image(..., channels=3)``; :mod:`readers.pixels`
+    ``create_input_fn`` decodes with ``tf.io.decode_image(..., channels=3)``; :mod:`validation.pixels`
     refuses at least what that refuses, without TensorFlow (see its doc for the one difference).
     Pillow is no substitute: it skips libpng's CRC and Adler-32 checks and never asks libjpeg for
     the end of the image, so files TensorFlow refuses pass it.

@@ -29,11 +29,12 @@ import os
 import stat
 from collections import Counter
 
-from readers import fs, probe
 from readers.raw import RawBox, RawImage, classes_of
 from schemas.annotations import AnnotationError, Box, ImageRecord, Reject
 from schemas.label_map import LabelMap
 from schemas.reasons import RejectReason, Repair
+from storage import fs
+from validation import probe
 
 
 @dataclasses.dataclass(frozen=True)

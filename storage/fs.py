@@ -1,4 +1,7 @@
-"""File access through Beam ``FileSystems`` (so ``gs://`` works) and path safety."""
+"""Paths, local or remote: the one file layer. Local paths go straight to ``os`` (Beam's ``FileSystems``
+costs about 0.2 ms a call, a third of the job's read time on 10,000 small images); ``gs://`` and other
+schemes go through Beam's ``FileSystems``, imported only when such a path comes, so the trainer and the
+report read a local output without importing Beam. Also: safe joins of file names from annotations."""
 
 from __future__ import annotations
 
@@ -7,9 +10,7 @@ import logging
 import os
 import posixpath
 import re
-from typing import BinaryIO
-
-from apache_beam.io.filesystems import FileSystems
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 _WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]|^\\\\")
@@ -60,23 +61,30 @@ def base_name(name: str) -> str:
     return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _is_local(path: str) -> bool:
+def is_local(path: str) -> bool:
+    """A path on this machine's file system (no ``scheme://``)."""
     return "://" not in path
+
+
+def _remote() -> Any:
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
 
 
 def join(root: str, *parts: str) -> str:
     if not parts:
         return root
-    return os.path.join(root, *parts) if _is_local(root) else FileSystems.join(root, *parts)
+    return os.path.join(root, *parts) if is_local(root) else _remote().join(root, *parts)
 
 
 def exists(path: str) -> bool:
-    return os.path.exists(path) if _is_local(path) else FileSystems.exists(path)
+    return os.path.exists(path) if is_local(path) else _remote().exists(path)
 
 
 def remove_empty_folder(path: str) -> None:
     """Remove a local folder left empty; object stores such as GCS have no folders to remove."""
-    if _is_local(path):
+    if is_local(path):
         with contextlib.suppress(FileNotFoundError):
             os.rmdir(path)
 
@@ -84,15 +92,45 @@ def remove_empty_folder(path: str) -> None:
 def open_binary(path: str) -> BinaryIO:
     # Local paths skip Beam's FileSystems layer, which costs ~0.2 ms a call: a
     # third of the job's read time on 10k small images.
-    if _is_local(path):
+    if is_local(path):
         return open(path, "rb")
-    return FileSystems.open(path, compression_type="uncompressed")  # type: ignore[no-any-return]
+    return _remote().open(path, compression_type="uncompressed")  # type: ignore[no-any-return]
 
 
 def size(path: str) -> int:
-    if _is_local(path):
+    if is_local(path):
         return os.path.getsize(path)
-    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes  # type: ignore[no-any-return]
+    return _remote().match([path])[0].metadata_list[0].size_in_bytes  # type: ignore[no-any-return]
+
+
+def size_or_none(path: str) -> int | None:
+    """The file's size, or None when it is missing (whatever the file system calls that)."""
+    try:
+        return size(path)
+    except Exception:
+        return None
+
+
+def is_folder(path: str) -> bool:
+    """A local folder, or on an object store a prefix that holds at least one object."""
+    if is_local(path):
+        return os.path.isdir(path)
+    try:
+        return bool(_remote().match([path.rstrip("/") + "/*"], limits=[1])[0].metadata_list)
+    except Exception:
+        return False
+
+
+def glob(pattern: str) -> list[str]:
+    """The paths that match ``pattern`` (``*``, ``?``, ``[...]``), sorted; none is an empty list."""
+    if is_local(pattern):
+        import glob as _glob
+
+        return sorted(_glob.glob(pattern))
+    try:
+        return sorted(m.path for m in _remote().match([pattern])[0].metadata_list)
+    except Exception:  # Beam raises BeamIOError when nothing matches
+        return []
 
 
 def read_bytes(path: str) -> bytes:
@@ -114,11 +152,11 @@ def list_files(root: str, suffixes: tuple[str, ...] = ()) -> list[str]:
         UnsafePath: a linked folder under ``root`` resolves outside it.
     """
     lowered = tuple(s.lower() for s in suffixes)
-    if _is_local(root):
+    if is_local(root):
         paths = _walk(root)
     else:
         try:
-            paths = [m.path for m in FileSystems.match([root.rstrip("/") + "/**"])[0].metadata_list]
+            paths = [m.path for m in _remote().match([root.rstrip("/") + "/**"])[0].metadata_list]
         except Exception:  # Beam raises BeamIOError when nothing matches
             return []
     return sorted(p for p in paths if not lowered or p.lower().endswith(lowered))
@@ -155,3 +193,13 @@ def _walk(root: str) -> list[str]:
 def relpath(path: str, root: str) -> str:
     root = root.rstrip("/") + "/"
     return path[len(root) :] if path.startswith(root) else posixpath.basename(path)
+
+
+def create(path: str) -> BinaryIO:
+    """A new file to write, its folders made as needed (Beam's ``FileSystems.create``, local or remote alike)."""
+    return _remote().create(path, compression_type="uncompressed")  # type: ignore[no-any-return]
+
+
+def delete(paths: list[str]) -> None:
+    """Delete files (Beam's ``FileSystems.delete``, local or remote alike)."""
+    _remote().delete(paths)
