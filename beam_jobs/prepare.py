@@ -21,8 +21,8 @@ import traceback
 from collections.abc import Sequence
 
 from beam_jobs import failures, interrupts
+from beam_jobs.heap import decodes, launcher_heap
 from beam_jobs.launcher import launch, run
-from beam_jobs.local import launcher_heap
 from beam_jobs.options import JobError, PrepareOptions, help_text, parse
 
 __all__ = ["main", "run"]
@@ -31,8 +31,8 @@ __all__ = ["main", "run"]
 def main(argv: Sequence[str] | None = None) -> int:
     """``boxweight prepare`` / ``python -m beam_jobs.prepare``: exit 0, 1 (the job failed), 2 (usage) or 130 (Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--pixel-check=header" or (a, b) == ("--pixel-check", "header") for a, b in zip(argv, [*argv[1:], ""])):
-        launcher_heap()  # as the decoding workers' (see beam_jobs.local)
+    if decodes(argv):
+        launcher_heap()  # as the decoding workers' (the boxweight command has them from its start: beam_jobs.heap)
     if not argv or argv[0] in ("-h", "--help"):
         print(help_text(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
