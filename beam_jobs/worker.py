@@ -1,4 +1,4 @@
-"""Beam's own SDK worker, as the local runner starts it (see ``prepare.local_runner``).
+"""Beam's own SDK worker, as the local runner starts it (see ``beam_jobs.local.local_runner``).
 
 The runner's command starts this with Ctrl-C ignored, so an interrupt during
 the interpreter's start cannot print a fatal error; from here on Ctrl-C ends
