@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``boxweight prepare`` / ``python -m beam_jobs.prepare``: exit 0, 1 (the job failed), 2 (usage) or 130 (Ctrl-C)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if decodes(argv):
-        launcher_heap()  # as the decoding workers' (the boxweight command has them from its start: beam_jobs.heap)
+        launcher_heap()  # set as the decoding workers' are, before the runner's threads take arenas (beam_jobs.heap)
     if not argv or argv[0] in ("-h", "--help"):
         print(help_text(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
